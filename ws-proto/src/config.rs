@@ -1,0 +1,80 @@
+//! Limits and timers, each with a documented default.
+
+use std::time::Duration;
+
+/// Limits and timers of one connection (and of its opening handshake).
+///
+/// Every limit names what happens when the peer exceeds it. Build one with
+/// [`Config::default`] and change the fields you need:
+///
+/// ```
+/// let mut config = ws_proto::Config::default();
+/// config.max_message_size = 1 << 20;
+/// config.keepalive_interval = Some(std::time::Duration::from_secs(20));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest payload of one received frame, in bytes. Default 16 MiB.
+    /// A larger frame fails the connection with close code 1009 before any of
+    /// its payload is buffered.
+    pub max_frame_size: u64,
+    /// Largest received message (all its fragments together), in bytes.
+    /// Default 64 MiB. A larger message fails the connection with 1009 as soon
+    /// as a frame header announces that it would pass the limit.
+    pub max_message_size: u64,
+    /// Most frames one received message may have. Default 131 072 (Autobahn
+    /// sends 4 MiB in 64-byte fragments, 65 536 frames). Empty or tiny
+    /// fragments cost CPU without moving data; past the limit the connection
+    /// fails with 1008.
+    pub max_fragments: u32,
+    /// Largest piece of a frame's payload held back before it is handed out as
+    /// a chunk event. Default 64 KiB. A frame that is already whole in the
+    /// input buffer is handed out in one piece, whatever its size; a frame
+    /// still arriving is handed out every `read_chunk_size` bytes, so a huge
+    /// message streams through bounded memory.
+    pub read_chunk_size: usize,
+    /// Outgoing messages longer than this are sent as several frames of at
+    /// most this many payload bytes. Default 16 MiB (the receive frame limit
+    /// of most peers, ours included).
+    pub send_fragment_size: usize,
+    /// Largest HTTP head (request or response line plus headers) of the
+    /// opening handshake, in bytes. Default 16 KiB. Past it a server answers
+    /// 431; a client fails the handshake.
+    pub max_head_size: usize,
+    /// Most header lines in the opening handshake. Default 64. Past it a
+    /// server answers 431; a client fails the handshake.
+    pub max_headers: usize,
+    /// Largest body of a non-101 handshake response that a client waits for
+    /// (when the response announces it with Content-Length). Default 16 KiB.
+    pub max_error_body: usize,
+    /// Send a Ping when nothing has been received for this long. Default
+    /// `None` (no keepalive).
+    pub keepalive_interval: Option<Duration>,
+    /// With keepalive on: fail the connection with 1011 when nothing at all
+    /// (not even a Pong) arrives this long after the keepalive Ping. Default
+    /// 30 s.
+    pub keepalive_timeout: Duration,
+    /// How long to wait for the peer's Close after ours, and for the peer to
+    /// close TCP after the closing handshake. Default `Some(10 s)`. On expiry
+    /// the connection is closed with 1006. `None` waits forever.
+    pub close_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_fragments: 1 << 17,
+            read_chunk_size: 64 << 10,
+            send_fragment_size: 16 << 20,
+            max_head_size: 16 << 10,
+            max_headers: 64,
+            max_error_body: 16 << 10,
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(30),
+            close_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! The connection state machine (RFC 6455 §5-§7).
+//!
+//! Every state change lives in this module: the frame and handshake parsers
+//! return values and never change state.
+
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::close::CloseCode;
+use crate::config::Config;
+use crate::error::{ConnectionError, ProtocolError, SendError};
+use crate::event::{CloseInfo, Event, Initiator, MessageKind};
+use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::mask::{apply_mask, extend_masked};
+use crate::utf8::Utf8Validator;
+
+/// Which end of the connection this is. It decides the masking rules: "a
+/// client MUST mask all frames that it sends to the server" and "A server
+/// MUST NOT mask any frames that it sends to the client" (§5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that opened the connection.
+    Client,
+    /// The end that accepted it.
+    Server,
+}
+
+/// Where the closing handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Data flows both ways.
+    Open,
+    /// We sent a Close and wait for the peer's; received data is still
+    /// delivered, nothing more can be sent.
+    Closing,
+    /// The closing handshake is complete, or the connection failed. The
+    /// [`Event::Closed`] is queued or delivered.
+    Closed,
+}
+
+/// What [`Connection::poll_transmit`] asks of the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Transmit {
+    /// Nothing to write now.
+    Nothing,
+    /// This many bytes were appended to the buffer: write them.
+    Data(usize),
+    /// Every byte has been handed out: after writing them, shut down the
+    /// write side of the socket (TCP FIN, or TLS close_notify then FIN).
+    /// Reported once.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShutdownState {
+    NotYet,
+    Pending,
+    Done,
+}
+
+/// The frame being received.
+#[derive(Debug, Clone, Copy)]
+struct RxFrame {
+    header: FrameHeader,
+    /// Payload bytes not yet handed out (some may already be in `inbuf`).
+    remaining: u64,
+    /// Payload bytes handed out so far (the mask phase of `inbuf[0]`).
+    consumed: u64,
+    /// Bytes at the start of `inbuf` already unmasked and validated.
+    checked: usize,
+}
+
+/// A WebSocket connection after the opening handshake: bytes in, events and
+/// bytes out. See the [crate documentation](crate) for the run loop.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    now: Instant,
+    rng: Option<Box<StdRng>>,
+    /// Extension-claimed RSV bits (none until an extension is negotiated).
+    rsv_allowed: u8,
+
+    // Receiving.
+    inbuf: BytesMut,
+    rx: Option<RxFrame>,
+    rx_msg: Option<MessageKind>,
+    rx_msg_len: u64,
+    rx_msg_frames: u32,
+    rx_utf8: Utf8Validator,
+    /// Bytes of a code point split across frames, handed out with the next chunk.
+    carry: [u8; 4],
+    carry_len: u8,
+    /// False once a Close arrived or the connection failed: input is ignored.
+    reading: bool,
+    eof: bool,
+
+    // Sending.
+    out: Vec<u8>,
+    pending_pong: Option<Bytes>,
+    tx_msg: Option<MessageKind>,
+    tx_utf8: Utf8Validator,
+    close_sent: bool,
+
+    // Ending.
+    closed: Option<CloseInfo>,
+    closed_delivered: bool,
+    shutdown: ShutdownState,
+    /// No more input is needed: the adapter may drop the socket once output
+    /// is written.
+    finished: bool,
+
+    // Timers.
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+    ping_counter: u64,
+    close_deadline: Option<Instant>,
+    linger_deadline: Option<Instant>,
+}
+
+impl Connection {
+    /// A connection whose opening handshake is done.
+    ///
+    /// `now` starts the keepalive clock. `seed` feeds the random number
+    /// generator of the masking keys (a client needs it: "The masking key is a
+    /// 32-bit value chosen at random by the client", §5.3); a server ignores
+    /// it. Use a seed from a strong entropy source in production, a fixed one
+    /// in tests.
+    pub fn new(role: Role, config: Config, now: Instant, seed: [u8; 32]) -> Connection {
+        let rng = match role {
+            Role::Client => Some(Box::new(StdRng::from_seed(seed))),
+            Role::Server => None,
+        };
+        Connection {
+            role,
+            config,
+            state: State::Open,
+            now,
+            rng,
+            rsv_allowed: 0,
+            inbuf: BytesMut::new(),
+            rx: None,
+            rx_msg: None,
+            rx_msg_len: 0,
+            rx_msg_frames: 0,
+            rx_utf8: Utf8Validator::new(),
+            carry: [0; 4],
+            carry_len: 0,
+            reading: true,
+            eof: false,
+            out: Vec::new(),
+            pending_pong: None,
+            tx_msg: None,
+            tx_utf8: Utf8Validator::new(),
+            close_sent: false,
+            closed: None,
+            closed_delivered: false,
+            shutdown: ShutdownState::NotYet,
+            finished: false,
+            last_rx: now,
+            ping_sent: None,
+            ping_counter: 0,
+            close_deadline: None,
+            linger_deadline: None,
+        }
+    }
+
+    // ----- getters -----------------------------------------------------------
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Open, Closing or Closed.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The limits and timers in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Bytes queued for sending and not yet taken by
+    /// [`poll_transmit`](Self::poll_transmit), like the browser's
+    /// `bufferedAmount`. An adapter adds what it took and has not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
+    }
+
+    /// Bytes received and not yet handed out as events.
+    pub fn buffered_input(&self) -> usize {
+        self.inbuf.len() + self.carry_len as usize
+    }
+
+    /// Whether nothing more will happen on this connection: the
+    /// [`Event::Closed`] was taken, every byte and the shutdown were handed
+    /// out, and no more input is awaited. The adapter may then drop the
+    /// socket.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+            && self.closed_delivered
+            && self.shutdown != ShutdownState::Pending
+            && self.out.is_empty()
+            && self.pending_pong.is_none()
+    }
+
+    // ----- inputs --------------------------------------------------------------
+
+    /// Bytes from the peer. Never fails: a peer fault comes out of
+    /// [`poll_event`](Self::poll_event) as [`Event::Closed`] with the error,
+    /// after the right Close frame was queued. Input after a Close or a
+    /// failure is ignored ("nothing processed after close").
+    pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
+        self.now = now;
+        if data.is_empty() || self.eof {
+            return;
+        }
+        // Any byte from the peer proves it alive (keepalive).
+        self.last_rx = now;
+        self.ping_sent = None;
+        if self.reading {
+            self.inbuf.extend_from_slice(data);
+        }
+    }
+
+    /// The peer closed its write side (read returned 0), or the transport
+    /// failed. Buffered whole frames are still delivered; then, unless the
+    /// closing handshake completed, [`Event::Closed`] reports 1006.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        if self.eof {
+            return;
+        }
+        self.eof = true;
+        if !self.reading {
+            // The closing handshake (or a failure) already ended reading: the
+            // peer's FIN is what we lingered for. A client answers with its own.
+            if self.shutdown == ShutdownState::NotYet {
+                self.shutdown = ShutdownState::Pending;
+            }
+            self.finished = true;
+            self.linger_deadline = None;
+        }
+    }
+
+    /// Time passed. Spurious or early calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(deadline) = self.close_deadline {
+            if now >= deadline && self.state == State::Closing {
+                // The peer never answered our Close.
+                self.close_deadline = None;
+                self.reading = false;
+                self.finish_now(CloseInfo {
+                    code: CloseCode::ABNORMAL,
+                    reason: String::new(),
+                    initiator: Initiator::Local,
+                    error: Some(ConnectionError::CloseTimeout),
+                });
+                return;
+            }
+        }
+        if let Some(deadline) = self.linger_deadline {
+            if now >= deadline {
+                self.linger_deadline = None;
+                if self.shutdown == ShutdownState::NotYet {
+                    self.shutdown = ShutdownState::Pending;
+                }
+                self.finished = true;
+            }
+        }
+        if self.state == State::Open {
+            if let Some(interval) = self.config.keepalive_interval {
+                match self.ping_sent {
+                    Some(sent) if now >= sent + self.config.keepalive_timeout => {
+                        self.fail(ConnectionError::KeepaliveTimeout, CloseCode::INTERNAL_ERROR);
+                    }
+                    None if now >= self.last_rx + interval => {
+                        self.ping_counter += 1;
+                        let payload = self.ping_counter.to_be_bytes();
+                        self.write_frame(OpCode::Ping, true, &payload);
+                        self.ping_sent = Some(now);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // ----- outputs -------------------------------------------------------------
+
+    /// The next event, parsed lazily from buffered input; `None` when more
+    /// input is needed. An event may queue output (a Pong, a Close), so drain
+    /// [`poll_transmit`](Self::poll_transmit) after draining events.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.reading {
+            match self.next_frame_event() {
+                Ok(Some(ev)) => return Some(ev),
+                Ok(None) => {
+                    if self.eof && self.reading {
+                        // "If the TCP connection was closed without a Close
+                        // frame ... _The WebSocket Connection Close Code_ is
+                        // considered to be 1006." (§7.1.5)
+                        self.reading = false;
+                        let initiator = if self.close_sent {
+                            Initiator::Local
+                        } else {
+                            Initiator::Remote
+                        };
+                        self.finish_now(CloseInfo {
+                            code: CloseCode::ABNORMAL,
+                            reason: String::new(),
+                            initiator,
+                            error: Some(ConnectionError::Eof),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let code = e.close_code();
+                    self.fail(ConnectionError::Protocol(e), code);
+                }
+            }
+        }
+        let ev = self.closed.take().map(Event::Closed);
+        if ev.is_some() {
+            self.closed_delivered = true;
+        }
+        ev
+    }
+
+    /// Appends every queued byte to `buf` (swapping buffers instead of
+    /// copying when `buf` is empty, so pass an empty one). Frames queued by
+    /// many commands leave in one batch: one write for many small messages.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Transmit {
+        self.flush_pong();
+        if !self.out.is_empty() {
+            let n = self.out.len();
+            if buf.is_empty() {
+                std::mem::swap(buf, &mut self.out);
+            } else {
+                buf.extend_from_slice(&self.out);
+                self.out.clear();
+            }
+            return Transmit::Data(n);
+        }
+        if self.shutdown == ShutdownState::Pending {
+            self.shutdown = ShutdownState::Done;
+            return Transmit::Shutdown;
+        }
+        Transmit::Nothing
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called:
+    /// the keepalive ping, the keepalive deadline, the close timeout, or the
+    /// end of lingering for the peer's FIN. `None`: no timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut at = |d: Instant| t = Some(t.map_or(d, |t| t.min(d)));
+        if self.state == State::Open {
+            if let Some(interval) = self.config.keepalive_interval {
+                match self.ping_sent {
+                    Some(sent) => at(sent + self.config.keepalive_timeout),
+                    None => at(self.last_rx + interval),
+                }
+            }
+        }
+        if let Some(d) = self.close_deadline {
+            at(d);
+        }
+        if let Some(d) = self.linger_deadline {
+            at(d);
+        }
+        t
+    }
+
+    // ----- commands ------------------------------------------------------------
+
+    /// Queues a text message (fragmented past
+    /// [`Config::send_fragment_size`]).
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_message(MessageKind::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message (fragmented past
+    /// [`Config::send_fragment_size`]).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_message(MessageKind::Binary, data)
+    }
+
+    /// Queues one piece of a message streamed in pieces; `fin` ends it.
+    ///
+    /// The first chunk fixes the kind; the next chunks must have the same
+    /// kind. Text chunks may split a code point; the text as a whole is
+    /// checked to be UTF-8, across chunks, before anything is queued.
+    pub fn send_chunk(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.tx_msg.is_some_and(|k| k != kind) {
+            return Err(SendError::KindMismatch);
+        }
+        let mut utf8 = self.tx_utf8;
+        if kind == MessageKind::Text {
+            utf8.feed(data).map_err(|_| SendError::InvalidUtf8)?;
+            if fin {
+                utf8.finish().map_err(|_| SendError::IncompleteUtf8)?;
+            }
+        }
+        let first = self.tx_msg.is_none();
+        self.write_data(kind, first, data, fin);
+        if fin {
+            self.tx_msg = None;
+            self.tx_utf8 = Utf8Validator::new();
+        } else {
+            self.tx_msg = Some(kind);
+            self.tx_utf8 = utf8;
+        }
+        Ok(())
+    }
+
+    /// Queues a Ping (at most 125 bytes of payload).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited Pong (a unidirectional heartbeat, §5.5.3).
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the closing handshake: queues a Close with `code` and `reason`
+    /// (at most 123 bytes) and starts the close timeout. Received data is
+    /// still delivered until the peer's Close arrives; then
+    /// [`Event::Closed`] follows.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.now = now;
+        self.check_open()?;
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > 123 {
+            return Err(SendError::ControlPayloadTooLong(reason.len() + 2));
+        }
+        self.send_close(Some(code), reason);
+        self.state = State::Closing;
+        self.close_deadline = self.config.close_timeout.map(|t| now + t);
+        Ok(())
+    }
+
+    // ----- receiving -----------------------------------------------------------
+
+    fn next_frame_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            let rx = match self.rx {
+                Some(rx) => rx,
+                None => {
+                    let Some((header, n)) = FrameHeader::parse(&self.inbuf)? else {
+                        return Ok(None);
+                    };
+                    self.check_header(&header)?;
+                    self.inbuf.advance(n);
+                    let rx = RxFrame {
+                        header,
+                        remaining: header.len,
+                        consumed: 0,
+                        checked: 0,
+                    };
+                    self.rx = Some(rx);
+                    rx
+                }
+            };
+            if rx.header.opcode.is_control() {
+                let len = rx.header.len as usize;
+                if self.inbuf.len() < len {
+                    return Ok(None);
+                }
+                self.rx = None;
+                let mut payload = self.inbuf.split_to(len);
+                if let Some(mask) = rx.header.mask {
+                    apply_mask(&mut payload, mask, 0);
+                }
+                if let Some(ev) = self.on_control(rx.header.opcode, payload.freeze())? {
+                    return Ok(Some(ev));
+                }
+                continue;
+            }
+            if let Some(ev) = self.on_data(rx)? {
+                return Ok(Some(ev));
+            }
+            if self.rx.is_some() {
+                // Waiting for more of this frame's payload.
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The rules that depend on the connection, checked before any payload
+    /// is buffered.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        // "MUST be 0 unless an extension is negotiated that defines meanings
+        // for non-zero values." (§5.2)
+        if h.rsv & !self.rsv_allowed != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            // "All control frames MUST have a payload length of 125 bytes or
+            // less and MUST NOT be fragmented." (§5.5)
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if h.len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong(h.len));
+            }
+            return Ok(());
+        }
+        let kind = match (h.opcode, self.rx_msg) {
+            (OpCode::Continuation, Some(kind)) => kind,
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Text, None) => MessageKind::Text,
+            (_, None) => MessageKind::Binary,
+        };
+        if h.len > self.config.max_frame_size {
+            return Err(ProtocolError::FrameTooLarge {
+                size: h.len,
+                max: self.config.max_frame_size,
+            });
+        }
+        let size = self.rx_msg_len.saturating_add(h.len);
+        if size > self.config.max_message_size {
+            return Err(ProtocolError::MessageTooLarge {
+                size,
+                max: self.config.max_message_size,
+            });
+        }
+        if self.rx_msg_frames >= self.config.max_fragments {
+            return Err(ProtocolError::TooManyFragments {
+                max: self.config.max_fragments,
+            });
+        }
+        self.rx_msg = Some(kind);
+        self.rx_msg_len = size;
+        self.rx_msg_frames += 1;
+        Ok(())
+    }
+
+    /// Unmasks and validates newly arrived payload of the current data frame
+    /// and hands out a chunk when the frame is complete or enough is buffered.
+    fn on_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
+        let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
+        let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
+        if avail > rx.checked {
+            let fresh = &mut self.inbuf[rx.checked..avail];
+            if let Some(mask) = rx.header.mask {
+                apply_mask(fresh, mask, (rx.consumed as usize).wrapping_add(rx.checked));
+            }
+            if kind == MessageKind::Text {
+                // Fail fast: the byte that makes the text invalid fails the
+                // connection when it arrives (§8.1).
+                self.rx_utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            rx.checked = avail;
+        }
+        let frame_done = avail as u64 == rx.remaining;
+        let msg_done = frame_done && rx.header.fin;
+        if kind == MessageKind::Text && msg_done {
+            self.rx_utf8
+                .finish()
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !frame_done && avail < self.config.read_chunk_size {
+            self.rx = Some(rx);
+            return Ok(None);
+        }
+        // Hold back the start of a code point still waiting for its end: it
+        // leaves with the chunk that completes it.
+        let hold = if kind == MessageKind::Text {
+            self.rx_utf8.pending()
+        } else {
+            0
+        };
+        let carried = self.carry_len as usize;
+        let from_buf = if frame_done {
+            avail
+        } else if avail >= hold {
+            avail - hold
+        } else {
+            self.rx = Some(rx);
+            return Ok(None);
+        };
+        let data = if carried == 0 && (!frame_done || hold == 0) {
+            self.inbuf.split_to(from_buf).freeze()
+        } else {
+            self.take_with_carry(from_buf, if frame_done { hold } else { 0 })
+        };
+        rx.remaining -= from_buf as u64;
+        rx.consumed += from_buf as u64;
+        rx.checked -= from_buf;
+        if frame_done {
+            self.rx = None;
+            if rx.header.fin {
+                self.rx_msg = None;
+                self.rx_msg_len = 0;
+                self.rx_msg_frames = 0;
+                self.rx_utf8.reset();
+            }
+        } else {
+            self.rx = Some(rx);
+        }
+        if data.is_empty() && !msg_done {
+            return Ok(None);
+        }
+        Ok(Some(match kind {
+            MessageKind::Text => Event::Text {
+                data,
+                fin: msg_done,
+            },
+            MessageKind::Binary => Event::Binary {
+                data,
+                fin: msg_done,
+            },
+        }))
+    }
+
+    /// Builds a text chunk when a code point straddles frames: the carried
+    /// bytes, then `from_buf` bytes of the frame; the last `keep` bytes of
+    /// that go back to `carry`. Copies at most one chunk, only in that rare
+    /// case.
+    fn take_with_carry(&mut self, from_buf: usize, keep: usize) -> Bytes {
+        let carried = self.carry_len as usize;
+        let mut joined = Vec::with_capacity(carried + from_buf);
+        joined.extend_from_slice(&self.carry[..carried]);
+        joined.extend_from_slice(&self.inbuf[..from_buf]);
+        self.inbuf.advance(from_buf);
+        let cut = joined.len().saturating_sub(keep);
+        let keep = joined.len() - cut;
+        self.carry[..keep].copy_from_slice(&joined[cut..]);
+        self.carry_len = keep as u8;
+        joined.truncate(cut);
+        Bytes::from(joined)
+    }
+
+    fn on_control(&mut self, op: OpCode, payload: Bytes) -> Result<Option<Event>, ProtocolError> {
+        match op {
+            OpCode::Ping => {
+                // "It SHOULD respond with Pong frame as soon as is practical",
+                // and "an endpoint MAY elect to send a Pong frame for only the
+                // most recently processed Ping frame" (§5.5.2, §5.5.3): one
+                // pending Pong slot bounds memory under a Ping flood.
+                if !self.close_sent {
+                    self.pending_pong = Some(payload.clone());
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => {
+                self.ping_sent = None;
+                Ok(Some(Event::Pong(payload)))
+            }
+            OpCode::Close => {
+                let (code, reason) = parse_close_payload(&payload)?;
+                self.on_close_frame(code, reason);
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn on_close_frame(&mut self, code: Option<CloseCode>, reason: String) {
+        self.reading = false;
+        let initiator = if self.close_sent {
+            Initiator::Local
+        } else {
+            // "If an endpoint receives a Close frame and did not previously
+            // send a Close frame, the endpoint MUST send a Close frame in
+            // response. ... it typically echos the status code it received."
+            // (§5.5.1)
+            self.send_close(code, "");
+            Initiator::Remote
+        };
+        self.state = State::Closed;
+        self.close_deadline = None;
+        self.closed = Some(CloseInfo {
+            code: code.unwrap_or(CloseCode::NO_STATUS),
+            reason,
+            initiator,
+            error: None,
+        });
+        match self.role {
+            // "the server MUST close the underlying TCP connection
+            // immediately; the client SHOULD wait for the server to close
+            // the connection" (§7.1.1); both wait a while for the peer's FIN.
+            Role::Server => self.shutdown = ShutdownState::Pending,
+            Role::Client => {}
+        }
+        self.linger();
+    }
+
+    // ----- ending ----------------------------------------------------------------
+
+    /// _Fail the WebSocket Connection_ (§7.1.7): send a Close with `code`
+    /// unless one was sent, stop reading, shut down.
+    fn fail(&mut self, error: ConnectionError, code: CloseCode) {
+        if !self.close_sent {
+            self.send_close(Some(code), "");
+        }
+        self.reading = false;
+        self.inbuf = BytesMut::new();
+        self.rx = None;
+        self.state = State::Closed;
+        self.close_deadline = None;
+        self.closed = Some(CloseInfo {
+            code,
+            reason: String::new(),
+            initiator: Initiator::Local,
+            error: Some(error),
+        });
+        if self.shutdown == ShutdownState::NotYet {
+            self.shutdown = ShutdownState::Pending;
+        }
+        self.linger();
+    }
+
+    /// Ends the connection at once (EOF or close timeout): no more waiting.
+    fn finish_now(&mut self, info: CloseInfo) {
+        self.state = State::Closed;
+        self.close_deadline = None;
+        self.linger_deadline = None;
+        self.inbuf = BytesMut::new();
+        self.rx = None;
+        self.closed = Some(info);
+        if self.shutdown == ShutdownState::NotYet {
+            self.shutdown = ShutdownState::Pending;
+        }
+        self.finished = true;
+    }
+
+    /// Waits for the peer's FIN for at most the close timeout.
+    fn linger(&mut self) {
+        self.inbuf = BytesMut::new();
+        if self.eof {
+            if self.shutdown == ShutdownState::NotYet {
+                self.shutdown = ShutdownState::Pending;
+            }
+            self.finished = true;
+        } else {
+            self.linger_deadline = self.config.close_timeout.map(|t| self.now + t);
+        }
+    }
+
+    // ----- sending ---------------------------------------------------------------
+
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            State::Closing => Err(SendError::Closing),
+            State::Closed => Err(SendError::Closed),
+        }
+    }
+
+    fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.tx_msg.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        self.write_data(kind, true, data, true);
+        Ok(())
+    }
+
+    /// Writes `data` as one or more data frames; `first` says whether the
+    /// first frame starts the message, `fin` whether the last one ends it.
+    fn write_data(&mut self, kind: MessageKind, first: bool, data: &[u8], fin: bool) {
+        let max = self.config.send_fragment_size.max(1);
+        let mut opcode = match (first, kind) {
+            (false, _) => OpCode::Continuation,
+            (true, MessageKind::Text) => OpCode::Text,
+            (true, MessageKind::Binary) => OpCode::Binary,
+        };
+        let mut rest = data;
+        loop {
+            let n = rest.len().min(max);
+            let (piece, tail) = rest.split_at(n);
+            let last = tail.is_empty();
+            self.write_frame(opcode, fin && last, piece);
+            if last {
+                break;
+            }
+            rest = tail;
+            opcode = OpCode::Continuation;
+        }
+    }
+
+    fn send_control(&mut self, op: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        if payload.len() > 125 {
+            return Err(SendError::ControlPayloadTooLong(payload.len()));
+        }
+        self.write_frame(op, true, payload);
+        Ok(())
+    }
+
+    fn send_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        // A Pong owed for an earlier Ping goes out before the Close: nothing
+        // may follow a Close.
+        self.flush_pong();
+        let mut payload = [0u8; 125];
+        let n = match code {
+            Some(c) => {
+                payload[..2].copy_from_slice(&c.0.to_be_bytes());
+                let r = reason.len().min(123);
+                payload[2..2 + r].copy_from_slice(&reason.as_bytes()[..r]);
+                2 + r
+            }
+            None => 0,
+        };
+        self.write_frame(OpCode::Close, true, &payload[..n]);
+        self.close_sent = true;
+        self.pending_pong = None;
+    }
+
+    fn flush_pong(&mut self) {
+        if let Some(p) = self.pending_pong.take() {
+            if !self.close_sent {
+                self.write_frame(OpCode::Pong, true, &p);
+            }
+        }
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            len: payload.len() as u64,
+        };
+        let mut hbuf = [0u8; MAX_HEADER_LEN];
+        let hlen = header.encode_into(&mut hbuf);
+        self.out.reserve(hlen + payload.len());
+        self.out.extend_from_slice(&hbuf[..hlen]);
+        match mask {
+            Some(mask) => extend_masked(&mut self.out, payload, mask),
+            None => self.out.extend_from_slice(payload),
+        }
+    }
+}
+
+/// Splits a Close payload into code and reason (§5.5.1, §7.4).
+fn parse_close_payload(payload: &[u8]) -> Result<(Option<CloseCode>, String), ProtocolError> {
+    match payload {
+        [] => Ok((None, String::new())),
+        [_] => Err(ProtocolError::BadClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_valid_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok((Some(code), reason.to_owned()))
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! placeholder
+/// placeholder
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Headers(Vec<(String, Vec<u8>)>);

@@ -1,0 +1,2 @@
+//! placeholder until the handshake module lands
+pub mod http;

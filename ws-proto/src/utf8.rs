@@ -1,0 +1,166 @@
+//! Incremental, fail-fast UTF-8 validation (RFC 6455 §8.1).
+//!
+//! "When an endpoint is to interpret a byte stream as UTF-8 but finds that
+//! the byte stream is not, in fact, a valid UTF-8 stream, that endpoint MUST
+//! _Fail the WebSocket Connection_." The validator is fed a message in pieces
+//! split anywhere, even inside a code point, and reports an error at the first
+//! piece that contains a byte no valid continuation could follow, not at the
+//! end of the message.
+
+/// The first invalid byte was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utf8Error;
+
+impl std::fmt::Display for Utf8Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invalid UTF-8")
+    }
+}
+
+impl std::error::Error for Utf8Error {}
+
+/// Validates a UTF-8 stream fed in arbitrary pieces.
+///
+/// The state is the (at most three) bytes of a code point that a piece ended
+/// inside of; it is `Copy`, so a caller can try a piece on a copy and commit
+/// only on success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Utf8Validator {
+    partial: [u8; 4],
+    partial_len: u8,
+}
+
+/// Length of the sequence a leading byte starts (0 for a byte that cannot lead).
+#[inline]
+fn sequence_len(lead: u8) -> usize {
+    match lead {
+        0x00..=0x7f => 1,
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => 0,
+    }
+}
+
+impl Utf8Validator {
+    /// A validator at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of bytes at the end of the input so far that begin a code point
+    /// still waiting for its continuation bytes (0 to 3).
+    pub fn pending(&self) -> usize {
+        self.partial_len as usize
+    }
+
+    /// Whether the input so far ends at a code point boundary.
+    pub fn is_complete(&self) -> bool {
+        self.partial_len == 0
+    }
+
+    /// Feeds the next piece of the stream. Fails as soon as the stream can no
+    /// longer be valid UTF-8, whatever follows.
+    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), Utf8Error> {
+        if self.partial_len > 0 {
+            let have = self.partial_len as usize;
+            let need = sequence_len(self.partial[0]);
+            let take = (need - have).min(input.len());
+            let mut seq = self.partial;
+            seq[have..have + take].copy_from_slice(&input[..take]);
+            let seq_len = have + take;
+            match std::str::from_utf8(&seq[..seq_len]) {
+                Ok(_) => {}
+                Err(e) if e.error_len().is_none() => {
+                    // Still a valid prefix; the piece was too short to finish it.
+                    self.partial = seq;
+                    self.partial_len = seq_len as u8;
+                    return Ok(());
+                }
+                Err(_) => return Err(Utf8Error),
+            }
+            self.partial_len = 0;
+            input = &input[take..];
+        }
+        match std::str::from_utf8(input) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.error_len() {
+                Some(_) => Err(Utf8Error),
+                None => {
+                    let tail = &input[e.valid_up_to()..];
+                    self.partial[..tail.len()].copy_from_slice(tail);
+                    self.partial_len = tail.len() as u8;
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Ends the stream: fails if it stopped inside a code point.
+    pub fn finish(&mut self) -> Result<(), Utf8Error> {
+        if self.partial_len == 0 {
+            Ok(())
+        } else {
+            Err(Utf8Error)
+        }
+    }
+
+    /// Forgets any partial code point, to start a new stream.
+    pub fn reset(&mut self) {
+        self.partial_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_split(bytes: &[u8]) -> Option<usize> {
+        // Returns the index of the piece (byte) where feeding one byte at a
+        // time failed, or None if it did not fail before finish.
+        let mut v = Utf8Validator::new();
+        for (i, b) in bytes.iter().enumerate() {
+            if v.feed(std::slice::from_ref(b)).is_err() {
+                return Some(i);
+            }
+        }
+        if v.finish().is_err() {
+            return Some(bytes.len());
+        }
+        None
+    }
+
+    #[test]
+    fn valid_multibyte_byte_by_byte() {
+        let s = "κόσμε 𝄞 ascii €";
+        assert_eq!(check_split(s.as_bytes()), None);
+    }
+
+    #[test]
+    fn fails_fast_on_first_impossible_byte() {
+        // Autobahn 6.4.1: κόσμε then 0xed 0xa0 0x80 (a surrogate): 0xed 0xa0 is
+        // already impossible, so the failure comes at the 0xa0.
+        let mut bytes = "κόσμε".as_bytes().to_vec();
+        let at = bytes.len() + 1;
+        bytes.extend_from_slice(&[0xed, 0xa0, 0x80, b'e', b'd']);
+        assert_eq!(check_split(&bytes), Some(at));
+    }
+
+    #[test]
+    fn code_point_above_max_fails_at_second_byte() {
+        assert_eq!(check_split(&[0xf4, 0x90, 0x80, 0x80]), Some(1));
+        assert_eq!(check_split(&[0xf5]), Some(0));
+        assert_eq!(check_split(&[0xc0, 0x80]), Some(0));
+    }
+
+    #[test]
+    fn truncated_sequence_fails_only_at_finish() {
+        let mut v = Utf8Validator::new();
+        assert!(v.feed(&[b'a', 0xe2, 0x82]).is_ok());
+        assert_eq!(v.pending(), 2);
+        assert!(!v.is_complete());
+        assert_eq!(v.finish(), Err(Utf8Error));
+        assert!(v.feed(&[0xac]).is_ok());
+        assert!(v.finish().is_ok());
+    }
+}

@@ -1,0 +1,947 @@
+//! The connection state machine, tested as a client/server pair on a virtual
+//! clock and with hand-made frames.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{seed, Pair};
+use ws_proto::frame::{FrameHeader, OpCode};
+use ws_proto::mask::apply_mask;
+use ws_proto::{
+    CloseCode, Config, Connection, ConnectionError, Event, Initiator, Message, MessageKind,
+    ProtocolError, Role, SendError, State, Transmit,
+};
+
+/// A frame as a client would send it (masked), with raw control over the bits.
+fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut out = Vec::new();
+    let fin = b0 & 0x80 != 0;
+    let rsv = (b0 >> 4) & 7;
+    let opcode = match b0 & 0xf {
+        0 => OpCode::Continuation,
+        1 => OpCode::Text,
+        2 => OpCode::Binary,
+        8 => OpCode::Close,
+        9 => OpCode::Ping,
+        10 => OpCode::Pong,
+        other => {
+            // Reserved opcodes: encode by hand.
+            out.push(b0 & 0xf0 | other);
+            out.push(0x80 | payload.len() as u8);
+            out.extend_from_slice(&mask);
+            let mut p = payload.to_vec();
+            apply_mask(&mut p, mask, 0);
+            out.extend_from_slice(&p);
+            return out;
+        }
+    };
+    FrameHeader {
+        fin,
+        rsv,
+        opcode,
+        mask: Some(mask),
+        len: payload.len() as u64,
+    }
+    .encode(&mut out);
+    let mut p = payload.to_vec();
+    apply_mask(&mut p, mask, 0);
+    out.extend_from_slice(&p);
+    out
+}
+
+fn server_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opcode = OpCode::from_u8(b0 & 0xf).unwrap();
+    FrameHeader {
+        fin: b0 & 0x80 != 0,
+        rsv: (b0 >> 4) & 7,
+        opcode,
+        mask: None,
+        len: payload.len() as u64,
+    }
+    .encode(&mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn server() -> (Connection, Instant) {
+    let now = Instant::now();
+    (
+        Connection::new(Role::Server, Config::default(), now, seed(0)),
+        now,
+    )
+}
+
+fn drain(conn: &mut Connection) -> (Vec<Event>, Vec<u8>, bool) {
+    let mut events = Vec::new();
+    while let Some(e) = conn.poll_event() {
+        events.push(e);
+    }
+    let mut out = Vec::new();
+    let mut shutdown = false;
+    loop {
+        match conn.poll_transmit(&mut out) {
+            Transmit::Data(_) => {}
+            Transmit::Shutdown => shutdown = true,
+            Transmit::Nothing => break,
+        }
+    }
+    (events, out, shutdown)
+}
+
+/// Feeds `input` to a fresh server and returns the close it ended with.
+fn server_fails_with(input: &[u8]) -> (ws_proto::CloseInfo, Vec<u8>) {
+    let (mut s, now) = server();
+    s.handle_data(now, input);
+    let (events, out, shutdown) = drain(&mut s);
+    let closed = match events.last() {
+        Some(Event::Closed(c)) => c.clone(),
+        other => panic!("expected Closed, got {other:?} in {events:?}"),
+    };
+    assert!(shutdown, "a failed connection shuts down");
+    assert_eq!(s.state(), State::Closed);
+    (closed, out)
+}
+
+fn close_code_on_wire(out: &[u8]) -> u16 {
+    // The last frame a server wrote: 0x88, len, code.
+    let pos = out.iter().rposition(|&b| b == 0x88).expect("a close frame");
+    u16::from_be_bytes([out[pos + 2], out[pos + 3]])
+}
+
+#[test]
+fn rfc_5_7_masked_hello_to_server() {
+    let (mut s, now) = server();
+    s.handle_data(
+        now,
+        &[
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ],
+    );
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Text {
+            data: Bytes::from_static(b"Hello"),
+            fin: true
+        })
+    );
+    assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn rfc_5_7_unmasked_frames_to_client() {
+    let now = Instant::now();
+    let mut c = Connection::new(Role::Client, Config::default(), now, seed(1));
+    // Fragmented "Hel" + "lo", an unmasked Ping in between.
+    c.handle_data(now, &[0x01, 0x03, 0x48, 0x65, 0x6c]);
+    c.handle_data(now, &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    c.handle_data(now, &[0x80, 0x02, 0x6c, 0x6f]);
+    let (events, out, _) = drain(&mut c);
+    assert_eq!(
+        events,
+        vec![
+            Event::Text {
+                data: Bytes::from_static(b"Hel"),
+                fin: false
+            },
+            Event::Ping(Bytes::from_static(b"Hello")),
+            Event::Text {
+                data: Bytes::from_static(b"lo"),
+                fin: true
+            },
+        ]
+    );
+    // The automatic Pong is masked (client) and carries the Ping's payload.
+    let (h, n) = FrameHeader::parse(&out).unwrap().unwrap();
+    assert_eq!(h.opcode, OpCode::Pong);
+    let mut p = out[n..n + 5].to_vec();
+    apply_mask(&mut p, h.mask.expect("client frames are masked"), 0);
+    assert_eq!(p, b"Hello");
+}
+
+#[test]
+fn echo_text_and_binary_between_pair() {
+    let mut p = Pair::new();
+    p.client.conn.send_text("hello").unwrap();
+    p.client.conn.send_binary(&[1, 2, 3]).unwrap();
+    p.server.conn.send_text("κόσμε").unwrap();
+    p.run();
+    assert_eq!(
+        p.server.messages,
+        vec![
+            Message::Text("hello".into()),
+            Message::Binary(Bytes::from_static(&[1, 2, 3]))
+        ]
+    );
+    assert_eq!(p.client.messages, vec![Message::Text("κόσμε".into())]);
+}
+
+#[test]
+fn server_frames_are_unmasked_client_frames_masked() {
+    let now = Instant::now();
+    let mut c = Connection::new(Role::Client, Config::default(), now, seed(3));
+    let (mut s, _) = server();
+    c.send_binary(b"abc").unwrap();
+    s.send_binary(b"abc").unwrap();
+    let (_, cout, _) = drain(&mut c);
+    let (_, sout, _) = drain(&mut s);
+    assert_eq!(cout[1] & 0x80, 0x80);
+    assert_ne!(
+        &cout[6..],
+        b"abc",
+        "masked payload differs from the clear text"
+    );
+    assert_eq!(sout, [0x82, 0x03, b'a', b'b', b'c']);
+}
+
+#[test]
+fn masks_are_deterministic_for_a_seed_and_vary_per_frame() {
+    let now = Instant::now();
+    let mk = || {
+        let mut c = Connection::new(Role::Client, Config::default(), now, seed(9));
+        c.send_binary(b"x").unwrap();
+        c.send_binary(b"x").unwrap();
+        drain(&mut c).1
+    };
+    let a = mk();
+    assert_eq!(a, mk());
+    assert_ne!(a[2..6], a[9..13], "each frame gets a fresh mask");
+}
+
+#[test]
+fn server_fails_unmasked_frame_with_1002() {
+    let (closed, out) = server_fails_with(&server_frame(0x81, b"hi"));
+    assert_eq!(closed.code, CloseCode::PROTOCOL_ERROR);
+    assert_eq!(
+        closed.error,
+        Some(ConnectionError::Protocol(ProtocolError::UnmaskedFrame))
+    );
+    assert_eq!(closed.initiator, Initiator::Local);
+    assert_eq!(close_code_on_wire(&out), 1002);
+}
+
+#[test]
+fn client_fails_masked_frame_with_1002() {
+    let now = Instant::now();
+    let mut c = Connection::new(Role::Client, Config::default(), now, seed(1));
+    c.handle_data(now, &client_frame(0x82, b"x"));
+    let (events, _, _) = drain(&mut c);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Closed(c)) if c.error == Some(ConnectionError::Protocol(ProtocolError::MaskedFrame))
+    ));
+}
+
+#[test]
+fn reserved_bits_and_opcodes_fail_with_1002() {
+    for b0 in [0xc1u8, 0xa1, 0x91] {
+        let (closed, _) = server_fails_with(&client_frame(b0, b"x"));
+        assert_eq!(closed.code, CloseCode::PROTOCOL_ERROR, "{b0:#x}");
+        assert!(matches!(
+            closed.error,
+            Some(ConnectionError::Protocol(ProtocolError::ReservedBits(_)))
+        ));
+    }
+    for op in [3u8, 7, 0xb, 0xf] {
+        let (closed, _) = server_fails_with(&client_frame(0x80 | op, b""));
+        assert_eq!(
+            closed.error,
+            Some(ConnectionError::Protocol(ProtocolError::ReservedOpcode(op)))
+        );
+    }
+}
+
+#[test]
+fn control_frame_rules() {
+    let (closed, _) = server_fails_with(&client_frame(0x09, b"x"));
+    assert_eq!(
+        closed.error,
+        Some(ConnectionError::Protocol(
+            ProtocolError::FragmentedControlFrame
+        ))
+    );
+    let (closed, _) = server_fails_with(&client_frame(0x89, &[0u8; 126]));
+    assert_eq!(
+        closed.error,
+        Some(ConnectionError::Protocol(
+            ProtocolError::ControlFrameTooLong(126)
+        ))
+    );
+    // 125 bytes is allowed.
+    let (mut s, now) = server();
+    s.handle_data(now, &client_frame(0x89, &[7u8; 125]));
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Ping(Bytes::from(vec![7u8; 125])))
+    );
+}
+
+#[test]
+fn continuation_rules() {
+    let (closed, _) = server_fails_with(&client_frame(0x80, b"x"));
+    assert_eq!(
+        closed.error,
+        Some(ConnectionError::Protocol(
+            ProtocolError::UnexpectedContinuation
+        ))
+    );
+    let mut input = client_frame(0x01, b"a");
+    input.extend(client_frame(0x81, b"b"));
+    let (closed, _) = server_fails_with(&input);
+    assert_eq!(
+        closed.error,
+        Some(ConnectionError::Protocol(
+            ProtocolError::ExpectedContinuation
+        ))
+    );
+}
+
+#[test]
+fn control_frames_interleave_with_fragments() {
+    let (mut s, now) = server();
+    let mut input = client_frame(0x02, b"ab");
+    input.extend(client_frame(0x89, b"p"));
+    input.extend(client_frame(0x00, b"cd"));
+    input.extend(client_frame(0x8a, b"q"));
+    input.extend(client_frame(0x80, b"ef"));
+    s.handle_data(now, &input);
+    let (events, out, _) = drain(&mut s);
+    assert_eq!(
+        events,
+        vec![
+            Event::Binary {
+                data: Bytes::from_static(b"ab"),
+                fin: false
+            },
+            Event::Ping(Bytes::from_static(b"p")),
+            Event::Binary {
+                data: Bytes::from_static(b"cd"),
+                fin: false
+            },
+            Event::Pong(Bytes::from_static(b"q")),
+            Event::Binary {
+                data: Bytes::from_static(b"ef"),
+                fin: true
+            },
+        ]
+    );
+    assert_eq!(out, [0x8a, 0x01, b'p']);
+}
+
+#[test]
+fn ping_flood_keeps_one_pong() {
+    let (mut s, now) = server();
+    let mut input = Vec::new();
+    for i in 0..1000u16 {
+        input.extend(client_frame(0x89, &i.to_be_bytes()));
+    }
+    s.handle_data(now, &input);
+    let (events, out, _) = drain(&mut s);
+    assert_eq!(events.len(), 1000);
+    // Only the most recent Ping is answered (RFC 6455 §5.5.3 allows it).
+    assert_eq!(out, [0x8a, 0x02, 0x03, 0xe7]);
+}
+
+#[test]
+fn invalid_utf8_fails_fast_with_1007() {
+    // Autobahn 6.4.1: the bad bytes arrive in the middle of a frame whose end
+    // has not arrived; the failure must not wait for the rest.
+    let (mut s, now) = server();
+    let mut payload = "κόσμε".as_bytes().to_vec();
+    payload.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]);
+    payload.extend_from_slice(b"edited");
+    let frame = client_frame(0x81, &payload);
+    let cut = 6 + "κόσμε".len() + 2; // header + valid text + two bad bytes
+    s.handle_data(now, &frame[..cut]);
+    let (events, out, _) = drain(&mut s);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::Closed(c)] if c.code == CloseCode::INVALID_PAYLOAD
+        ),
+        "{events:?}"
+    );
+    assert_eq!(close_code_on_wire(&out), 1007);
+}
+
+#[test]
+fn invalid_utf8_across_fragments_and_truncated_at_end() {
+    let mut input = client_frame(0x01, "κ".as_bytes());
+    input.extend(client_frame(0x00, &[0xce]));
+    input.extend(client_frame(0x80, b""));
+    let (closed, _) = server_fails_with(&input);
+    assert_eq!(closed.code, CloseCode::INVALID_PAYLOAD);
+}
+
+#[test]
+fn code_point_split_across_frames_is_delivered_whole() {
+    let (mut s, now) = server();
+    let text = "a€b"; // € is e2 82 ac
+    let b = text.as_bytes();
+    let mut input = client_frame(0x01, &b[..2]); // "a", e2
+    input.extend(client_frame(0x00, &b[2..3])); // 82
+    input.extend(client_frame(0x80, &b[3..])); // ac "b"
+    s.handle_data(now, &input);
+    let (events, _, _) = drain(&mut s);
+    let mut joined = Vec::new();
+    for e in &events {
+        match e {
+            Event::Text { data, .. } => {
+                assert!(
+                    std::str::from_utf8(data).is_ok(),
+                    "chunk {data:?} is not UTF-8 on its own"
+                );
+                joined.extend_from_slice(data);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(joined, b);
+    assert!(matches!(events.last(), Some(Event::Text { fin: true, .. })));
+}
+
+#[test]
+fn big_frame_streams_in_bounded_chunks() {
+    let mut cfg = Config::default();
+    cfg.read_chunk_size = 1024;
+    let now = Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now, seed(0));
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let frame = client_frame(0x82, &payload);
+    let mut got = Vec::new();
+    let mut max_buffered = 0;
+    for piece in frame.chunks(700) {
+        s.handle_data(now, piece);
+        while let Some(ev) = s.poll_event() {
+            match ev {
+                Event::Binary { data, .. } => got.extend_from_slice(&data),
+                other => panic!("{other:?}"),
+            }
+        }
+        max_buffered = max_buffered.max(s.buffered_input());
+    }
+    assert_eq!(got, payload);
+    assert!(max_buffered < 1024 + 700 + 14, "buffered {max_buffered}");
+}
+
+#[test]
+fn whole_frame_in_buffer_is_one_chunk() {
+    let mut cfg = Config::default();
+    cfg.read_chunk_size = 16;
+    let now = Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now, seed(0));
+    s.handle_data(now, &client_frame(0x82, &[5u8; 1000]));
+    let (events, _, _) = drain(&mut s);
+    assert_eq!(
+        events,
+        vec![Event::Binary {
+            data: Bytes::from(vec![5u8; 1000]),
+            fin: true
+        }]
+    );
+}
+
+#[test]
+fn frame_size_limit_fails_before_payload_with_1009() {
+    let mut cfg = Config::default();
+    cfg.max_frame_size = 100;
+    let now = Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now, seed(0));
+    // Only the header of a 1 GiB frame: refused at once.
+    let mut hdr = Vec::new();
+    FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::Binary,
+        mask: Some([1, 2, 3, 4]),
+        len: 1 << 30,
+    }
+    .encode(&mut hdr);
+    s.handle_data(now, &hdr);
+    let (events, out, _) = drain(&mut s);
+    assert!(matches!(
+        events.as_slice(),
+        [Event::Closed(c)] if c.code == CloseCode::TOO_BIG
+            && c.error == Some(ConnectionError::Protocol(ProtocolError::FrameTooLarge { size: 1 << 30, max: 100 }))
+    ));
+    assert_eq!(close_code_on_wire(&out), 1009);
+}
+
+#[test]
+fn message_size_limit_counts_all_fragments() {
+    let mut cfg = Config::default();
+    cfg.max_message_size = 10;
+    let now = Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now, seed(0));
+    let mut input = client_frame(0x02, &[0; 6]);
+    input.extend(client_frame(0x80, &[0; 5]));
+    s.handle_data(now, &input);
+    let (events, _, _) = drain(&mut s);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(matches!(&events[1], Event::Closed(c) if c.code == CloseCode::TOO_BIG));
+    // Exactly at the limit is fine.
+    let mut s = Connection::new(Role::Server, s.config().clone(), now, seed(0));
+    let mut input = client_frame(0x02, &[0; 5]);
+    input.extend(client_frame(0x80, &[0; 5]));
+    s.handle_data(now, &input);
+    let (events, _, _) = drain(&mut s);
+    assert_eq!(events.len(), 2);
+    assert!(matches!(events[1], Event::Binary { fin: true, .. }));
+}
+
+#[test]
+fn too_many_fragments_fail_with_1008() {
+    let mut cfg = Config::default();
+    cfg.max_fragments = 3;
+    let now = Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now, seed(0));
+    let mut input = client_frame(0x02, b"");
+    for _ in 0..5 {
+        input.extend(client_frame(0x00, b""));
+    }
+    s.handle_data(now, &input);
+    let (events, out, _) = drain(&mut s);
+    let closed = match events.last() {
+        Some(Event::Closed(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(closed.code, CloseCode::POLICY);
+    assert_eq!(
+        closed.error,
+        Some(ConnectionError::Protocol(ProtocolError::TooManyFragments {
+            max: 3
+        }))
+    );
+    assert_eq!(close_code_on_wire(&out), 1008);
+}
+
+#[test]
+fn empty_fragments_produce_no_events_until_fin() {
+    let (mut s, now) = server();
+    let mut input = client_frame(0x01, b"");
+    input.extend(client_frame(0x00, b""));
+    input.extend(client_frame(0x80, b""));
+    s.handle_data(now, &input);
+    let (events, _, _) = drain(&mut s);
+    assert_eq!(
+        events,
+        vec![Event::Text {
+            data: Bytes::new(),
+            fin: true
+        }]
+    );
+}
+
+#[test]
+fn close_payload_rules() {
+    let (closed, _) = server_fails_with(&client_frame(0x88, &[0x03]));
+    assert_eq!(
+        closed.error,
+        Some(ConnectionError::Protocol(ProtocolError::BadClosePayload))
+    );
+    for code in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
+        let (closed, out) = server_fails_with(&client_frame(0x88, &code.to_be_bytes()));
+        assert_eq!(
+            closed.error,
+            Some(ConnectionError::Protocol(ProtocolError::InvalidCloseCode(
+                code
+            ))),
+            "{code}"
+        );
+        assert_eq!(close_code_on_wire(&out), 1002);
+    }
+    let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+    bad_reason.extend_from_slice(&[0xce, 0xba, 0xff]);
+    let (closed, out) = server_fails_with(&client_frame(0x88, &bad_reason));
+    assert_eq!(closed.code, CloseCode::INVALID_PAYLOAD);
+    assert_eq!(close_code_on_wire(&out), 1007);
+}
+
+#[test]
+fn valid_close_codes_are_echoed() {
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+        4000, 4999,
+    ] {
+        let (mut s, now) = server();
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bye");
+        s.handle_data(now, &client_frame(0x88, &payload));
+        let (events, out, shutdown) = drain(&mut s);
+        assert_eq!(
+            events,
+            vec![Event::Closed(ws_proto::CloseInfo {
+                code: CloseCode(code),
+                reason: "bye".into(),
+                initiator: Initiator::Remote,
+                error: None
+            })]
+        );
+        assert_eq!(
+            out,
+            [0x88, 0x02, (code >> 8) as u8, code as u8],
+            "echo of {code}"
+        );
+        assert!(shutdown, "the server shuts TCP first");
+    }
+}
+
+#[test]
+fn empty_close_reports_1005_and_echoes_empty() {
+    let (mut s, now) = server();
+    s.handle_data(now, &client_frame(0x88, b""));
+    let (events, out, _) = drain(&mut s);
+    assert!(
+        matches!(&events[..], [Event::Closed(c)] if c.code == CloseCode::NO_STATUS && c.is_clean())
+    );
+    assert_eq!(out, [0x88, 0x00]);
+}
+
+#[test]
+fn nothing_is_processed_after_close() {
+    let (mut s, now) = server();
+    let mut input = client_frame(0x88, &1000u16.to_be_bytes());
+    input.extend(client_frame(0x81, b"late"));
+    input.extend(client_frame(0x89, b"late"));
+    s.handle_data(now, &input);
+    s.handle_data(now, &client_frame(0x81, b"later"));
+    let (events, out, _) = drain(&mut s);
+    assert_eq!(events.len(), 1);
+    assert!(matches!(events[0], Event::Closed(_)));
+    assert_eq!(out, [0x88, 0x02, 0x03, 0xe8]);
+    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.send_text("x"), Err(SendError::Closed));
+}
+
+#[test]
+fn clean_close_initiated_by_client() {
+    let mut p = Pair::new();
+    p.client.conn.send_text("last words").unwrap();
+    p.client
+        .conn
+        .close(p.now, CloseCode::NORMAL, "done")
+        .unwrap();
+    assert_eq!(p.client.conn.state(), State::Closing);
+    assert_eq!(p.client.conn.send_text("x"), Err(SendError::Closing));
+    p.run();
+    assert_eq!(p.server.messages[0], Message::Text("last words".into()));
+    let sc = p.server.closed().unwrap();
+    assert_eq!(
+        (sc.code, sc.reason.as_str(), sc.initiator),
+        (CloseCode::NORMAL, "done", Initiator::Remote)
+    );
+    let cc = p.client.closed().unwrap();
+    assert_eq!(
+        (cc.code, cc.initiator, cc.is_clean()),
+        (CloseCode::NORMAL, Initiator::Local, true)
+    );
+    // The server shut TCP first; the client answered the FIN with its own.
+    assert!(p.server.shut_down && p.client.shut_down);
+    assert!(p.client.conn.is_finished());
+    // The server lingers for the client's FIN, which came.
+    assert!(p.server.conn.is_finished());
+}
+
+#[test]
+fn clean_close_initiated_by_server_delivers_everything_sent_before() {
+    let mut p = Pair::new();
+    for i in 0..10 {
+        p.server.conn.send_text(&format!("msg {i}")).unwrap();
+    }
+    p.server
+        .conn
+        .close(p.now, CloseCode::GOING_AWAY, "restart")
+        .unwrap();
+    p.client.conn.send_binary(b"crossing").unwrap();
+    p.run();
+    assert_eq!(p.client.messages.len(), 11);
+    assert_eq!(p.client.messages[9], Message::Text("msg 9".into()));
+    // Data the client sent before it saw the server's Close is delivered.
+    assert_eq!(
+        p.server.messages[0],
+        Message::Binary(Bytes::from_static(b"crossing"))
+    );
+    assert_eq!(p.client.closed().unwrap().code, CloseCode::GOING_AWAY);
+    assert_eq!(p.server.closed().unwrap().initiator, Initiator::Local);
+    assert!(p.server.conn.is_finished() && p.client.conn.is_finished());
+}
+
+#[test]
+fn simultaneous_close() {
+    let mut p = Pair::new();
+    p.client.conn.close(p.now, CloseCode::NORMAL, "c").unwrap();
+    p.server
+        .conn
+        .close(p.now, CloseCode::GOING_AWAY, "s")
+        .unwrap();
+    p.run();
+    let cc = p.client.closed().unwrap();
+    let sc = p.server.closed().unwrap();
+    assert_eq!(
+        (cc.code, cc.initiator),
+        (CloseCode::GOING_AWAY, Initiator::Local)
+    );
+    assert_eq!(
+        (sc.code, sc.initiator),
+        (CloseCode::NORMAL, Initiator::Local)
+    );
+    assert!(cc.is_clean() && sc.is_clean());
+}
+
+#[test]
+fn close_timeout_when_peer_never_answers() {
+    let mut cfg = Config::default();
+    cfg.close_timeout = Some(Duration::from_secs(3));
+    let mut p = Pair::with_configs(cfg.clone(), cfg);
+    p.server.deaf = true;
+    p.client.conn.close(p.now, CloseCode::NORMAL, "").unwrap();
+    p.run();
+    assert!(p.client.closed().is_none());
+    p.advance(Duration::from_millis(2999));
+    assert!(p.client.closed().is_none());
+    p.advance(Duration::from_millis(1));
+    let cc = p.client.closed().unwrap();
+    assert_eq!(cc.code, CloseCode::ABNORMAL);
+    assert_eq!(cc.error, Some(ConnectionError::CloseTimeout));
+    assert!(p.client.shut_down);
+    assert!(p.client.conn.is_finished());
+}
+
+#[test]
+fn client_lingers_for_server_fin_then_gives_up() {
+    let mut cfg = Config::default();
+    cfg.close_timeout = Some(Duration::from_secs(2));
+    let now = Instant::now();
+    let mut c = Connection::new(Role::Client, cfg, now, seed(1));
+    c.handle_data(now, &server_frame(0x88, &1000u16.to_be_bytes()));
+    let (events, _, shutdown) = drain(&mut c);
+    assert!(matches!(events[..], [Event::Closed(_)]));
+    assert!(
+        !shutdown,
+        "the client waits for the server to close TCP first"
+    );
+    assert!(!c.is_finished());
+    assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(2)));
+    c.handle_timeout(now + Duration::from_secs(2));
+    let (_, _, shutdown) = drain(&mut c);
+    assert!(shutdown && c.is_finished());
+}
+
+#[test]
+fn eof_without_close_reports_1006_after_buffered_data() {
+    let (mut s, now) = server();
+    s.handle_data(now, &client_frame(0x81, b"partial line"));
+    s.handle_data(now, &client_frame(0x82, b"cut")[..4]);
+    s.handle_eof(now);
+    let (events, _, shutdown) = drain(&mut s);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0],
+        Event::Text {
+            data: Bytes::from_static(b"partial line"),
+            fin: true
+        }
+    );
+    assert!(matches!(&events[1], Event::Closed(c)
+        if c.code == CloseCode::ABNORMAL && c.error == Some(ConnectionError::Eof) && c.initiator == Initiator::Remote));
+    assert!(shutdown);
+    assert!(s.is_finished());
+    assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn keepalive_pings_then_times_out_with_1011() {
+    let mut cfg = Config::default();
+    cfg.keepalive_interval = Some(Duration::from_secs(10));
+    cfg.keepalive_timeout = Duration::from_secs(5);
+    let mut p = Pair::with_configs(cfg, Config::default());
+    // A live peer answers: no failure for a long time.
+    p.advance(Duration::from_secs(100));
+    assert!(p.client.closed().is_none());
+    assert!(
+        p.client
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Pong(_)))
+            .count()
+            >= 9
+    );
+    // A dead peer: one ping, then 1011 after the timeout.
+    p.server.deaf = true;
+    p.advance(Duration::from_secs(10));
+    assert!(p.client.closed().is_none());
+    p.advance(Duration::from_secs(5));
+    let cc = p.client.closed().expect("keepalive failure");
+    assert_eq!(cc.code, CloseCode::INTERNAL_ERROR);
+    assert_eq!(cc.error, Some(ConnectionError::KeepaliveTimeout));
+}
+
+#[test]
+fn keepalive_counts_any_traffic_as_alive() {
+    let mut cfg = Config::default();
+    cfg.keepalive_interval = Some(Duration::from_secs(10));
+    let now = Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now, seed(0));
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
+    s.handle_data(now + Duration::from_secs(8), &client_frame(0x82, b"x"));
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(18)));
+    s.handle_timeout(now + Duration::from_secs(9)); // spurious: no-op
+    let (_, out, _) = drain(&mut s);
+    assert_eq!(out, vec![], "no ping yet");
+    s.handle_timeout(now + Duration::from_secs(18));
+    let (_, out, _) = drain(&mut s);
+    assert_eq!(out[0], 0x89, "keepalive ping sent");
+}
+
+#[test]
+fn no_timers_by_default_while_open() {
+    let (s, _) = server();
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn send_errors_have_no_side_effects() {
+    let (mut s, now) = server();
+    assert_eq!(
+        s.ping(&[0; 126]),
+        Err(SendError::ControlPayloadTooLong(126))
+    );
+    assert_eq!(
+        s.close(now, CloseCode(1005), ""),
+        Err(SendError::InvalidCloseCode(1005))
+    );
+    assert_eq!(
+        s.close(now, CloseCode(999), ""),
+        Err(SendError::InvalidCloseCode(999))
+    );
+    assert_eq!(
+        s.close(now, CloseCode::NORMAL, &"x".repeat(124)),
+        Err(SendError::ControlPayloadTooLong(126))
+    );
+    s.send_chunk(MessageKind::Text, "ab".as_bytes(), false)
+        .unwrap();
+    assert_eq!(s.send_text("x"), Err(SendError::MessageInProgress));
+    assert_eq!(
+        s.send_chunk(MessageKind::Binary, b"x", true),
+        Err(SendError::KindMismatch)
+    );
+    assert_eq!(
+        s.send_chunk(MessageKind::Text, &[0xff], true),
+        Err(SendError::InvalidUtf8)
+    );
+    assert_eq!(
+        s.send_chunk(MessageKind::Text, &[0xe2, 0x82], true),
+        Err(SendError::IncompleteUtf8)
+    );
+    let before = s.buffered_amount();
+    assert_eq!(before, 4, "only the first chunk is queued");
+    s.send_chunk(MessageKind::Text, &[0xe2, 0x82], false)
+        .unwrap();
+    s.send_chunk(MessageKind::Text, &[0xac], true).unwrap();
+    let (_, out, _) = drain(&mut s);
+    assert_eq!(
+        out,
+        [0x01, 2, b'a', b'b', 0x00, 2, 0xe2, 0x82, 0x80, 1, 0xac]
+    );
+    assert!(s.close(now, CloseCode::NORMAL, "").is_ok());
+    assert_eq!(s.close(now, CloseCode::NORMAL, ""), Err(SendError::Closing));
+    assert_eq!(s.ping(b""), Err(SendError::Closing));
+}
+
+#[test]
+fn streamed_text_split_inside_code_points_round_trips() {
+    let mut p = Pair::new();
+    let text = "€𝄞κόσμε€".repeat(50);
+    for piece in text.as_bytes().chunks(5) {
+        p.client
+            .conn
+            .send_chunk(MessageKind::Text, piece, false)
+            .unwrap();
+    }
+    p.client
+        .conn
+        .send_chunk(MessageKind::Text, b"", true)
+        .unwrap();
+    p.run();
+    assert_eq!(p.server.messages, vec![Message::Text(text)]);
+}
+
+#[test]
+fn outgoing_messages_fragment_at_send_fragment_size() {
+    let mut cfg = Config::default();
+    cfg.send_fragment_size = 4;
+    let mut p = Pair::with_configs(cfg, Config::default());
+    p.client.conn.send_text("abcdefghij").unwrap();
+    p.run();
+    let chunks: Vec<_> = p
+        .server
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Text { .. }))
+        .collect();
+    assert_eq!(chunks.len(), 3);
+    assert_eq!(p.server.messages, vec![Message::Text("abcdefghij".into())]);
+}
+
+#[test]
+fn many_messages_leave_in_one_batch() {
+    let (mut s, _) = server();
+    for _ in 0..100 {
+        s.send_binary(&[0u8; 20]).unwrap();
+    }
+    assert_eq!(s.buffered_amount(), 100 * 22);
+    let mut buf = Vec::new();
+    assert_eq!(s.poll_transmit(&mut buf), Transmit::Data(2200));
+    assert_eq!(buf.len(), 2200);
+    assert_eq!(s.poll_transmit(&mut buf), Transmit::Nothing);
+    assert_eq!(s.buffered_amount(), 0);
+}
+
+#[test]
+fn poll_transmit_appends_to_a_nonempty_buffer() {
+    let (mut s, _) = server();
+    s.send_binary(b"a").unwrap();
+    let mut buf = vec![9u8];
+    assert_eq!(s.poll_transmit(&mut buf), Transmit::Data(3));
+    assert_eq!(buf, [9, 0x82, 1, b'a']);
+}
+
+#[test]
+fn large_message_round_trip_in_small_pieces() {
+    let mut p = Pair::new();
+    p.chunk = 1000;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    p.client.conn.send_binary(&data).unwrap();
+    p.server.conn.send_text(&"ü".repeat(100_000)).unwrap();
+    p.run();
+    assert_eq!(p.server.messages, vec![Message::Binary(Bytes::from(data))]);
+    assert_eq!(p.client.messages, vec![Message::Text("ü".repeat(100_000))]);
+}
+
+#[test]
+fn one_byte_at_a_time() {
+    let mut p = Pair::new();
+    p.chunk = 1;
+    p.client.conn.send_text("héllo wörld").unwrap();
+    p.client.conn.ping(b"hi").unwrap();
+    p.client
+        .conn
+        .close(p.now, CloseCode::NORMAL, "bye")
+        .unwrap();
+    p.run();
+    assert_eq!(p.server.messages[0], Message::Text("héllo wörld".into()));
+    assert_eq!(
+        p.server.messages[1],
+        Message::Ping(Bytes::from_static(b"hi"))
+    );
+    assert_eq!(
+        p.client.messages[0],
+        Message::Pong(Bytes::from_static(b"hi"))
+    );
+    assert!(p.client.closed().unwrap().is_clean());
+}
