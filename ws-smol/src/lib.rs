@@ -1,14 +1,5 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+//! Async WebSocket client and server on smol / async-io, built on `ws-proto`.
+//!
+//! Not implemented yet: this crate is an empty shell reserved in the
+//! workspace; the async adapter is tracked as its own issue.
+#![forbid(unsafe_code)]

@@ -1,4 +1,462 @@
-//! placeholder
-/// placeholder
+//! HTTP pieces shared by both sides of the handshake.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+use crate::error::{BuildError, HandshakeError};
+
+/// The GUID of RFC 6455 §1.3, appended to the key before hashing.
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`: "the base64-encoded
+/// SHA-1 of the concatenation of the |Sec-WebSocket-Key| (as a string, not
+/// base64-decoded) with the string "258EAFA5-E914-47DA-95CA-C5AB0DC85B11""
+/// (§4.2.2).
+///
+/// ```
+/// assert_eq!(
+///     ws_proto::handshake::http::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+///     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+/// );
+/// ```
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    BASE64.encode(sha.finalize())
+}
+
+/// HTTP header lines in order, repeated names kept, names as received.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Headers(Vec<(String, Vec<u8>)>);
+pub struct Headers {
+    entries: Vec<(String, Vec<u8>)>,
+}
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of header lines.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no header lines.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends a header line.
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
+        self.entries.push((name.into(), value.into()));
+    }
+
+    /// The first value of `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of `name`, if it is UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Number of lines named `name`.
+    pub fn count(&self, name: &str) -> usize {
+        self.get_all(name).count()
+    }
+
+    /// Every (name, value) line, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The comma-separated items of every `name` line, trimmed, empty ones
+    /// dropped (RFC 7230 §7 list syntax).
+    pub fn tokens(&self, name: &str) -> Vec<String> {
+        self.get_all(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+            .collect()
+    }
+
+    /// Whether some `name` line lists `token` (ASCII case-insensitive).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    fn from_httparse(headers: &[httparse::Header<'_>]) -> Self {
+        Headers {
+            entries: headers
+                .iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect(),
+        }
+    }
+}
+
+/// `s` without leading and trailing spaces and tabs (HTTP OWS).
+pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Whether `s` is an HTTP token (RFC 7230 §3.2.6 `1*tchar`).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// Headers the library writes itself; an application may not set them.
+const MANAGED: &[&str] = &[
+    "host",
+    "upgrade",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
+
+/// Checks a header an application wants to add: a token name, a value
+/// without CR, LF or NUL (no header injection), and not a managed one.
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), BuildError> {
+    if !is_token(name) {
+        return Err(BuildError::Header(format!("{name:?} is not a header name")));
+    }
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        return Err(BuildError::Header(format!(
+            "value of {name} contains CR, LF or NUL"
+        )));
+    }
+    if MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+        return Err(BuildError::Header(format!(
+            "{name} is managed by the library"
+        )));
+    }
+    Ok(())
+}
+
+/// Finds the end of an HTTP head as bytes arrive, scanning each byte once.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct HeadScanner {
+    buf: Vec<u8>,
+    scanned: usize,
+}
+
+/// A complete head and what followed it.
+pub(crate) struct Head {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) rest: Vec<u8>,
+}
+
+impl HeadScanner {
+    /// Appends `data`; returns the head once its blank line has arrived.
+    /// Fails once `max` bytes have arrived without one.
+    pub(crate) fn push(&mut self, data: &[u8], max: usize) -> Result<Option<Head>, HandshakeError> {
+        // Keep at most `max` bytes of head plus what followed it in this
+        // piece; never more than `max + data.len()`.
+        self.buf.extend_from_slice(data);
+        let from = self.scanned.saturating_sub(3);
+        let end = find_blank_line(&self.buf[from..]).map(|i| from + i);
+        match end {
+            Some(end) if end <= max => {
+                let rest = self.buf.split_off(end);
+                let bytes = std::mem::take(&mut self.buf);
+                self.scanned = 0;
+                Ok(Some(Head { bytes, rest }))
+            }
+            Some(_) => Err(HandshakeError::HeadTooLarge { max }),
+            None if self.buf.len() >= max => Err(HandshakeError::HeadTooLarge { max }),
+            None => {
+                self.scanned = self.buf.len();
+                Ok(None)
+            }
+        }
+    }
+
+    /// Bytes held (of an incomplete head).
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Index just past the first CRLFCRLF (or LFLF) in `buf`.
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Maps an httparse failure.
+pub(crate) fn parse_error(e: httparse::Error, max_headers: usize) -> HandshakeError {
+    match e {
+        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders { max: max_headers },
+        other => HandshakeError::Malformed(other.to_string()),
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) version: u8,
+    pub(crate) headers: Headers,
+}
+
+pub(crate) fn parse_request(
+    head: &[u8],
+    max_headers: usize,
+) -> Result<RequestHead, HandshakeError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => Ok(RequestHead {
+            method: req.method.unwrap_or_default().to_owned(),
+            target: req.path.unwrap_or_default().to_owned(),
+            version: req.version.unwrap_or(0),
+            headers: Headers::from_httparse(req.headers),
+        }),
+        Ok(httparse::Status::Partial) => Err(HandshakeError::Malformed("incomplete head".into())),
+        Err(e) => Err(parse_error(e, max_headers)),
+    }
+}
+
+/// A parsed response head.
+pub(crate) struct ResponseHead {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+    pub(crate) headers: Headers,
+}
+
+pub(crate) fn parse_response(
+    head: &[u8],
+    max_headers: usize,
+) -> Result<ResponseHead, HandshakeError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut resp = httparse::Response::new(&mut storage);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(_)) => Ok(ResponseHead {
+            status: resp.code.unwrap_or(0),
+            reason: resp.reason.unwrap_or_default().to_owned(),
+            headers: Headers::from_httparse(resp.headers),
+        }),
+        Ok(httparse::Status::Partial) => Err(HandshakeError::Malformed("incomplete head".into())),
+        Err(e) => Err(parse_error(e, max_headers)),
+    }
+}
+
+/// The reason phrase of a status (RFC 9110 §15), or a generic one.
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => match status / 100 {
+            1 => "Informational",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            _ => "Server Error",
+        },
+    }
+}
+
+/// Writes an ordinary response: status line, headers, Content-Length,
+/// `Connection: close`, body.
+pub(crate) fn write_response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), BuildError> {
+    if !(100..=999).contains(&status) || status == 101 {
+        return Err(BuildError::Status(status));
+    }
+    for (n, v) in headers {
+        check_header(n, v)?;
+    }
+    write_response_unchecked(status, headers, body, out);
+    Ok(())
+}
+
+pub(crate) fn write_response_unchecked(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    for (n, v) in headers {
+        write_header(out, n, v);
+    }
+    write_header(out, "Content-Length", &body.len().to_string());
+    write_header(out, "Connection", "close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_1_3_accept_key() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive_comma_lists() {
+        let mut h = Headers::new();
+        h.push("connection", "keep-alive, Upgrade");
+        h.push("Connection", " close ");
+        h.push("X", "a,,b");
+        assert!(h.has_token("CONNECTION", "upgrade"));
+        assert!(h.has_token("Connection", "CLOSE"));
+        assert!(!h.has_token("Connection", "keep"));
+        assert_eq!(h.tokens("x"), ["a", "b"]);
+        assert_eq!(h.count("connection"), 2);
+        assert_eq!(h.get_str("CONNECTION"), Some("keep-alive, Upgrade"));
+    }
+
+    #[test]
+    fn header_injection_and_managed_headers_refused() {
+        assert!(check_header("X-Token", "abc").is_ok());
+        assert!(matches!(
+            check_header("X-Token", "a\r\nEvil: 1"),
+            Err(BuildError::Header(_))
+        ));
+        assert!(matches!(
+            check_header("Bad Name", "a"),
+            Err(BuildError::Header(_))
+        ));
+        assert!(matches!(
+            check_header("sec-websocket-key", "a"),
+            Err(BuildError::Header(_))
+        ));
+        assert!(matches!(
+            check_header("Host", "a"),
+            Err(BuildError::Header(_))
+        ));
+    }
+
+    #[test]
+    fn scanner_finds_head_byte_by_byte_and_keeps_the_rest() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nEXTRA";
+        let mut s = HeadScanner::default();
+        let mut got = None;
+        for (i, b) in input.iter().enumerate() {
+            if let Some(h) = s.push(std::slice::from_ref(b), 1000).unwrap() {
+                got = Some((i, h));
+                break;
+            }
+        }
+        let (i, head) = got.expect("head found");
+        assert_eq!(i, input.len() - 6);
+        assert_eq!(head.bytes, &input[..input.len() - 5]);
+        assert!(head.rest.is_empty());
+        let mut s = HeadScanner::default();
+        let head = s.push(input, 1000).unwrap().unwrap();
+        assert_eq!(head.rest, b"EXTRA");
+    }
+
+    #[test]
+    fn scanner_refuses_a_head_past_the_limit() {
+        let mut s = HeadScanner::default();
+        let mut err = None;
+        for _ in 0..200 {
+            match s.push(b"aaaaaaaaaa", 1000) {
+                Ok(None) => {}
+                Ok(Some(_)) => panic!("no blank line was sent"),
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(err, Some(HandshakeError::HeadTooLarge { max: 1000 }));
+        assert!(s.buffered().len() <= 1010);
+    }
+}

@@ -1,0 +1,13 @@
+//! A server-side connection fed arbitrary bytes in arbitrary splits, with
+//! arbitrary timer ticks and local commands: no panic, no event after Closed,
+//! output and buffering bounded by the configured limits, closed and finished
+//! within the close timeout after EOF.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ws_proto::Role;
+use ws_fuzz::{decode_steps, run_connection};
+
+fuzz_target!(|data: &[u8]| {
+    run_connection(Role::Server, decode_steps(data));
+});
