@@ -24,7 +24,8 @@
 //!      [`buffered_amount`](Connection::buffered_amount),
 //!      [`is_finished`](Connection::is_finished);
 //!    - inputs, which never fail (a peer fault becomes an event):
-//!      [`handle_data`](Connection::handle_data),
+//!      [`handle_data`](Connection::handle_data) (or the zero-copy
+//!      [`handle_bytes`](Connection::handle_bytes)),
 //!      [`handle_eof`](Connection::handle_eof),
 //!      [`handle_timeout`](Connection::handle_timeout) (spurious calls are
 //!      no-ops);

@@ -945,3 +945,30 @@ fn one_byte_at_a_time() {
     );
     assert!(p.client.closed().unwrap().is_clean());
 }
+
+#[test]
+fn handle_bytes_hands_out_slices_of_the_callers_buffer() {
+    let (mut s, now) = server();
+    let mut frame = bytes::BytesMut::from(&client_frame(0x82, &[9u8; 300])[..]);
+    let payload_ptr = frame[8..].as_ptr();
+    s.handle_bytes(now, frame.split());
+    match s.poll_event() {
+        Some(Event::Binary { data, fin: true }) => {
+            assert_eq!(data.len(), 300);
+            assert_eq!(data.as_ptr(), payload_ptr, "no copy after the read");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Pieces split anywhere still join up.
+    let whole = client_frame(0x81, "héllo".as_bytes());
+    let (a, b) = whole.split_at(5);
+    s.handle_bytes(now, bytes::BytesMut::from(a));
+    s.handle_bytes(now, bytes::BytesMut::from(b));
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Text {
+            data: Bytes::from("héllo"),
+            fin: true
+        })
+    );
+}

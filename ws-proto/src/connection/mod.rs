@@ -218,16 +218,36 @@ impl Connection {
     /// after the right Close frame was queued. Input after a Close or a
     /// failure is ignored ("nothing processed after close").
     pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
+        if self.note_input(now, data.len()) {
+            self.inbuf.extend_from_slice(data);
+        }
+    }
+
+    /// Bytes from the peer, handed over as an owned buffer: the zero-copy
+    /// path. An adapter that reads into a `BytesMut` and splits off what it
+    /// read gives the connection that memory; chunk events are then slices
+    /// of it, so a binary payload is never copied after the read syscall.
+    /// Otherwise the same as [`handle_data`](Self::handle_data).
+    pub fn handle_bytes(&mut self, now: Instant, data: BytesMut) {
+        if self.note_input(now, data.len()) {
+            if self.inbuf.is_empty() {
+                self.inbuf = data;
+            } else {
+                self.inbuf.unsplit(data);
+            }
+        }
+    }
+
+    /// Records `len` bytes of input at `now`; whether to buffer them.
+    fn note_input(&mut self, now: Instant, len: usize) -> bool {
         self.now = now;
-        if data.is_empty() || self.eof {
-            return;
+        if len == 0 || self.eof {
+            return false;
         }
         // Any byte from the peer proves it alive (keepalive).
         self.last_rx = now;
         self.ping_sent = None;
-        if self.reading {
-            self.inbuf.extend_from_slice(data);
-        }
+        self.reading
     }
 
     /// The peer closed its write side (read returned 0), or the transport
