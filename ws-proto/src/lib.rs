@@ -140,6 +140,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod assemble;
 pub mod close;
 pub mod config;

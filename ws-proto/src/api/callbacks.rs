@@ -1,0 +1,117 @@
+//! The spec's `on(type, callback)` / `off(type, callback?)` registry.
+
+/// Identifies one registered callback, for [`Callbacks::off`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+type Callback<E> = Box<dyn FnMut(&E) + Send>;
+
+/// Callbacks per event kind `K` (the adapters use an enum: open, message,
+/// close, error, dataEnd, headerReceive; or connect, messageReceive, close,
+/// error), each called with the event `E`.
+///
+/// `on` returns an id; `off(kind, Some(id))` removes one callback,
+/// `off(kind, None)` every callback of that kind, as in the spec. Callbacks
+/// run in registration order.
+pub struct Callbacks<K, E> {
+    next: u64,
+    entries: Vec<(CallbackId, K, Callback<E>)>,
+}
+
+impl<K, E> Default for Callbacks<K, E> {
+    fn default() -> Self {
+        Callbacks {
+            next: 0,
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<K, E> std::fmt::Debug for Callbacks<K, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("registered", &self.entries.len())
+            .finish()
+    }
+}
+
+impl<K: PartialEq + Copy, E> Callbacks<K, E> {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `f` for events of `kind`.
+    pub fn on(&mut self, kind: K, f: impl FnMut(&E) + Send + 'static) -> CallbackId {
+        let id = CallbackId(self.next);
+        self.next += 1;
+        self.entries.push((id, kind, Box::new(f)));
+        id
+    }
+
+    /// Removes the callback `id` of `kind`, or every callback of `kind`.
+    /// Returns how many were removed.
+    pub fn off(&mut self, kind: K, id: Option<CallbackId>) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|(i, k, _)| !(*k == kind && id.is_none_or(|id| id == *i)));
+        before - self.entries.len()
+    }
+
+    /// Number of callbacks for `kind`.
+    pub fn count(&self, kind: K) -> usize {
+        self.entries.iter().filter(|(_, k, _)| *k == kind).count()
+    }
+
+    /// Calls every callback of `kind` with `event`.
+    pub fn emit(&mut self, kind: K, event: &E) {
+        for (_, k, f) in &mut self.entries {
+            if *k == kind {
+                f(event);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Kind {
+        Open,
+        Message,
+    }
+
+    #[test]
+    fn on_off_one_or_all() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut cb: Callbacks<Kind, String> = Callbacks::new();
+        let l = log.clone();
+        let a = cb.on(Kind::Message, move |e| {
+            l.lock().unwrap().push(format!("a:{e}"))
+        });
+        let l = log.clone();
+        cb.on(Kind::Message, move |e| {
+            l.lock().unwrap().push(format!("b:{e}"))
+        });
+        let l = log.clone();
+        cb.on(Kind::Open, move |e| {
+            l.lock().unwrap().push(format!("open:{e}"))
+        });
+        cb.emit(Kind::Message, &"1".to_string());
+        cb.emit(Kind::Open, &"x".to_string());
+        assert_eq!(cb.off(Kind::Message, Some(a)), 1);
+        assert_eq!(
+            cb.off(Kind::Open, Some(a)),
+            0,
+            "an id only removes its own kind"
+        );
+        cb.emit(Kind::Message, &"2".to_string());
+        assert_eq!(cb.off(Kind::Message, None), 1);
+        cb.emit(Kind::Message, &"3".to_string());
+        assert_eq!(*log.lock().unwrap(), ["a:1", "b:1", "open:x", "b:2"]);
+        assert_eq!(cb.count(Kind::Open), 1);
+    }
+}

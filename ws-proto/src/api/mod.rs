@@ -1,0 +1,17 @@
+//! What both adapters (`ws-blocking`, `ws-smol`) share and is not socket
+//! I/O: the client options of the `@ohos.net.webSocket` API
+//! ([`ClientOptions`]), the proxy decision and the HTTP CONNECT exchange as a
+//! sans-IO step ([`proxy`]), the numeric error codes ([`ErrorCode`]), the
+//! adapters' error type ([`Error`]) and the on/off callback registry
+//! ([`Callbacks`]). Written once here, never copied into each adapter.
+
+mod callbacks;
+mod error;
+mod options;
+pub mod proxy;
+
+pub use callbacks::{CallbackId, Callbacks};
+pub use error::{Error, ErrorCode};
+pub use options::{
+    ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,
+};
