@@ -1,6 +1,38 @@
 //! Blocking WebSocket client and server on `std::net` and threads, built on
-//! `ws-proto`.
+//! the sans-IO core `ws-proto`.
 //!
-//! Not implemented yet: this crate is an empty shell reserved in the
-//! workspace; the blocking adapter is tracked as its own issue.
+//! - [`WebSocket`]: a client. [`WebSocket::connect_with`] takes the options
+//!   of the `@ohos.net.webSocket` API ([`ClientOptions`]: headers,
+//!   subprotocols, proxy, timeouts). Receive on one thread while others send
+//!   through [`Sender`] clones: frames never interleave.
+//! - [`Server`]: the spec's `WebSocketServer` ([`ServerOptions`]: address,
+//!   port, subprotocol, connection limits, handshake timeout), with events as
+//!   a blocking iterator or as on/off callbacks, send, list, close one, stop.
+//!
+//! Errors are [`Error`], whose [`code`](Error::code) is the spec's number.
+//!
+//! ```no_run
+//! use ws_blocking::{Message, WebSocket};
+//! let mut ws = WebSocket::connect("ws://127.0.0.1:9001/")?;
+//! ws.send_text("hello")?;
+//! if let Message::Text(t) = ws.recv()? {
+//!     println!("{t}");
+//! }
+//! ws.close_and_wait(ws_blocking::CloseCode::NORMAL, "")?;
+//! # Ok::<(), ws_blocking::Error>(())
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod server;
+mod socket;
+
+pub use client::WebSocket;
+pub use server::{ClientConnection, Events, Server, ServerEvent, ServerEventKind, ServerHandle};
+pub use socket::{Receiver, Sender};
+pub use ws_proto::api::{
+    CallbackId, ClientCert, ClientOptions, Error, ErrorCode, HttpProxy, Proxy, ServerCert,
+    ServerOptions,
+};
+pub use ws_proto::{CloseCode, CloseInfo, Config, Event, Message, MessageKind, Response, State};

@@ -4,7 +4,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
 
-type Callback<E> = Box<dyn FnMut(&E) + Send>;
+/// A registered callback. `Fn + Send + Sync` so that adapters can call it
+/// from many connection threads at once without holding a lock.
+pub type Callback<E> = std::sync::Arc<dyn Fn(&E) + Send + Sync>;
 
 /// Callbacks per event kind `K` (the adapters use an enum: open, message,
 /// close, error, dataEnd, headerReceive; or connect, messageReceive, close,
@@ -42,10 +44,10 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
     }
 
     /// Registers `f` for events of `kind`.
-    pub fn on(&mut self, kind: K, f: impl FnMut(&E) + Send + 'static) -> CallbackId {
+    pub fn on(&mut self, kind: K, f: impl Fn(&E) + Send + Sync + 'static) -> CallbackId {
         let id = CallbackId(self.next);
         self.next += 1;
-        self.entries.push((id, kind, Box::new(f)));
+        self.entries.push((id, kind, std::sync::Arc::new(f)));
         id
     }
 
@@ -63,9 +65,19 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
         self.entries.iter().filter(|(_, k, _)| *k == kind).count()
     }
 
+    /// The callbacks of `kind`, to call after releasing whatever lock
+    /// guards the registry (so a callback may call `on`/`off`).
+    pub fn handlers(&self, kind: K) -> Vec<Callback<E>> {
+        self.entries
+            .iter()
+            .filter(|(_, k, _)| *k == kind)
+            .map(|(_, _, f)| f.clone())
+            .collect()
+    }
+
     /// Calls every callback of `kind` with `event`.
-    pub fn emit(&mut self, kind: K, event: &E) {
-        for (_, k, f) in &mut self.entries {
+    pub fn emit(&self, kind: K, event: &E) {
+        for (_, k, f) in &self.entries {
             if *k == kind {
                 f(event);
             }
@@ -113,5 +125,7 @@ mod tests {
         cb.emit(Kind::Message, &"3".to_string());
         assert_eq!(*log.lock().unwrap(), ["a:1", "b:1", "open:x", "b:2"]);
         assert_eq!(cb.count(Kind::Open), 1);
+        assert_eq!(cb.handlers(Kind::Open).len(), 1);
+        assert!(cb.handlers(Kind::Message).is_empty());
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::api::proxy::ProxyError;
-use crate::error::{BuildError, HandshakeError, SendError};
+use crate::error::{BuildError, ConnectionError, HandshakeError, SendError};
 
 /// The numeric error codes of the `@ohos.net.webSocket` API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +79,14 @@ pub enum Error {
     ListenPort(io::Error),
     /// No connection with that id (closed, or never there).
     NoSuchConnection,
+    /// A server refused a connection over its limits, answering `status`
+    /// (503: too many clients; 429: too many from one address).
+    Refused {
+        /// The client.
+        peer: std::net::SocketAddr,
+        /// The HTTP status it was answered.
+        status: u16,
+    },
     /// A socket error.
     Io(io::Error),
     /// The TLS handshake or session failed (including an untrusted
@@ -91,6 +99,9 @@ pub enum Error {
     Handshake(HandshakeError),
     /// A command was refused (see [`SendError`]).
     Send(SendError),
+    /// The connection failed after the handshake: the peer broke the
+    /// protocol, a keepalive or close timeout, TCP closed without a Close.
+    Connection(ConnectionError),
     /// Connecting or the handshake took longer than allowed.
     Timeout,
     /// The connection is closed.
@@ -129,11 +140,15 @@ impl fmt::Display for Error {
             Error::ListenAddress(e) => write!(f, "cannot listen on the address: {e}"),
             Error::ListenPort(e) => write!(f, "cannot listen on the port: {e}"),
             Error::NoSuchConnection => f.write_str("no such connection"),
+            Error::Refused { peer, status } => {
+                write!(f, "refused {peer} with {status} (over a limit)")
+            }
             Error::Io(e) => write!(f, "I/O error: {e}"),
             Error::Tls(m) => write!(f, "TLS error: {m}"),
             Error::Proxy(e) => write!(f, "proxy error: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
             Error::Send(e) => write!(f, "{e}"),
+            Error::Connection(e) => write!(f, "connection failed: {e}"),
             Error::Timeout => f.write_str("timed out"),
             Error::Closed => f.write_str("the connection is closed"),
         }
@@ -148,6 +163,7 @@ impl std::error::Error for Error {
             Error::Proxy(e) => Some(e),
             Error::Handshake(e) => Some(e),
             Error::Send(e) => Some(e),
+            Error::Connection(e) => Some(e),
             _ => None,
         }
     }

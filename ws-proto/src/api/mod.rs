@@ -10,7 +10,7 @@ mod error;
 mod options;
 pub mod proxy;
 
-pub use callbacks::{CallbackId, Callbacks};
+pub use callbacks::{Callback, CallbackId, Callbacks};
 pub use error::{Error, ErrorCode};
 pub use options::{
     ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,

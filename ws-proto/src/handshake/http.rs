@@ -334,9 +334,14 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Writes an ordinary response: status line, headers, Content-Length,
-/// `Connection: close`, body.
-pub(crate) fn write_response(
+/// Appends an ordinary HTTP/1.1 response: status line, headers,
+/// Content-Length, `Connection: close`, body. For answers outside a
+/// handshake (a server refusing a connection over its limits). Refuses a
+/// status outside 100-999, 101, and headers that [`ClientRequest::header`]
+/// would refuse.
+///
+/// [`ClientRequest::header`]: crate::ClientRequest::header
+pub fn write_response(
     status: u16,
     headers: &[(&str, &str)],
     body: &[u8],

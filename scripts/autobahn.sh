@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite against an adapter crate, both roles:
+#   fuzzingclient -> the crate's echo_server example (we are the server)
+#   fuzzingserver <- the crate's autobahn_client example (we are the client)
+# and fails unless every case is OK, NON-STRICT or INFORMATIONAL (and
+# UNIMPLEMENTED only for 12.* and 13.*, permessage-deflate).
+# Usage: scripts/autobahn.sh ws-blocking [port]
+set -euo pipefail
+crate=${1:?usage: autobahn.sh CRATE [PORT]}
+port=${2:-9001}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$root/scripts/install-autobahn.sh"
+cd "$root"
+cargo build --release -q -p "$crate" --example echo_server --example autobahn_client
+bin="$root/target/release/examples"
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+check() { # report dir, role
+    python3 - "$1" "$2" <<'PY'
+import json, sys, os
+report, role = sys.argv[1], sys.argv[2]
+with open(os.path.join(report, "index.json")) as f:
+    index = json.load(f)
+ok = {"OK", "NON-STRICT", "INFORMATIONAL"}
+bad, counts, notes = [], {}, []
+for agent, cases in index.items():
+    for case, r in cases.items():
+        for key in ("behavior", "behaviorClose"):
+            v = r[key]
+            counts[v] = counts.get(v, 0) + (key == "behavior")
+            major = case.split(".")[0]
+            if v in ok or (v == "UNIMPLEMENTED" and major in ("12", "13")):
+                if v != "OK" and key == "behavior":
+                    notes.append(f"{case}={v}")
+                continue
+            bad.append((case, key, v))
+total = sum(len(c) for c in index.values())
+print(f"autobahn {role}: {total} cases; behavior counts {dict(sorted(counts.items()))}")
+if notes:
+    print("  not OK but accepted: " + " ".join(sorted(notes, key=lambda c: [int(x) for x in c.split("=")[0].split(".")])))
+for case, key, v in sorted(set(bad)):
+    print(f"  FAILED {case}: {key} = {v}")
+if bad or total == 0:
+    sys.exit(1)
+PY
+}
+
+# 1. We are the server.
+"$bin/echo_server" "127.0.0.1:$port" 2>"$work/server.log" &
+pids+=($!)
+wait_port "$port"
+cat > "$work/fuzzingclient.json" <<JSON
+{
+  "outdir": "$work/reports/servers",
+  "servers": [{"agent": "$crate", "url": "ws://127.0.0.1:$port"}],
+  "cases": ["*"],
+  "exclude-cases": ["12.*", "13.*"],
+  "exclude-agent-cases": {}
+}
+JSON
+(cd "$work" && timeout 900 wstest -m fuzzingclient -s fuzzingclient.json > "$work/fuzzingclient.log" 2>&1) \
+    || { tail -20 "$work/fuzzingclient.log"; echo "wstest fuzzingclient failed" >&2; exit 1; }
+kill "${pids[0]}" 2>/dev/null || true
+check "$work/reports/servers" "server ($crate echo_server)"
+
+# 2. We are the client.
+sport=$((port + 1))
+cat > "$work/fuzzingserver.json" <<JSON
+{
+  "url": "ws://127.0.0.1:$sport",
+  "outdir": "$work/reports/clients",
+  "cases": ["*"],
+  "exclude-cases": ["12.*", "13.*"],
+  "exclude-agent-cases": {}
+}
+JSON
+(cd "$work" && exec wstest -m fuzzingserver -s fuzzingserver.json > "$work/fuzzingserver.log" 2>&1) &
+pids+=($!)
+wait_port "$sport"
+timeout 900 "$bin/autobahn_client" "ws://127.0.0.1:$sport" "$crate" 2>"$work/client.log" \
+    || { tail -20 "$work/client.log"; echo "autobahn_client failed" >&2; exit 1; }
+check "$work/reports/clients" "client ($crate autobahn_client)"

@@ -1,0 +1,38 @@
+//! Echoes every text and binary message; runs until killed.
+//! `cargo run --release -p ws-blocking --example echo_server -- 127.0.0.1:9001`
+
+use std::net::SocketAddr;
+
+use ws_blocking::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into())
+        .parse()?;
+    let mut options = ServerOptions::default();
+    options.ip = addr.ip();
+    options.port = addr.port();
+    // Load tests come from one address: raise both limits.
+    options.max_clients = 10_000;
+    options.max_connections_per_ip = 10_000;
+    // Autobahn sends messages up to 16 MiB in one frame.
+    options.config.max_frame_size = 64 << 20;
+    let server = Server::start(options)?;
+    eprintln!("echo server on ws://{}", server.local_addr());
+    // The callback runs on the connection's thread: each echo leaves before
+    // that connection reads its next frame.
+    let handle = server.handle();
+    server.on(ServerEventKind::MessageReceive, move |event| match event {
+        ServerEvent::Message(conn, Message::Text(t)) => {
+            let _ = handle.send_text(conn, t);
+        }
+        ServerEvent::Message(conn, Message::Binary(b)) => {
+            let _ = handle.send_binary(conn, b);
+        }
+        _ => {}
+    });
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,554 @@
+//! The blocking server: a thread accepts, a thread per connection.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver as ChanReceiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ws_proto::api::{CallbackId, Callbacks, Error, ServerOptions};
+use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
+
+use crate::client::read_until;
+use crate::socket::{split, Sender};
+
+/// One client connection of a server (`WebSocketConnection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientConnection {
+    /// Unique per server, in accept order.
+    pub id: u64,
+    /// The client's address and port.
+    pub addr: SocketAddr,
+}
+
+/// What happens on a server.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// A client completed the opening handshake (`connect`).
+    Connect(ClientConnection),
+    /// A whole message arrived (`messageReceive`): text or binary.
+    Message(ClientConnection, Message),
+    /// A connection ended (`close`): code and reason.
+    Close(ClientConnection, CloseCode, String),
+    /// Something failed (`error`): a refused or failed handshake, a
+    /// connection error. The connection is `None` before the handshake.
+    Error(Option<ClientConnection>, Arc<Error>),
+}
+
+/// The kinds of [`ServerEvent`], for [`Server::on`] / [`Server::off`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerEventKind {
+    /// [`ServerEvent::Connect`].
+    Connect,
+    /// [`ServerEvent::Message`].
+    MessageReceive,
+    /// [`ServerEvent::Close`].
+    Close,
+    /// [`ServerEvent::Error`].
+    Error,
+}
+
+impl ServerEvent {
+    /// This event's kind.
+    pub fn kind(&self) -> ServerEventKind {
+        match self {
+            ServerEvent::Connect(_) => ServerEventKind::Connect,
+            ServerEvent::Message(..) => ServerEventKind::MessageReceive,
+            ServerEvent::Close(..) => ServerEventKind::Close,
+            ServerEvent::Error(..) => ServerEventKind::Error,
+        }
+    }
+}
+
+/// Room for undelivered events before connection threads wait for the
+/// application (so a slow consumer bounds memory instead of growing a
+/// queue).
+const EVENT_QUEUE: usize = 1024;
+
+struct Conns {
+    live: HashMap<u64, (ClientConnection, Sender)>,
+    /// Connections per client IP, handshakes in progress included.
+    per_ip: HashMap<IpAddr, usize>,
+    /// All connections, handshakes in progress included.
+    total: usize,
+    next_id: u64,
+}
+
+struct Shared {
+    options: ServerOptions,
+    conns: Mutex<Conns>,
+    callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
+    events: Mutex<Option<SyncSender<ServerEvent>>>,
+    stopping: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, ev: ServerEvent) {
+        let handlers = self
+            .callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .handlers(ev.kind());
+        for h in handlers {
+            h(&ev);
+        }
+        let tx = self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(tx) = tx {
+            // Blocks while the queue is full; fails only when the
+            // application dropped the receiver.
+            let _ = tx.send(ev);
+        }
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut c = self.conns();
+        c.total -= 1;
+        if let Some(n) = c.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A running WebSocket server (`WebSocketServer`).
+pub struct Server {
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+    addr: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl Server {
+    /// Starts listening (`start`). Errors: [`Error::ListenAddress`] (2302004)
+    /// when the address is not local, [`Error::ListenPort`] (2302005) when
+    /// the port is taken or forbidden.
+    pub fn start(options: ServerOptions) -> Result<Server, Error> {
+        if options.max_clients == 0 || options.max_connections_per_ip == 0 {
+            return Err(Error::InvalidParameter(
+                "connection limits must be at least 1".into(),
+            ));
+        }
+        if options.cert.is_some() {
+            return Err(Error::Tls(
+                "TLS servers are not supported by this build yet".into(),
+            ));
+        }
+        let listener =
+            TcpListener::bind((options.ip, options.port)).map_err(|e| match e.kind() {
+                io::ErrorKind::AddrNotAvailable => Error::ListenAddress(e),
+                _ => Error::ListenPort(e),
+            })?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            options,
+            conns: Mutex::new(Conns {
+                live: HashMap::new(),
+                per_ip: HashMap::new(),
+                total: 0,
+                next_id: 1,
+            }),
+            callbacks: Mutex::new(Callbacks::new()),
+            events: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        });
+        let s = shared.clone();
+        let accept = std::thread::Builder::new()
+            .name("ws-accept".into())
+            .spawn(move || accept_loop(listener, s))?;
+        Ok(Server {
+            handle: ServerHandle {
+                shared: shared.clone(),
+            },
+            shared,
+            addr,
+            accept: Some(accept),
+        })
+    }
+
+    /// The address the server listens on (with the port it got for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A blocking iterator over events from now on. The queue holds at most
+    /// 1024 events; connection threads wait while it is full. Call once;
+    /// later calls replace the previous iterator.
+    pub fn events(&self) -> Events {
+        let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
+        *self.shared.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        Events { rx }
+    }
+
+    /// Registers a callback (`on`); it runs on the connection's thread.
+    pub fn on(
+        &self,
+        kind: ServerEventKind,
+        f: impl Fn(&ServerEvent) + Send + Sync + 'static,
+    ) -> CallbackId {
+        self.shared
+            .callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .on(kind, f)
+    }
+
+    /// Removes one callback, or all of a kind (`off`). Returns how many.
+    pub fn off(&self, kind: ServerEventKind, id: Option<CallbackId>) -> usize {
+        self.shared
+            .callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .off(kind, id)
+    }
+
+    /// A cloneable handle for sending, listing and closing from other
+    /// threads and from callbacks.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops (`stop`): closes every connection with 1001 (going away), waits
+    /// for their closing handshakes (at most the close timeout), then stops
+    /// listening. Idempotent.
+    pub fn stop(&mut self) -> Result<(), Error> {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Wake the accept loop: it sees `stopping` and returns.
+        let wake = match self.addr.ip() {
+            ip if ip.is_unspecified() => SocketAddr::new(
+                if ip.is_ipv4() {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                } else {
+                    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                },
+                self.addr.port(),
+            ),
+            _ => self.addr,
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+        let live: Vec<Sender> = self
+            .shared
+            .conns()
+            .live
+            .values()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in &live {
+            let _ = s.close(CloseCode::GOING_AWAY, "server stopping");
+        }
+        let threads = std::mem::take(
+            &mut *self
+                .shared
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}
+
+/// Sends to, lists and closes the connections of a [`Server`]; cheap to
+/// clone, usable from any thread and from callbacks. A callback runs on the
+/// connection's thread, so a reply sent from a `MessageReceive` callback
+/// leaves before that connection reads its next frame.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish()
+    }
+}
+
+impl ServerHandle {
+    fn sender(&self, conn: &ClientConnection) -> Result<Sender, Error> {
+        let c = self.shared.conns();
+        match c.live.get(&conn.id) {
+            Some((info, tx)) if info == conn => Ok(tx.clone()),
+            _ => Err(Error::NoSuchConnection),
+        }
+    }
+
+    /// Sends a text message to one client (`send`).
+    pub fn send_text(&self, conn: &ClientConnection, text: &str) -> Result<(), Error> {
+        self.sender(conn)?.send_text(text)
+    }
+
+    /// Sends a binary message to one client (`send`).
+    pub fn send_binary(&self, conn: &ClientConnection, data: &[u8]) -> Result<(), Error> {
+        self.sender(conn)?.send_binary(data)
+    }
+
+    /// The connected clients (`listAllConnections`), in accept order.
+    pub fn connections(&self) -> Vec<ClientConnection> {
+        let mut v: Vec<_> = self.shared.conns().live.values().map(|(c, _)| *c).collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Closes one connection with a code and reason (`close`); its `Close`
+    /// event follows when the closing handshake ends.
+    pub fn close(
+        &self,
+        conn: &ClientConnection,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), Error> {
+        self.sender(conn)?.close(code, reason)
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerHandle;
+    fn deref(&self) -> &ServerHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Blocking iterator over [`ServerEvent`]s; ends when the server stopped
+/// and every connection thread is gone.
+#[derive(Debug)]
+pub struct Events {
+    rx: ChanReceiver<ServerEvent>,
+}
+
+impl Events {
+    /// Waits at most `timeout` for the next event.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<ServerEvent> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
+
+impl Iterator for Events {
+    type Item = ServerEvent;
+    fn next(&mut self) -> Option<ServerEvent> {
+        self.rx.recv().ok()
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let sock = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: report and back off a little.
+                shared.emit(ServerEvent::Error(None, Arc::new(Error::Io(e))));
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let Ok(peer) = sock.peer_addr() else { continue };
+        // Admission: the limits count handshakes in progress too.
+        let refused = {
+            let mut c = shared.conns();
+            let per_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            if c.total >= shared.options.max_clients {
+                Some((503, "too many clients"))
+            } else if per_ip >= shared.options.max_connections_per_ip {
+                Some((429, "too many connections from this address"))
+            } else {
+                c.total += 1;
+                *c.per_ip.entry(peer.ip()).or_insert(0) += 1;
+                None
+            }
+        };
+        if let Some((status, why)) = refused {
+            // Off the accept thread: the refusal lingers to read the
+            // request, so that closing does not reset the answer away.
+            let _ = std::thread::Builder::new()
+                .name("ws-refuse".into())
+                .spawn(move || refuse(sock, status, why));
+            shared.emit(ServerEvent::Error(
+                None,
+                Arc::new(Error::Refused { peer, status }),
+            ));
+            continue;
+        }
+        let s = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ws-conn-{peer}"))
+            .spawn(move || {
+                serve(sock, peer, &s);
+                s.release(peer.ip());
+            });
+        match spawned {
+            Ok(h) => {
+                let mut threads = shared.threads.lock().unwrap_or_else(|e| e.into_inner());
+                threads.retain(|t| !t.is_finished());
+                threads.push(h);
+            }
+            Err(e) => {
+                shared.release(peer.ip());
+                shared.emit(ServerEvent::Error(None, Arc::new(Error::Io(e))));
+            }
+        }
+    }
+}
+
+/// Answers an over-limit connection with an HTTP error, then reads (and
+/// drops) what the client sends for at most a second before closing.
+fn refuse(mut sock: TcpStream, status: u16, why: &str) {
+    let mut out = Vec::new();
+    let body = format!("{why}\n");
+    if ws_proto::handshake::http::write_response(
+        status,
+        &[("Retry-After", "1")],
+        body.as_bytes(),
+        &mut out,
+    )
+    .is_err()
+    {
+        return;
+    }
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = sock.write_all(&out);
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let end = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 1024];
+    while Instant::now() < end {
+        match std::io::Read::read(&mut sock, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One connection: handshake within the timeout, then the receive loop.
+fn serve(mut sock: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let _ = sock.set_nodelay(true);
+    let deadline = Some(Instant::now() + shared.options.handshake_timeout);
+    let mut hs = ServerHandshake::new(shared.options.config.clone());
+    let incoming = read_until(&mut sock, deadline, |data| match data {
+        Some(d) => hs.handle_data(d).map_err(Error::from),
+        None => Err(Error::Handshake(hs.handle_eof())),
+    });
+    let upgrade = match incoming {
+        Ok(Incoming::Upgrade(u)) => u,
+        Ok(Incoming::Http(req)) => {
+            let mut out = Vec::new();
+            let _ = req.respond(
+                426,
+                &[("Sec-WebSocket-Version", "13")],
+                b"this is a WebSocket server\n",
+                &mut out,
+            );
+            let _ = sock.write_all(&out);
+            return;
+        }
+        Err(e) => {
+            if let Error::Handshake(h) = &e {
+                let mut out = Vec::new();
+                h.write_response(&mut out);
+                let _ = sock.write_all(&out);
+            }
+            shared.emit(ServerEvent::Error(None, Arc::new(e)));
+            return;
+        }
+    };
+    let mut accept = Accept::new();
+    if let Some(p) = &shared.options.protocol {
+        if upgrade.protocols().iter().any(|o| o == p) {
+            accept = accept.protocol(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    let conn = match upgrade.accept(Instant::now(), &accept, &mut out) {
+        Ok(c) => c,
+        Err(e) => {
+            shared.emit(ServerEvent::Error(None, Arc::new(e.into())));
+            return;
+        }
+    };
+    if let Err(e) = sock.write_all(&out) {
+        shared.emit(ServerEvent::Error(None, Arc::new(e.into())));
+        return;
+    }
+    let _ = sock.set_read_timeout(None);
+    let (tx, mut rx) = match split(conn, sock) {
+        Ok(halves) => halves,
+        Err(e) => {
+            shared.emit(ServerEvent::Error(None, Arc::new(e.into())));
+            return;
+        }
+    };
+    let info = {
+        let mut c = shared.conns();
+        let id = c.next_id;
+        c.next_id += 1;
+        let info = ClientConnection { id, addr: peer };
+        c.live.insert(id, (info, tx.clone()));
+        info
+    };
+    if shared.stopping.load(Ordering::SeqCst) {
+        let _ = tx.close(CloseCode::GOING_AWAY, "server stopping");
+    }
+    shared.emit(ServerEvent::Connect(info));
+    loop {
+        match rx.recv() {
+            Ok(Message::Closed(c)) => {
+                shared.conns().live.remove(&info.id);
+                if let Some(err) = c.error {
+                    shared.emit(ServerEvent::Error(
+                        Some(info),
+                        Arc::new(Error::Connection(err)),
+                    ));
+                }
+                shared.emit(ServerEvent::Close(info, c.code, c.reason));
+            }
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                shared.emit(ServerEvent::Message(info, m))
+            }
+            Ok(_) => {}
+            Err(Error::Closed) => break,
+            Err(e) => {
+                shared.conns().live.remove(&info.id);
+                shared.emit(ServerEvent::Error(Some(info), Arc::new(e)));
+                tx.abort();
+                break;
+            }
+        }
+    }
+    shared.conns().live.remove(&info.id);
+}

@@ -1,0 +1,266 @@
+//! One WebSocket connection over a blocking socket: the run loop of the
+//! sans-IO core, split into a cloneable [`Sender`] and a [`Receiver`].
+//!
+//! The connection state lives behind one mutex. Whoever queues frames also
+//! drains and writes them before releasing the lock, so frames from many
+//! threads never interleave or reorder. The receiver reads the socket
+//! without holding the lock, then takes it to feed the bytes in.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ws_proto::api::Error;
+use ws_proto::{Assembler, CloseCode, Connection, Event, Message, MessageKind, State, Transmit};
+
+/// The longest a receiver sleeps in `read` before it looks at the timers
+/// again (a Close queued by another thread starts a close timeout that the
+/// blocked reader must notice).
+const WAKE: Duration = Duration::from_secs(1);
+
+/// Bytes read from the socket per call.
+const READ_SIZE: usize = 16 << 10;
+
+/// The writing half and the protocol state.
+pub(crate) struct Inner {
+    pub(crate) conn: Connection,
+    writer: TcpStream,
+    out: Vec<u8>,
+    broken: Option<io::ErrorKind>,
+}
+
+impl Inner {
+    /// Writes everything the connection queued.
+    pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        if let Some(kind) = self.broken {
+            return Err(Error::Io(kind.into()));
+        }
+        loop {
+            match self.conn.poll_transmit(&mut self.out) {
+                Transmit::Data(_) => {
+                    let r = self.writer.write_all(&self.out);
+                    self.out.clear();
+                    if let Err(e) = r {
+                        self.broken = Some(e.kind());
+                        return Err(e.into());
+                    }
+                }
+                Transmit::Shutdown => {
+                    let _ = self.writer.shutdown(Shutdown::Write);
+                }
+                Transmit::Nothing => return Ok(()),
+            }
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
+    // A panic in a user callback must not poison the connection for others.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends on a connection; clone it to send from several threads.
+#[derive(Clone)]
+pub struct Sender {
+    shared: Shared,
+    peer: SocketAddr,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("peer", &self.peer).finish()
+    }
+}
+
+impl Sender {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, ws_proto::SendError>,
+    ) -> Result<T, Error> {
+        let mut g = lock(&self.shared);
+        let r = f(&mut g.conn)?;
+        g.flush()?;
+        Ok(r)
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.with(|c| c.send_text(text))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
+        self.with(|c| c.send_binary(data))
+    }
+
+    /// Sends one piece of a message streamed in pieces; `fin` ends it.
+    pub fn send_chunk(&self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), Error> {
+        self.with(|c| c.send_chunk(kind, data, fin))
+    }
+
+    /// Sends a Ping (at most 125 bytes).
+    pub fn ping(&self, payload: &[u8]) -> Result<(), Error> {
+        self.with(|c| c.ping(payload))
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (at most 123
+    /// bytes). The receiver reports the end as [`Message::Closed`].
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.with(|c| c.close(Instant::now(), code, reason))
+    }
+
+    /// Bytes queued and not yet written (the browser's `bufferedAmount`).
+    /// Writes are synchronous, so this is 0 unless a write failed.
+    pub fn buffered_amount(&self) -> usize {
+        lock(&self.shared).conn.buffered_amount()
+    }
+
+    /// Open, Closing or Closed.
+    pub fn state(&self) -> State {
+        lock(&self.shared).conn.state()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Closes the socket at once, without a closing handshake.
+    pub(crate) fn abort(&self) {
+        let _ = lock(&self.shared).writer.shutdown(Shutdown::Both);
+    }
+}
+
+/// Receives from a connection. There is one per connection.
+pub struct Receiver {
+    shared: Shared,
+    sock: TcpStream,
+    buf: BytesMut,
+    asm: Assembler,
+    done: bool,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// The next event: a chunk of a message (huge messages stream through
+    /// bounded memory), a ping, a pong, or the close. `Ok(None)` once the
+    /// connection is finished and the close was reported.
+    pub fn recv_event(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            let deadline = {
+                let mut g = lock(&self.shared);
+                let ev = g.conn.poll_event();
+                // Replies (Pong, Close) leave before the event is handed out.
+                let flushed = g.flush();
+                if let Some(ev) = ev {
+                    return Ok(Some(ev));
+                }
+                if g.conn.is_finished() || self.done {
+                    self.done = true;
+                    return Ok(None);
+                }
+                if let Err(e) = flushed {
+                    // The peer is gone; let the core report 1006.
+                    g.conn.handle_eof(Instant::now());
+                    if g.conn.poll_event().is_none() {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                g.conn.poll_timeout()
+            };
+            let now = Instant::now();
+            let wait = deadline.map_or(WAKE, |d| d.saturating_duration_since(now).min(WAKE));
+            if deadline.is_some_and(|d| d <= now) {
+                lock(&self.shared).conn.handle_timeout(now);
+                continue;
+            }
+            self.sock
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+            if self.buf.capacity() < READ_SIZE {
+                self.buf.reserve(READ_SIZE);
+            }
+            self.buf.resize(READ_SIZE, 0);
+            let r = self.sock.read(&mut self.buf);
+            let now = Instant::now();
+            let mut g = lock(&self.shared);
+            match r {
+                Ok(0) => {
+                    self.buf.clear();
+                    g.conn.handle_eof(now);
+                }
+                Ok(n) => {
+                    self.buf.truncate(n);
+                    g.conn.handle_bytes(now, self.buf.split());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    self.buf.clear();
+                    g.conn.handle_timeout(now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.clear(),
+                Err(_) => {
+                    self.buf.clear();
+                    g.conn.handle_eof(now);
+                }
+            }
+        }
+    }
+
+    /// The next whole message (or ping, pong, close). After
+    /// [`Message::Closed`], returns [`Error::Closed`].
+    pub fn recv(&mut self) -> Result<Message, Error> {
+        loop {
+            match self.recv_event()? {
+                Some(ev) => {
+                    if let Some(m) = self.asm.push(ev) {
+                        return Ok(m);
+                    }
+                }
+                None => return Err(Error::Closed),
+            }
+        }
+    }
+}
+
+/// Splits an established connection into its halves.
+pub(crate) fn split(conn: Connection, sock: TcpStream) -> io::Result<(Sender, Receiver)> {
+    let peer = sock.peer_addr()?;
+    sock.set_write_timeout(None)?;
+    let writer = sock.try_clone()?;
+    let shared = Arc::new(Mutex::new(Inner {
+        conn,
+        writer,
+        out: Vec::new(),
+        broken: None,
+    }));
+    let tx = Sender {
+        shared: shared.clone(),
+        peer,
+    };
+    Ok((
+        tx,
+        Receiver {
+            shared,
+            sock,
+            buf: BytesMut::new(),
+            asm: Assembler::new(),
+            done: false,
+        },
+    ))
+}
