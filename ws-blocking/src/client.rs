@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use ws_proto::api::proxy::{self, ProxyConnect, ProxyError};
+use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{ClientOptions, Error, MAX_URL_LEN};
 use ws_proto::{ClientHandshake, ClientRequest, CloseCode, Event, Message, MessageKind, Response};
 
@@ -31,11 +32,12 @@ impl WebSocket {
     /// any I/O.
     pub fn connect_with(url: &str, options: &ClientOptions) -> Result<WebSocket, Error> {
         let request = build_request(url, options)?;
-        if request.is_tls() {
-            return Err(Error::Tls(
-                "wss:// is not supported by this build yet".into(),
-            ));
-        }
+        // Certificate files are checked before any I/O too.
+        let tls_config = if request.is_tls() {
+            Some(tls::client_config(options)?)
+        } else {
+            None
+        };
         let connect_deadline = options.connect_timeout.map(|t| Instant::now() + t);
         let env = |k: &str| std::env::var(k).ok();
         let via = proxy::select(
@@ -45,41 +47,54 @@ impl WebSocket {
             request.is_tls(),
             &env,
         )?;
-        let (mut sock, mut leftover) = match &via {
+        let (mut sock, leftover) = match &via {
             None => (
                 tcp_connect(request.host(), request.port(), connect_deadline)?,
                 Vec::new(),
             ),
             Some(p) => {
                 let mut sock = tcp_connect(&p.host, p.port, connect_deadline)?;
+                let timer = sock.try_clone()?;
                 let mut step = ProxyConnect::new(request.host(), request.port(), p);
                 sock.write_all(step.request())?;
-                let rest = read_until(&mut sock, connect_deadline, |data| match data {
+                let rest = read_until(&mut sock, &timer, connect_deadline, |data| match data {
                     Some(d) => step.handle_data(d).map_err(Error::from),
                     None => Err(Error::Proxy(ProxyError::Closed)),
                 })?;
                 (sock, rest)
             }
         };
-        let hs_deadline = options.handshake_timeout.map(|t| Instant::now() + t);
+        let timer = sock.try_clone()?;
+        let deadline = options.handshake_timeout.map(|t| Instant::now() + t);
         let mut hs = ClientHandshake::new(&request, options.config.clone(), rand::random())?;
-        sock.write_all(hs.request())?;
-        let now = Instant::now();
-        let first = std::mem::take(&mut leftover);
-        let done = if first.is_empty() {
-            None
-        } else {
-            hs.handle_data(now, &first)?
-        };
-        let (response, conn) = match done {
-            Some(d) => d,
-            None => read_until(&mut sock, hs_deadline, |data| match data {
-                Some(d) => hs.handle_data(Instant::now(), d).map_err(Error::from),
-                None => Err(Error::Handshake(hs.handle_eof())),
-            })?,
+        let (response, conn, tls) = match tls_config {
+            None => {
+                let (r, c) = handshake(&mut sock, &timer, deadline, &mut hs, leftover)?;
+                (r, c, None)
+            }
+            Some(config) => {
+                if !leftover.is_empty() {
+                    return Err(Error::Proxy(ProxyError::Malformed(
+                        ws_proto::HandshakeError::Malformed(
+                            "the proxy sent data before the TLS handshake".into(),
+                        ),
+                    )));
+                }
+                let name = tls::server_name(request.host())?;
+                let mut tls = rustls::ClientConnection::new(config, name)
+                    .map_err(|e| Error::Tls(e.to_string()))?;
+                let (r, c) = handshake(
+                    &mut rustls::Stream::new(&mut tls, &mut sock),
+                    &timer,
+                    deadline,
+                    &mut hs,
+                    Vec::new(),
+                )?;
+                (r, c, Some(rustls::Connection::from(tls)))
+            }
         };
         sock.set_read_timeout(None)?;
-        let (tx, rx) = split(conn, sock)?;
+        let (tx, rx) = split(conn, sock, tls)?;
         Ok(WebSocket { tx, rx, response })
     }
 
@@ -210,17 +225,52 @@ fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Error> {
     }
 }
 
+/// Writes the request, reads the response (through TLS or not).
+fn handshake(
+    stream: &mut (impl Read + Write),
+    timer: &TcpStream,
+    deadline: Option<Instant>,
+    hs: &mut ClientHandshake,
+    leftover: Vec<u8>,
+) -> Result<(Response, ws_proto::Connection), Error> {
+    timer.set_write_timeout(remaining(deadline)?)?;
+    timer.set_read_timeout(remaining(deadline)?)?;
+    stream.write_all(hs.request()).map_err(io_error)?;
+    stream.flush().map_err(io_error)?;
+    if !leftover.is_empty() {
+        if let Some(done) = hs.handle_data(Instant::now(), &leftover)? {
+            return Ok(done);
+        }
+    }
+    read_until(stream, timer, deadline, |data| match data {
+        Some(d) => hs.handle_data(Instant::now(), d).map_err(Error::from),
+        None => Err(Error::Handshake(hs.handle_eof())),
+    })
+}
+
+/// An I/O error, told apart from a TLS failure (rustls reports those as
+/// `InvalidData`).
+pub(crate) fn io_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::InvalidData => Error::Tls(e.to_string()),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::Io(e),
+    }
+}
+
 /// Reads and feeds `step` until it yields, the deadline passes, or EOF
-/// (fed as `None`; the step then returns its error).
+/// (fed as `None`; the step then returns its error). `timer` is the socket
+/// under `stream`, for read timeouts.
 pub(crate) fn read_until<T>(
-    sock: &mut TcpStream,
+    stream: &mut impl Read,
+    timer: &TcpStream,
     deadline: Option<Instant>,
     mut step: impl FnMut(Option<&[u8]>) -> Result<Option<T>, Error>,
 ) -> Result<T, Error> {
     let mut buf = [0u8; 4096];
     loop {
-        sock.set_read_timeout(remaining(deadline)?)?;
-        let n = match sock.read(&mut buf) {
+        timer.set_read_timeout(remaining(deadline)?)?;
+        let n = match stream.read(&mut buf) {
             Ok(0) => return step(None)?.ok_or(Error::Closed),
             Ok(n) => n,
             Err(e)
@@ -232,7 +282,7 @@ pub(crate) fn read_until<T>(
                 return Err(Error::Timeout)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(io_error(e)),
         };
         if let Some(t) = step(Some(&buf[..n]))? {
             return Ok(t);

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{CallbackId, Callbacks, Error, ServerOptions};
 use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
 
-use crate::client::read_until;
+use crate::client::{io_error, read_until};
 use crate::socket::{split, Sender};
 
 /// One client connection of a server (`WebSocketConnection`).
@@ -79,6 +80,7 @@ struct Conns {
 
 struct Shared {
     options: ServerOptions,
+    tls: Option<Arc<rustls::ServerConfig>>,
     conns: Mutex<Conns>,
     callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
     events: Mutex<Option<SyncSender<ServerEvent>>>,
@@ -148,11 +150,8 @@ impl Server {
                 "connection limits must be at least 1".into(),
             ));
         }
-        if options.cert.is_some() {
-            return Err(Error::Tls(
-                "TLS servers are not supported by this build yet".into(),
-            ));
-        }
+        // Certificate problems are reported before listening.
+        let tls_config = options.cert.as_ref().map(tls::server_config).transpose()?;
         let listener =
             TcpListener::bind((options.ip, options.port)).map_err(|e| match e.kind() {
                 io::ErrorKind::AddrNotAvailable => Error::ListenAddress(e),
@@ -161,6 +160,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             options,
+            tls: tls_config,
             conns: Mutex::new(Conns {
                 live: HashMap::new(),
                 per_ip: HashMap::new(),
@@ -455,15 +455,57 @@ fn refuse(mut sock: TcpStream, status: u16, why: &str) {
     }
 }
 
+/// Writes handshake bytes, through TLS or not.
+fn hs_write(
+    sock: &mut TcpStream,
+    tls: &mut Option<rustls::ServerConnection>,
+    data: &[u8],
+) -> io::Result<()> {
+    match tls {
+        None => sock.write_all(data),
+        Some(t) => {
+            let mut s = rustls::Stream::new(t, sock);
+            s.write_all(data)?;
+            s.flush()
+        }
+    }
+}
+
 /// One connection: handshake within the timeout, then the receive loop.
 fn serve(mut sock: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let _ = sock.set_nodelay(true);
+    let timer = match sock.try_clone() {
+        Ok(t) => t,
+        Err(e) => return shared.emit(ServerEvent::Error(None, Arc::new(e.into()))),
+    };
+    let _ = timer.set_write_timeout(Some(shared.options.handshake_timeout));
     let deadline = Some(Instant::now() + shared.options.handshake_timeout);
+    let mut tls = match &shared.tls {
+        None => None,
+        Some(cfg) => match rustls::ServerConnection::new(cfg.clone()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return shared.emit(ServerEvent::Error(
+                    None,
+                    Arc::new(Error::Tls(e.to_string())),
+                ))
+            }
+        },
+    };
     let mut hs = ServerHandshake::new(shared.options.config.clone());
-    let incoming = read_until(&mut sock, deadline, |data| match data {
+    let mut step = |data: Option<&[u8]>| match data {
         Some(d) => hs.handle_data(d).map_err(Error::from),
         None => Err(Error::Handshake(hs.handle_eof())),
-    });
+    };
+    let incoming = match &mut tls {
+        None => read_until(&mut sock, &timer, deadline, &mut step),
+        Some(t) => read_until(
+            &mut rustls::Stream::new(t, &mut sock),
+            &timer,
+            deadline,
+            &mut step,
+        ),
+    };
     let upgrade = match incoming {
         Ok(Incoming::Upgrade(u)) => u,
         Ok(Incoming::Http(req)) => {
@@ -474,14 +516,14 @@ fn serve(mut sock: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
                 b"this is a WebSocket server\n",
                 &mut out,
             );
-            let _ = sock.write_all(&out);
+            let _ = hs_write(&mut sock, &mut tls, &out);
             return;
         }
         Err(e) => {
             if let Error::Handshake(h) = &e {
                 let mut out = Vec::new();
                 h.write_response(&mut out);
-                let _ = sock.write_all(&out);
+                let _ = hs_write(&mut sock, &mut tls, &out);
             }
             shared.emit(ServerEvent::Error(None, Arc::new(e)));
             return;
@@ -501,12 +543,12 @@ fn serve(mut sock: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             return;
         }
     };
-    if let Err(e) = sock.write_all(&out) {
-        shared.emit(ServerEvent::Error(None, Arc::new(e.into())));
+    if let Err(e) = hs_write(&mut sock, &mut tls, &out) {
+        shared.emit(ServerEvent::Error(None, Arc::new(io_error(e))));
         return;
     }
     let _ = sock.set_read_timeout(None);
-    let (tx, mut rx) = match split(conn, sock) {
+    let (tx, mut rx) = match split(conn, sock, tls.map(rustls::Connection::from)) {
         Ok(halves) => halves,
         Err(e) => {
             shared.emit(ServerEvent::Error(None, Arc::new(e.into())));

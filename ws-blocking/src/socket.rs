@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ws_proto::api::tls::rustls;
 use ws_proto::api::Error;
 use ws_proto::{Assembler, CloseCode, Connection, Event, Message, MessageKind, State, Transmit};
 
@@ -23,11 +24,13 @@ const WAKE: Duration = Duration::from_secs(1);
 /// Bytes read from the socket per call.
 const READ_SIZE: usize = 16 << 10;
 
-/// The writing half and the protocol state.
+/// The writing half, the TLS session if any, and the protocol state.
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
     writer: TcpStream,
+    tls: Option<Box<rustls::Connection>>,
     out: Vec<u8>,
+    plain: Vec<u8>,
     broken: Option<io::ErrorKind>,
 }
 
@@ -40,7 +43,13 @@ impl Inner {
         loop {
             match self.conn.poll_transmit(&mut self.out) {
                 Transmit::Data(_) => {
-                    let r = self.writer.write_all(&self.out);
+                    let r = match &mut self.tls {
+                        None => self.writer.write_all(&self.out),
+                        Some(tls) => tls
+                            .writer()
+                            .write_all(&self.out)
+                            .and_then(|_| write_tls(tls, &mut self.writer)),
+                    };
                     self.out.clear();
                     if let Err(e) = r {
                         self.broken = Some(e.kind());
@@ -48,12 +57,68 @@ impl Inner {
                     }
                 }
                 Transmit::Shutdown => {
+                    if let Some(tls) = &mut self.tls {
+                        tls.send_close_notify();
+                        let _ = write_tls(tls, &mut self.writer);
+                    }
                     let _ = self.writer.shutdown(Shutdown::Write);
                 }
                 Transmit::Nothing => return Ok(()),
             }
         }
     }
+
+    /// Feeds bytes read from the socket: straight in, or through TLS.
+    fn feed(&mut self, now: Instant, data: &mut BytesMut) {
+        let Some(tls) = &mut self.tls else {
+            self.conn.handle_bytes(now, data.split());
+            return;
+        };
+        let mut raw: &[u8] = data;
+        while !raw.is_empty() {
+            match tls.read_tls(&mut raw) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if tls.process_new_packets().is_err() {
+                // A TLS alert or a corrupt record: send our alert, end.
+                let _ = write_tls(tls, &mut self.writer);
+                self.conn.handle_eof(now);
+                data.clear();
+                return;
+            }
+        }
+        data.clear();
+        let _ = write_tls(tls, &mut self.writer);
+        self.drain_plaintext(now);
+    }
+
+    /// Hands plaintext the TLS session holds to the connection.
+    fn drain_plaintext(&mut self, now: Instant) {
+        let Some(tls) = &mut self.tls else { return };
+        if self.plain.len() < READ_SIZE {
+            self.plain.resize(READ_SIZE, 0);
+        }
+        loop {
+            match tls.reader().read(&mut self.plain) {
+                Ok(0) => {
+                    // close_notify: the peer will send nothing more.
+                    self.conn.handle_eof(now);
+                    break;
+                }
+                Ok(n) => self.conn.handle_data(now, &self.plain[..n]),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Writes what the TLS session has queued.
+fn write_tls(tls: &mut rustls::Connection, sock: &mut TcpStream) -> io::Result<()> {
+    while tls.wants_write() {
+        tls.write_tls(sock)?;
+    }
+    Ok(())
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -160,6 +225,7 @@ impl Receiver {
         loop {
             let deadline = {
                 let mut g = lock(&self.shared);
+                g.drain_plaintext(Instant::now());
                 let ev = g.conn.poll_event();
                 // Replies (Pong, Close) leave before the event is handed out.
                 let flushed = g.flush();
@@ -202,7 +268,7 @@ impl Receiver {
                 }
                 Ok(n) => {
                     self.buf.truncate(n);
-                    g.conn.handle_bytes(now, self.buf.split());
+                    g.feed(now, &mut self.buf);
                 }
                 Err(e)
                     if matches!(
@@ -238,15 +304,21 @@ impl Receiver {
     }
 }
 
-/// Splits an established connection into its halves.
-pub(crate) fn split(conn: Connection, sock: TcpStream) -> io::Result<(Sender, Receiver)> {
+/// Splits an established connection (and its TLS session) into its halves.
+pub(crate) fn split(
+    conn: Connection,
+    sock: TcpStream,
+    tls: Option<rustls::Connection>,
+) -> io::Result<(Sender, Receiver)> {
     let peer = sock.peer_addr()?;
     sock.set_write_timeout(None)?;
     let writer = sock.try_clone()?;
     let shared = Arc::new(Mutex::new(Inner {
         conn,
         writer,
+        tls: tls.map(Box::new),
         out: Vec::new(),
+        plain: Vec::new(),
         broken: None,
     }));
     let tx = Sender {

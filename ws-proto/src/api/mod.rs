@@ -9,6 +9,8 @@ mod callbacks;
 mod error;
 mod options;
 pub mod proxy;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use callbacks::{Callback, CallbackId, Callbacks};
 pub use error::{Error, ErrorCode};
