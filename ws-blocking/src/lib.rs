@@ -5,6 +5,8 @@
 //!   of the `@ohos.net.webSocket` API ([`ClientOptions`]: headers,
 //!   subprotocols, proxy, timeouts). Receive on one thread while others send
 //!   through [`Sender`] clones: frames never interleave.
+//! - [`EventClient`]: the spec's event style: `on`/`off` callbacks for
+//!   open, message, close, error, dataEnd and headerReceive.
 //! - [`Server`]: the spec's `WebSocketServer` ([`ServerOptions`]: address,
 //!   port, subprotocol, connection limits, handshake timeout), with events as
 //!   a blocking iterator or as on/off callbacks, send, list, close one, stop.
@@ -25,14 +27,18 @@
 #![warn(missing_docs)]
 
 mod client;
+mod events;
 mod server;
 mod socket;
 
 pub use client::WebSocket;
+pub use events::{ClientEvent, ClientEventKind, EventClient};
 pub use server::{ClientConnection, Events, Server, ServerEvent, ServerEventKind, ServerHandle};
 pub use socket::{Receiver, Sender};
 pub use ws_proto::api::{
     CallbackId, ClientCert, ClientOptions, Error, ErrorCode, HttpProxy, Proxy, ServerCert,
     ServerOptions,
 };
-pub use ws_proto::{CloseCode, CloseInfo, Config, Event, Message, MessageKind, Response, State};
+pub use ws_proto::{
+    CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,
+};

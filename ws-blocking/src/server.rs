@@ -151,7 +151,11 @@ impl Server {
             ));
         }
         // Certificate problems are reported before listening.
-        let tls_config = options.cert.as_ref().map(tls::server_config).transpose()?;
+        let tls_config = options
+            .cert
+            .as_ref()
+            .map(|c| tls::server_config(c, options.client_ca.as_deref()))
+            .transpose()?;
         let listener =
             TcpListener::bind((options.ip, options.port)).map_err(|e| match e.kind() {
                 io::ErrorKind::AddrNotAvailable => Error::ListenAddress(e),
@@ -237,7 +241,29 @@ impl Server {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        // Wake the accept loop: it sees `stopping` and returns.
+        // Connections that finish their handshake from now on are closed
+        // at once (see `serve`); the live ones are closed here.
+        let live: Vec<Sender> = self
+            .shared
+            .conns()
+            .live
+            .values()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in &live {
+            let _ = s.close(CloseCode::GOING_AWAY, "server stopping");
+        }
+        let threads = std::mem::take(
+            &mut *self
+                .shared
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for t in threads {
+            let _ = t.join();
+        }
+        // Then stop listening: wake the accept loop, which sees `stopping`.
         let wake = match self.addr.ip() {
             ip if ip.is_unspecified() => SocketAddr::new(
                 if ip.is_ipv4() {
@@ -253,16 +279,7 @@ impl Server {
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
-        let live: Vec<Sender> = self
-            .shared
-            .conns()
-            .live
-            .values()
-            .map(|(_, s)| s.clone())
-            .collect();
-        for s in &live {
-            let _ = s.close(CloseCode::GOING_AWAY, "server stopping");
-        }
+        // Handshakes that raced with the stop.
         let threads = std::mem::take(
             &mut *self
                 .shared

@@ -169,6 +169,41 @@ impl std::error::Error for Error {
     }
 }
 
+fn copy_io(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
+/// A copy; an `io::Error` inside is copied as its kind and message.
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        match self {
+            Error::Url(m) => Error::Url(m.clone()),
+            Error::InvalidParameter(m) => Error::InvalidParameter(m.clone()),
+            Error::CertFile { path, source } => Error::CertFile {
+                path: path.clone(),
+                source: copy_io(source),
+            },
+            Error::Certificate(m) => Error::Certificate(m.clone()),
+            Error::AlreadyConnected => Error::AlreadyConnected,
+            Error::ListenAddress(e) => Error::ListenAddress(copy_io(e)),
+            Error::ListenPort(e) => Error::ListenPort(copy_io(e)),
+            Error::NoSuchConnection => Error::NoSuchConnection,
+            Error::Refused { peer, status } => Error::Refused {
+                peer: *peer,
+                status: *status,
+            },
+            Error::Io(e) => Error::Io(copy_io(e)),
+            Error::Tls(m) => Error::Tls(m.clone()),
+            Error::Proxy(e) => Error::Proxy(e.clone()),
+            Error::Handshake(e) => Error::Handshake(e.clone()),
+            Error::Send(e) => Error::Send(e.clone()),
+            Error::Connection(e) => Error::Connection(e.clone()),
+            Error::Timeout => Error::Timeout,
+            Error::Closed => Error::Closed,
+        }
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::TimedOut {

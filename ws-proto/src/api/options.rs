@@ -138,6 +138,10 @@ pub struct ServerOptions {
     pub port: u16,
     /// TLS certificate and key (`serverCert`); plain TCP without.
     pub cert: Option<ServerCert>,
+    /// With TLS: require a client certificate issued by a CA in this PEM
+    /// file (mutual TLS). Not in the spec; `None` (the default) asks for no
+    /// client certificate.
+    pub client_ca: Option<PathBuf>,
     /// Subprotocol the server speaks (`protocol`): chosen when the client
     /// offers it.
     pub protocol: Option<String>,
@@ -161,6 +165,7 @@ impl Default for ServerOptions {
             ip: IpAddr::from([0, 0, 0, 0]),
             port: 0,
             cert: None,
+            client_ca: None,
             protocol: None,
             max_clients: 10,
             max_connections_per_ip: 10,

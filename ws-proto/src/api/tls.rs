@@ -131,14 +131,36 @@ pub fn client_config(options: &ClientOptions) -> Result<Arc<rustls::ClientConfig
     Ok(Arc::new(config))
 }
 
-/// The rustls server configuration for a certificate and key.
-pub fn server_config(cert: &ServerCert) -> Result<Arc<rustls::ServerConfig>, Error> {
+/// The rustls server configuration for a certificate and key, requiring
+/// client certificates issued by a CA in `client_ca` when given.
+pub fn server_config(
+    cert: &ServerCert,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, Error> {
     let certs = load_certs(&cert.cert_path)?;
     let key = load_key(&cert.key_path, None)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for c in load_certs(path)? {
+                roots
+                    .add(c)
+                    .map_err(|e| Error::Certificate(format!("{}: {e}", path.display())))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| Error::Certificate(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| Error::Certificate(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

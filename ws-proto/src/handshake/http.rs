@@ -149,7 +149,8 @@ pub(crate) fn is_token(s: &str) -> bool {
         })
 }
 
-/// Headers the library writes itself; an application may not set them.
+/// Headers the library writes itself in a request; an application may not
+/// set them.
 const MANAGED: &[&str] = &[
     "host",
     "upgrade",
@@ -163,9 +164,31 @@ const MANAGED: &[&str] = &[
     "sec-websocket-extensions",
 ];
 
-/// Checks a header an application wants to add: a token name, a value
-/// without CR, LF or NUL (no header injection), and not a managed one.
+/// Headers the library writes itself in a response.
+const MANAGED_IN_RESPONSE: &[&str] = &[
+    "upgrade",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
+
+/// Checks a header an application wants to add to a request: a token name,
+/// a value without CR, LF or NUL (no header injection), and not a managed
+/// one.
 pub(crate) fn check_header(name: &str, value: &str) -> Result<(), BuildError> {
+    check_header_in(name, value, MANAGED)
+}
+
+/// The same check for a response header (which may carry, say,
+/// `Sec-WebSocket-Version` with a 426).
+pub(crate) fn check_response_header(name: &str, value: &str) -> Result<(), BuildError> {
+    check_header_in(name, value, MANAGED_IN_RESPONSE)
+}
+
+fn check_header_in(name: &str, value: &str, managed: &[&str]) -> Result<(), BuildError> {
     if !is_token(name) {
         return Err(BuildError::Header(format!("{name:?} is not a header name")));
     }
@@ -174,7 +197,7 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), BuildError> {
             "value of {name} contains CR, LF or NUL"
         )));
     }
-    if MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+    if managed.iter().any(|m| m.eq_ignore_ascii_case(name)) {
         return Err(BuildError::Header(format!(
             "{name} is managed by the library"
         )));
@@ -351,7 +374,7 @@ pub fn write_response(
         return Err(BuildError::Status(status));
     }
     for (n, v) in headers {
-        check_header(n, v)?;
+        check_response_header(n, v)?;
     }
     write_response_unchecked(status, headers, body, out);
     Ok(())

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
 use super::http::{
-    accept_key, check_header, is_token, parse_request, write_header, write_response,
+    accept_key, check_response_header, is_token, parse_request, write_header, write_response,
     write_response_unchecked, HeadScanner, Headers, RequestHead,
 };
 use crate::config::Config;
@@ -224,7 +224,7 @@ impl UpgradeRequest {
             }
         }
         for (n, v) in &accept.headers {
-            check_header(n, v)?;
+            check_response_header(n, v)?;
         }
         out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
         write_header(out, "Upgrade", "websocket");

@@ -1,0 +1,576 @@
+//! Client and server on loopback: messages, halves on two threads,
+//! streaming, closing, every server operation and limit, the event APIs and
+//! the error codes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{direct, eventually, local_options, start};
+use ws_blocking::{
+    ClientEvent, ClientEventKind, CloseCode, Error, ErrorCode, Event, EventClient, Message,
+    MessageKind, Server, ServerEvent, ServerEventKind, ServerOptions, WebSocket,
+};
+
+/// An echo server driven by a callback on each connection's thread.
+fn echo_server(mut options: ServerOptions) -> Server {
+    options.config.max_message_size = 256 << 20;
+    let server = start(options);
+    let h = server.handle();
+    server.on(ServerEventKind::MessageReceive, move |ev| {
+        if let ServerEvent::Message(c, m) = ev {
+            let _ = match m {
+                Message::Text(t) => h.send_text(c, t),
+                Message::Binary(b) => h.send_binary(c, b),
+                _ => Ok(()),
+            };
+        }
+    });
+    server
+}
+
+fn url(server: &Server) -> String {
+    format!("ws://{}/", server.local_addr())
+}
+
+#[test]
+fn echo_text_binary_ping_and_clean_close() {
+    let server = echo_server(local_options());
+    let mut ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    assert_eq!(ws.response().status, 101);
+    ws.send_text("héllo").unwrap();
+    assert_eq!(ws.recv().unwrap(), Message::Text("héllo".into()));
+    ws.send_binary(&[0, 1, 2, 255]).unwrap();
+    assert_eq!(
+        ws.recv().unwrap(),
+        Message::Binary(vec![0, 1, 2, 255].into())
+    );
+    ws.ping(b"p").unwrap();
+    assert_eq!(ws.recv().unwrap(), Message::Pong("p".into()));
+    match ws.close_and_wait(CloseCode::NORMAL, "bye").unwrap() {
+        Message::Closed(c) => {
+            assert!(c.is_clean());
+            assert_eq!(c.code, CloseCode::NORMAL);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sender_threads_and_receiver_never_interleave_frames() {
+    let server = echo_server(local_options());
+    let ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    let (tx, mut rx) = ws.split();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    // Sizes vary so frames of different threads would tear
+                    // if writes interleaved.
+                    let msg = format!("{t}:{i}:{}", "x".repeat((i * 37) % 3000));
+                    tx.send_text(&msg).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut seen = vec![0usize; 4];
+    for _ in 0..800 {
+        match rx.recv().unwrap() {
+            Message::Text(t) => {
+                let mut parts = t.splitn(3, ':');
+                let th: usize = parts.next().unwrap().parse().unwrap();
+                let i: usize = parts.next().unwrap().parse().unwrap();
+                assert_eq!(i, seen[th], "thread {th}'s messages arrive in order");
+                assert_eq!(parts.next().unwrap().len(), (i * 37) % 3000);
+                seen[th] += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(seen, [200; 4]);
+    tx.close(CloseCode::NORMAL, "").unwrap();
+    assert!(matches!(rx.recv().unwrap(), Message::Closed(_)));
+    assert!(matches!(rx.recv(), Err(Error::Closed)));
+}
+
+#[test]
+fn huge_message_streams_in_bounded_chunks() {
+    // 40 MiB streamed out in 1 MiB pieces and read back as chunk events
+    // of at most read_chunk_size (plus what one read brings).
+    let server = echo_server(local_options());
+    let mut ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    let piece: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    let tx = ws.sender();
+    let writer = std::thread::spawn(move || {
+        for i in 0..40 {
+            tx.send_chunk(MessageKind::Binary, &piece, i == 39).unwrap();
+        }
+    });
+    let mut total = 0usize;
+    let mut chunks = 0;
+    let mut biggest = 0;
+    loop {
+        match ws.recv_event().unwrap() {
+            Some(Event::Binary { data, fin }) => {
+                for (j, b) in data.iter().enumerate() {
+                    if *b != ((total + j) % (1 << 20) % 253) as u8 {
+                        panic!("byte {} corrupted", total + j);
+                    }
+                }
+                total += data.len();
+                chunks += 1;
+                biggest = biggest.max(data.len());
+                if fin {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(total, 40 << 20);
+    assert!(chunks >= 40, "{chunks} chunks");
+    // A chunk is handed out whole only when its frame is already buffered;
+    // frames are 1 MiB here, so no chunk can be larger.
+    assert!(biggest <= 1 << 20, "biggest chunk {biggest}");
+}
+
+#[test]
+fn urls_are_checked_before_any_io() {
+    let long = format!("ws://localhost/{}", "a".repeat(2048));
+    for (u, code) in [
+        (long.as_str(), ErrorCode::UrlError),
+        ("http://localhost/", ErrorCode::UrlError),
+        ("ws://", ErrorCode::UrlError),
+        ("ws://localhost/#frag", ErrorCode::UrlError),
+    ] {
+        let e = WebSocket::connect_with(u, &direct()).unwrap_err();
+        assert_eq!(e.code(), code, "{u}: {e}");
+        assert_eq!(e.code().code(), 2_302_001);
+    }
+    let mut o = direct();
+    o.headers.push(("Bad\r\nHeader".into(), "x".into()));
+    let e = WebSocket::connect_with("ws://localhost/", &o).unwrap_err();
+    assert_eq!(e.code().code(), 401);
+}
+
+#[test]
+fn handshake_timeout_on_a_silent_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let keep = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        drop(s);
+    });
+    let mut o = direct();
+    o.handshake_timeout = Some(Duration::from_millis(300));
+    let start = Instant::now();
+    let e = WebSocket::connect_with(&format!("ws://{addr}/"), &o).unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    keep.join().unwrap();
+}
+
+#[test]
+fn a_non_101_answer_carries_status_and_body() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\ndenied!")
+            .unwrap();
+    });
+    let e = WebSocket::connect_with(&format!("ws://{addr}/"), &direct()).unwrap_err();
+    match e {
+        Error::Handshake(ws_proto::HandshakeError::Status { status, body, .. }) => {
+            assert_eq!((status, body.as_slice()), (403, &b"denied!"[..]));
+        }
+        other => panic!("{other}"),
+    }
+    t.join().unwrap();
+}
+
+#[test]
+fn server_lists_sends_and_closes_one_connection() {
+    let mut o = local_options();
+    o.protocol = Some("chat".into());
+    let server = start(o);
+    let events = server.events();
+    let mut opts = direct();
+    opts.protocols = vec!["other".into(), "chat".into()];
+    let mut a = WebSocket::connect_with(&url(&server), &opts).unwrap();
+    let mut b = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    assert_eq!(a.protocol(), Some("chat"));
+    assert_eq!(b.protocol(), None);
+    let mut conns = Vec::new();
+    while conns.len() < 2 {
+        if let Some(ServerEvent::Connect(c)) = events.recv_timeout(Duration::from_secs(5)) {
+            conns.push(c);
+        }
+    }
+    assert_eq!(server.connections(), conns);
+    // Send to each by its id.
+    server.send_text(&conns[0], "to a").unwrap();
+    server.send_binary(&conns[1], b"to b").unwrap();
+    assert_eq!(a.recv().unwrap(), Message::Text("to a".into()));
+    assert_eq!(b.recv().unwrap(), Message::Binary("to b".into()));
+    // A message arrives as an event with its connection.
+    a.send_text("from a").unwrap();
+    loop {
+        match events
+            .recv_timeout(Duration::from_secs(5))
+            .expect("message event")
+        {
+            ServerEvent::Message(c, Message::Text(t)) => {
+                assert_eq!((c, t.as_str()), (conns[0], "from a"));
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // Close one: it sees our code and reason; the other stays.
+    server.close(&conns[0], CloseCode(4000), "kicked").unwrap();
+    match a.recv().unwrap() {
+        Message::Closed(c) => assert_eq!((c.code, c.reason.as_str()), (CloseCode(4000), "kicked")),
+        other => panic!("{other:?}"),
+    }
+    loop {
+        if let Some(ServerEvent::Close(c, code, _)) = events.recv_timeout(Duration::from_secs(5)) {
+            assert_eq!((c, code), (conns[0], CloseCode(4000)));
+            break;
+        }
+    }
+    eventually("the list to drop the closed one", || {
+        server.connections() == vec![conns[1]]
+    });
+    let e = server.send_text(&conns[0], "gone").unwrap_err();
+    assert_eq!(e.code().code(), 2_302_006);
+    assert_eq!(
+        server
+            .close(&conns[0], CloseCode::NORMAL, "")
+            .unwrap_err()
+            .code(),
+        ErrorCode::NoSuchConnection
+    );
+    b.send_text("still here").unwrap();
+}
+
+#[test]
+fn stop_closes_every_connection_then_the_listener() {
+    let mut server = echo_server(local_options());
+    let addr = server.local_addr();
+    // Each client reads on its own thread, as an application would, so it
+    // answers the server's Close.
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let mut ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+            std::thread::spawn(move || loop {
+                if let Message::Closed(info) = ws.recv().unwrap() {
+                    return info;
+                }
+            })
+        })
+        .collect();
+    eventually("three connections", || server.connections().len() == 3);
+    let t = Instant::now();
+    server.stop().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    for r in readers {
+        let info = r.join().unwrap();
+        assert_eq!(info.code, CloseCode::GOING_AWAY);
+        assert!(info.is_clean(), "{info:?}");
+    }
+    assert!(server.connections().is_empty());
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+        "still listening"
+    );
+    server.stop().unwrap();
+}
+
+#[test]
+fn max_clients_refuses_with_503_and_keeps_the_others() {
+    let mut o = local_options();
+    o.max_clients = 2;
+    let server = echo_server(o);
+    let mut a = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    let _b = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    match WebSocket::connect_with(&url(&server), &direct()).unwrap_err() {
+        Error::Handshake(ws_proto::HandshakeError::Status { status, .. }) => {
+            assert_eq!(status, 503)
+        }
+        other => panic!("{other}"),
+    }
+    a.send_text("unaffected").unwrap();
+    assert_eq!(a.recv().unwrap(), Message::Text("unaffected".into()));
+    // A slot frees when one leaves.
+    a.close_and_wait(CloseCode::NORMAL, "").unwrap();
+    eventually("the slot to free", || {
+        WebSocket::connect_with(&url(&server), &direct()).is_ok()
+    });
+}
+
+#[test]
+fn max_connections_per_ip_refuses_with_429_per_address() {
+    let mut o = local_options();
+    o.max_connections_per_ip = 1;
+    let server = echo_server(o);
+    let port = server.local_addr().port();
+    let _a = WebSocket::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct()).unwrap();
+    match WebSocket::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct()).unwrap_err() {
+        Error::Handshake(ws_proto::HandshakeError::Status { status, .. }) => {
+            assert_eq!(status, 429)
+        }
+        other => panic!("{other}"),
+    }
+    // Another client address (127.0.0.2 is loopback too) is counted apart.
+    let mut other = socket_from([127, 0, 0, 2], server.local_addr());
+    other
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let mut buf = [0u8; 12];
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    other.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 101");
+    eventually("two connections from two addresses", || {
+        let mut ips: Vec<_> = server.connections().iter().map(|c| c.addr.ip()).collect();
+        ips.sort();
+        ips == [
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            std::net::IpAddr::from([127, 0, 0, 2]),
+        ]
+    });
+}
+
+/// A TCP connection from a chosen loopback source address.
+fn socket_from(src: [u8; 4], to: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}
+
+#[test]
+fn silent_client_is_dropped_after_the_handshake_timeout() {
+    let mut o = local_options();
+    o.handshake_timeout = Duration::from_millis(300);
+    o.max_clients = 1;
+    let server = start(o);
+    let events = server.events();
+    let mut silent = TcpStream::connect(server.local_addr()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 16];
+    // The server gives up and closes: read returns 0 (or a reset).
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(
+        matches!(events.recv_timeout(Duration::from_secs(2)), Some(ServerEvent::Error(None, e)) if matches!(*e, Error::Timeout))
+    );
+    // The slot is free again.
+    eventually("the slot to free", || {
+        WebSocket::connect_with(&url(&server), &direct()).is_ok()
+    });
+}
+
+#[test]
+fn callbacks_on_and_off() {
+    let server = start(local_options());
+    let connects = Arc::new(AtomicUsize::new(0));
+    let c = connects.clone();
+    let id = server.on(ServerEventKind::Connect, move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let c = closes.clone();
+    server.on(ServerEventKind::Close, move |ev| {
+        if let ServerEvent::Close(_, code, reason) = ev {
+            c.lock().unwrap().push((*code, reason.clone()));
+        }
+    });
+    let ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    eventually("connect callback", || connects.load(Ordering::SeqCst) == 1);
+    assert_eq!(server.off(ServerEventKind::Connect, Some(id)), 1);
+    let ws2 = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    eventually("second connection", || server.connections().len() == 2);
+    assert_eq!(
+        connects.load(Ordering::SeqCst),
+        1,
+        "removed callback not called"
+    );
+    ws.close_and_wait(CloseCode(3001), "done").unwrap();
+    eventually("close callback", || closes.lock().unwrap().len() == 1);
+    assert_eq!(
+        closes.lock().unwrap()[0],
+        (CloseCode(3001), "done".to_string())
+    );
+    assert_eq!(server.off(ServerEventKind::Close, None), 1);
+    drop(ws2);
+}
+
+#[test]
+fn event_client_reports_every_event_kind() {
+    let server = echo_server(local_options());
+    let client = EventClient::new();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    for kind in [
+        ClientEventKind::Open,
+        ClientEventKind::Message,
+        ClientEventKind::Close,
+        ClientEventKind::Error,
+        ClientEventKind::DataEnd,
+        ClientEventKind::HeaderReceive,
+    ] {
+        let l = log.clone();
+        client.on(kind, move |ev| {
+            let s = match ev {
+                ClientEvent::Open { status, reason } => format!("open {status} {reason}"),
+                ClientEvent::HeaderReceive(h) => {
+                    format!("headers upgrade={}", h.get_str("upgrade").unwrap_or(""))
+                }
+                ClientEvent::Message(Message::Text(t)) => format!("text {t}"),
+                ClientEvent::Message(Message::Binary(b)) => format!("binary {}", b.len()),
+                ClientEvent::Message(other) => format!("{other:?}"),
+                ClientEvent::DataEnd => "dataEnd".into(),
+                ClientEvent::Close { code, reason } => format!("close {code} {reason}"),
+                ClientEvent::Error(e) => format!("error {}", e.code()),
+            };
+            l.lock().unwrap().push(s);
+        });
+    }
+    client.connect(&url(&server), &direct()).unwrap();
+    // A second connect while open: 2302003.
+    assert_eq!(
+        client
+            .connect(&url(&server), &direct())
+            .unwrap_err()
+            .code()
+            .code(),
+        2_302_003
+    );
+    client.send_text("hi").unwrap();
+    client.send_binary(&[1, 2, 3]).unwrap();
+    eventually("echoes", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| *s == "dataEnd")
+            .count()
+            == 2
+    });
+    client.close(CloseCode::NORMAL, "").unwrap();
+    client.wait();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "headers upgrade=websocket",
+            "open 101 Switching Protocols",
+            "text hi",
+            "dataEnd",
+            "binary 3",
+            "dataEnd",
+            "close 1000 ",
+        ]
+    );
+    // Off for every kind: nothing more is reported; a failed connect is
+    // still returned.
+    let errors = Arc::new(AtomicUsize::new(0));
+    let e2 = errors.clone();
+    let c2 = EventClient::new();
+    c2.on(ClientEventKind::Error, move |_| {
+        e2.fetch_add(1, Ordering::SeqCst);
+    });
+    assert!(c2.connect("ws://127.0.0.1:1/", &direct()).is_err());
+    assert_eq!(errors.load(Ordering::SeqCst), 1);
+    assert_eq!(c2.off(ClientEventKind::Error, None), 1);
+    assert!(c2.connect("ws://127.0.0.1:1/", &direct()).is_err());
+    assert_eq!(errors.load(Ordering::SeqCst), 1);
+    assert!(matches!(c2.send_text("x"), Err(Error::Closed)));
+}
+
+#[test]
+fn listen_errors_have_their_codes() {
+    let server = start(local_options());
+    let mut o = local_options();
+    o.port = server.local_addr().port();
+    let e = Server::start(o).unwrap_err();
+    assert_eq!(e.code().code(), 2_302_005, "{e}");
+    let mut o = local_options();
+    // TEST-NET-1: not an address of this machine.
+    o.ip = [192, 0, 2, 1].into();
+    let e = Server::start(o).unwrap_err();
+    assert_eq!(e.code().code(), 2_302_004, "{e}");
+    let mut o = local_options();
+    o.max_clients = 0;
+    assert_eq!(Server::start(o).unwrap_err().code().code(), 401);
+}
+
+#[test]
+fn plain_http_on_the_server_port_gets_an_answer() {
+    let server = start(local_options());
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 426 "), "{resp}");
+    assert!(resp.contains("Sec-WebSocket-Version: 13"));
+}
+
+#[test]
+fn peer_dropping_tcp_reports_1006() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hs = ws_proto::ServerHandshake::new(Default::default());
+        let mut buf = [0u8; 4096];
+        let up = loop {
+            let n = s.read(&mut buf).unwrap();
+            if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
+                break u;
+            }
+        };
+        let mut out = Vec::new();
+        let _conn = up
+            .accept(Instant::now(), &Default::default(), &mut out)
+            .unwrap();
+        out.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        s.write_all(&out).unwrap();
+        // Then vanish without a Close.
+    });
+    let mut ws = WebSocket::connect_with(&format!("ws://{addr}/"), &direct()).unwrap();
+    assert_eq!(ws.recv().unwrap(), Message::Text("hi".into()));
+    match ws.recv().unwrap() {
+        Message::Closed(c) => {
+            assert_eq!(c.code, CloseCode::ABNORMAL);
+            assert!(!c.is_clean());
+        }
+        other => panic!("{other:?}"),
+    }
+    t.join().unwrap();
+}
