@@ -4,6 +4,9 @@
 # when tinyproxy is missing, so `cargo test --workspace` works on a fresh
 # machine (as root, like CI).
 set -euo pipefail
+# Tests may call this from several threads at once: one install at a time.
+exec 9>"${TMPDIR:-/tmp}/ws-install-tinyproxy.lock"
+flock 9
 if [ -x /usr/bin/tinyproxy ]; then
     exit 0
 fi

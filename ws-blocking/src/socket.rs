@@ -45,10 +45,7 @@ impl Inner {
                 Transmit::Data(_) => {
                     let r = match &mut self.tls {
                         None => self.writer.write_all(&self.out),
-                        Some(tls) => tls
-                            .writer()
-                            .write_all(&self.out)
-                            .and_then(|_| write_tls(tls, &mut self.writer)),
+                        Some(tls) => write_through_tls(tls, &mut self.writer, &self.out),
                     };
                     self.out.clear();
                     if let Err(e) = r {
@@ -111,6 +108,21 @@ impl Inner {
             }
         }
     }
+}
+
+/// Encrypts and writes `data`, a buffer-full of records at a time (the
+/// session takes only so much plaintext before its records are written).
+fn write_through_tls(
+    tls: &mut rustls::Connection,
+    sock: &mut TcpStream,
+    mut data: &[u8],
+) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = tls.writer().write(data)?;
+        data = &data[n..];
+        write_tls(tls, sock)?;
+    }
+    Ok(())
 }
 
 /// Writes what the TLS session has queued.
