@@ -7,7 +7,6 @@ use ws_blocking::{ClientOptions, Error, Message, Proxy, WebSocket};
 fn options() -> ClientOptions {
     let mut o = ClientOptions::default();
     o.proxy = Proxy::NoProxy;
-    o.config.max_frame_size = 64 << 20;
     o
 }
 

@@ -16,8 +16,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Load tests come from one address: raise both limits.
     options.max_clients = 10_000;
     options.max_connections_per_ip = 10_000;
-    // Autobahn sends messages up to 16 MiB in one frame.
-    options.config.max_frame_size = 64 << 20;
     let server = Server::start(options)?;
     eprintln!("echo server on ws://{}", server.local_addr());
     // The callback runs on the connection's thread: each echo leaves before

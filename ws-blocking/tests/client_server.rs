@@ -176,6 +176,7 @@ fn handshake_timeout_on_a_silent_server() {
     let start = Instant::now();
     let e = WebSocket::connect_with(&format!("ws://{addr}/"), &o).unwrap_err();
     assert!(matches!(e, Error::Timeout), "{e}");
+    assert_eq!(e.code().code(), 2_302_999);
     assert!(start.elapsed() < Duration::from_secs(2));
     keep.join().unwrap();
 }
@@ -572,5 +573,94 @@ fn peer_dropping_tcp_reports_1006() {
         }
         other => panic!("{other:?}"),
     }
+    t.join().unwrap();
+}
+
+#[test]
+fn request_options_reach_the_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hs = ws_proto::ServerHandshake::new(Default::default());
+        let mut buf = [0u8; 4096];
+        let up = loop {
+            let n = s.read(&mut buf).unwrap();
+            if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
+                break u;
+            }
+        };
+        let seen = (
+            up.headers().get_str("x-token").map(str::to_owned),
+            up.origin().map(str::to_owned),
+            up.protocols().to_vec(),
+            up.path().to_owned(),
+            up.query().map(str::to_owned),
+        );
+        let mut out = Vec::new();
+        let accept = ws_proto::Accept::new()
+            .protocol("v2")
+            .header("X-Server", "yes");
+        let _conn = up.accept(Instant::now(), &accept, &mut out).unwrap();
+        s.write_all(&out).unwrap();
+        seen
+    });
+    let mut o = direct();
+    o.headers = vec![("X-Token".into(), "abc123".into())];
+    o.origin = Some("https://app.example".into());
+    o.protocols = vec!["v2".into(), "v1".into()];
+    let ws = WebSocket::connect_with(&format!("ws://{addr}/chat?room=7"), &o).unwrap();
+    assert_eq!(ws.protocol(), Some("v2"));
+    assert_eq!(ws.response().headers.get_str("x-server"), Some("yes"));
+    let (token, origin, protocols, path, query) = t.join().unwrap();
+    assert_eq!(token.as_deref(), Some("abc123"));
+    assert_eq!(origin.as_deref(), Some("https://app.example"));
+    assert_eq!(protocols, ["v2", "v1"]);
+    assert_eq!((path.as_str(), query.as_deref()), ("/chat", Some("room=7")));
+}
+
+#[test]
+fn keepalive_detects_a_dead_server() {
+    // A server that completes the handshake, then never reads or answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hs = ws_proto::ServerHandshake::new(Default::default());
+        let mut buf = [0u8; 4096];
+        let up = loop {
+            let n = s.read(&mut buf).unwrap();
+            if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
+                break u;
+            }
+        };
+        let mut out = Vec::new();
+        let _conn = up
+            .accept(Instant::now(), &Default::default(), &mut out)
+            .unwrap();
+        s.write_all(&out).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(s);
+    });
+    let mut o = direct();
+    o.config.keepalive_interval = Some(Duration::from_millis(200));
+    o.config.keepalive_timeout = Duration::from_millis(300);
+    let mut ws = WebSocket::connect_with(&format!("ws://{addr}/"), &o).unwrap();
+    let start = Instant::now();
+    match ws.recv().unwrap() {
+        Message::Closed(c) => {
+            assert_eq!(c.code, CloseCode::INTERNAL_ERROR);
+            assert!(matches!(
+                c.error,
+                Some(ws_proto::ConnectionError::KeepaliveTimeout)
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     t.join().unwrap();
 }
