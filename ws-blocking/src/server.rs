@@ -114,6 +114,14 @@ impl Shared {
         }
     }
 
+    /// Waits for every connection thread started so far.
+    fn join_connections(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
     fn release(&self, ip: IpAddr) {
         let mut c = self.conns();
         c.total -= 1;
@@ -253,16 +261,7 @@ impl Server {
         for s in &live {
             let _ = s.close(CloseCode::GOING_AWAY, "server stopping");
         }
-        let threads = std::mem::take(
-            &mut *self
-                .shared
-                .threads
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for t in threads {
-            let _ = t.join();
-        }
+        self.shared.join_connections();
         // Then stop listening: wake the accept loop, which sees `stopping`.
         let wake = match self.addr.ip() {
             ip if ip.is_unspecified() => SocketAddr::new(
@@ -280,16 +279,7 @@ impl Server {
             let _ = h.join();
         }
         // Handshakes that raced with the stop.
-        let threads = std::mem::take(
-            &mut *self
-                .shared
-                .threads
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for t in threads {
-            let _ = t.join();
-        }
+        self.shared.join_connections();
         Ok(())
     }
 }

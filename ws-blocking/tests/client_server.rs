@@ -548,14 +548,7 @@ fn peer_dropping_tcp_reports_1006() {
     let addr: SocketAddr = listener.local_addr().unwrap();
     let t = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut hs = ws_proto::ServerHandshake::new(Default::default());
-        let mut buf = [0u8; 4096];
-        let up = loop {
-            let n = s.read(&mut buf).unwrap();
-            if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
-                break u;
-            }
-        };
+        let up = read_upgrade(&mut s);
         let mut out = Vec::new();
         let _conn = up
             .accept(Instant::now(), &Default::default(), &mut out)
@@ -582,14 +575,7 @@ fn request_options_reach_the_server() {
     let addr = listener.local_addr().unwrap();
     let t = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut hs = ws_proto::ServerHandshake::new(Default::default());
-        let mut buf = [0u8; 4096];
-        let up = loop {
-            let n = s.read(&mut buf).unwrap();
-            if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
-                break u;
-            }
-        };
+        let up = read_upgrade(&mut s);
         let seen = (
             up.headers().get_str("x-token").map(str::to_owned),
             up.origin().map(str::to_owned),
@@ -626,14 +612,7 @@ fn keepalive_detects_a_dead_server() {
     let addr = listener.local_addr().unwrap();
     let t = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut hs = ws_proto::ServerHandshake::new(Default::default());
-        let mut buf = [0u8; 4096];
-        let up = loop {
-            let n = s.read(&mut buf).unwrap();
-            if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
-                break u;
-            }
-        };
+        let up = read_upgrade(&mut s);
         let mut out = Vec::new();
         let _conn = up
             .accept(Instant::now(), &Default::default(), &mut out)
@@ -663,4 +642,16 @@ fn keepalive_detects_a_dead_server() {
         start.elapsed()
     );
     t.join().unwrap();
+}
+
+/// Reads an upgrade request with the bare core, for hand-made servers.
+fn read_upgrade(s: &mut TcpStream) -> ws_proto::UpgradeRequest {
+    let mut hs = ws_proto::ServerHandshake::new(Default::default());
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
+            return *u;
+        }
+    }
 }

@@ -143,6 +143,36 @@ impl ServerHandshake {
     }
 }
 
+/// The getters both request types share.
+macro_rules! request_head_getters {
+    () => {
+        /// The method.
+        pub fn method(&self) -> &str {
+            &self.head.method
+        }
+
+        /// The raw request-target.
+        pub fn target(&self) -> &str {
+            &self.head.target
+        }
+
+        /// The path part of the request-target.
+        pub fn path(&self) -> &str {
+            split_target(&self.head.target).0
+        }
+
+        /// The query part of the request-target, without `?`.
+        pub fn query(&self) -> Option<&str> {
+            split_target(&self.head.target).1
+        }
+
+        /// Every request header.
+        pub fn headers(&self) -> &Headers {
+            &self.head.headers
+        }
+    };
+}
+
 fn split_target(target: &str) -> (&str, Option<&str>) {
     match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -163,30 +193,7 @@ pub struct UpgradeRequest {
 }
 
 impl UpgradeRequest {
-    /// The method (GET).
-    pub fn method(&self) -> &str {
-        &self.head.method
-    }
-
-    /// The raw request-target.
-    pub fn target(&self) -> &str {
-        &self.head.target
-    }
-
-    /// The path part of the request-target.
-    pub fn path(&self) -> &str {
-        split_target(&self.head.target).0
-    }
-
-    /// The query part of the request-target, without `?`.
-    pub fn query(&self) -> Option<&str> {
-        split_target(&self.head.target).1
-    }
-
-    /// Every request header.
-    pub fn headers(&self) -> &Headers {
-        &self.head.headers
-    }
+    request_head_getters!();
 
     /// The offered subprotocols, in the client's order of preference.
     pub fn protocols(&self) -> &[String] {
@@ -307,34 +314,11 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
-    /// The method.
-    pub fn method(&self) -> &str {
-        &self.head.method
-    }
-
-    /// The raw request-target.
-    pub fn target(&self) -> &str {
-        &self.head.target
-    }
-
-    /// The path part of the request-target.
-    pub fn path(&self) -> &str {
-        split_target(&self.head.target).0
-    }
-
-    /// The query part, without `?`.
-    pub fn query(&self) -> Option<&str> {
-        split_target(&self.head.target).1
-    }
+    request_head_getters!();
 
     /// The minor HTTP version (1 for HTTP/1.1, 0 for HTTP/1.0).
     pub fn version(&self) -> u8 {
         self.head.version
-    }
-
-    /// Every request header.
-    pub fn headers(&self) -> &Headers {
-        &self.head.headers
     }
 
     /// Answers with `status`, headers and body; appends the response to `out`.
