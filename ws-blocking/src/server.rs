@@ -400,6 +400,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 None
             }
         };
+        let id = {
+            let mut c = shared.conns();
+            c.next_id += 1;
+            c.next_id - 1
+        };
         if let Some((status, why)) = refused {
             // Off the accept thread: the refusal lingers to read the
             // request, so that closing does not reset the answer away.
@@ -416,7 +421,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let spawned = std::thread::Builder::new()
             .name(format!("ws-conn-{peer}"))
             .spawn(move || {
-                serve(sock, peer, &s);
+                serve(sock, ClientConnection { id, addr: peer }, &s);
                 s.release(peer.ip());
             });
         match spawned {
@@ -479,7 +484,7 @@ fn hs_write(
 }
 
 /// One connection: handshake within the timeout, then the receive loop.
-fn serve(mut sock: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
     let _ = sock.set_nodelay(true);
     let timer = match sock.try_clone() {
         Ok(t) => t,
@@ -562,14 +567,7 @@ fn serve(mut sock: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             return;
         }
     };
-    let info = {
-        let mut c = shared.conns();
-        let id = c.next_id;
-        c.next_id += 1;
-        let info = ClientConnection { id, addr: peer };
-        c.live.insert(id, (info, tx.clone()));
-        info
-    };
+    shared.conns().live.insert(info.id, (info, tx.clone()));
     if shared.stopping.load(Ordering::SeqCst) {
         let _ = tx.close(CloseCode::GOING_AWAY, "server stopping");
     }
