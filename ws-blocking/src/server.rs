@@ -280,6 +280,8 @@ impl Server {
         }
         // Handshakes that raced with the stop.
         self.shared.join_connections();
+        // End the event iterator: nothing more can happen.
+        *self.shared.events.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 }

@@ -273,6 +273,7 @@ fn server_lists_sends_and_closes_one_connection() {
 #[test]
 fn stop_closes_every_connection_then_the_listener() {
     let mut server = echo_server(local_options());
+    let events = server.events();
     let addr = server.local_addr();
     // Each client reads on its own thread, as an application would, so it
     // answers the server's Close.
