@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use ws_proto::api::proxy::{self, ProxyConnect, ProxyError};
 use ws_proto::api::tls::{self, rustls};
-use ws_proto::api::{ClientOptions, Error, MAX_URL_LEN};
-use ws_proto::{ClientHandshake, ClientRequest, CloseCode, Event, Message, MessageKind, Response};
+use ws_proto::api::{ClientOptions, Error};
+use ws_proto::{ClientHandshake, CloseCode, Event, Message, MessageKind, Response};
 
 use crate::socket::{split, Receiver, Sender};
 
@@ -31,7 +31,7 @@ impl WebSocket {
     /// timeouts, limits. The URL is checked (length, scheme, host) before
     /// any I/O.
     pub fn connect_with(url: &str, options: &ClientOptions) -> Result<WebSocket, Error> {
-        let request = build_request(url, options)?;
+        let request = options.request(url)?;
         // Certificate files are checked before any I/O too.
         let tls_config = if request.is_tls() {
             Some(tls::client_config(options)?)
@@ -167,24 +167,6 @@ impl WebSocket {
             }
         }
     }
-}
-
-/// The URL and option checks that need no I/O.
-pub(crate) fn build_request(url: &str, options: &ClientOptions) -> Result<ClientRequest, Error> {
-    if url.chars().count() > MAX_URL_LEN {
-        return Err(Error::Url(format!("longer than {MAX_URL_LEN} characters")));
-    }
-    let mut request = ClientRequest::new(url)?;
-    for p in &options.protocols {
-        request = request.protocol(p.clone());
-    }
-    if let Some(o) = &options.origin {
-        request = request.origin(o.clone());
-    }
-    for (n, v) in &options.headers {
-        request = request.header(n, v)?;
-    }
-    Ok(request)
 }
 
 /// Resolves `host` and connects to the first address that answers.

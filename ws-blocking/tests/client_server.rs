@@ -307,7 +307,9 @@ fn stop_closes_every_connection_then_the_listener() {
     );
     server.stop().unwrap();
     // The event iterator ends after the stop, having seen three closes.
-    let closes = events.filter(|e| matches!(e, ServerEvent::Close(..))).count();
+    let closes = events
+        .filter(|e| matches!(e, ServerEvent::Close(..)))
+        .count();
     assert_eq!(closes, 3);
 }
 

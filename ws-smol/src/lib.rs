@@ -1,5 +1,39 @@
-//! Async WebSocket client and server on smol / async-io, built on `ws-proto`.
+//! Async WebSocket client and server on smol / async-io, built on the
+//! sans-IO core `ws-proto`; TLS through futures-rustls.
 //!
-//! Not implemented yet: this crate is an empty shell reserved in the
-//! workspace; the async adapter is tracked as its own issue.
+//! - [`connect`] / [`connect_with`]: a client with the options of the
+//!   `@ohos.net.webSocket` API ([`ClientOptions`]: headers, subprotocols,
+//!   CA file, client certificate, skip-verification, proxy, timeouts).
+//! - [`WebSocket`]: generic over any `futures::AsyncRead + AsyncWrite`
+//!   stream ([`WebSocket::handshake`] runs a client handshake over one), a
+//!   [`Stream`](futures_core::Stream) of messages and a
+//!   [`Sink`](futures_sink::Sink) of messages to send, splittable into a
+//!   cloneable [`Sender`] and a [`Receiver`]. `recv()` and `send()` are
+//!   cancel-safe: dropping their futures loses no byte and tears no frame.
+//!   Keepalive and close timeouts come from ws-proto's timers, driven by
+//!   `async_io::Timer`.
+//!
+//! - [`Server`]: the spec's `WebSocketServer` ([`ServerOptions`]: address,
+//!   port, TLS, subprotocol, connection limits, handshake timeout), with
+//!   events as a `Stream` and as on/off callbacks; send, list, close one,
+//!   stop. Works on smol's multi-threaded global executor.
+//!
+//! Errors are [`Error`], shared with `ws-blocking`, whose
+//! [`code`](Error::code) is the spec's number.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod server;
+mod socket;
+
+pub use client::{connect, connect_with, MaybeTls, WebSocket};
+pub use server::{ClientConnection, Server, ServerEvent, ServerEventKind, ServerHandle};
+pub use socket::{Receiver, Sender};
+pub use ws_proto::api::{
+    CallbackId, ClientCert, ClientOptions, Error, ErrorCode, HttpProxy, Proxy, ServerCert,
+    ServerOptions,
+};
+pub use ws_proto::{
+    CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,
+};

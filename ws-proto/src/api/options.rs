@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::handshake::client::ClientRequest;
+
+use super::Error;
 
 /// The longest URL a client accepts, in characters (the spec's limit since
 /// API 15).
@@ -116,6 +119,28 @@ impl Default for ClientOptions {
             handshake_timeout: Some(Duration::from_secs(30)),
             config: Config::default(),
         }
+    }
+}
+
+impl ClientOptions {
+    /// The request for `url` with these options, checked before any I/O:
+    /// the URL (at most [`MAX_URL_LEN`] characters, `ws`/`wss`, a host, no
+    /// fragment: 2302001) and every header and subprotocol name (401).
+    pub fn request(&self, url: &str) -> Result<ClientRequest, Error> {
+        if url.chars().count() > MAX_URL_LEN {
+            return Err(Error::Url(format!("longer than {MAX_URL_LEN} characters")));
+        }
+        let mut request = ClientRequest::new(url)?;
+        for p in &self.protocols {
+            request = request.protocol(p.clone());
+        }
+        if let Some(o) = &self.origin {
+            request = request.origin(o.clone());
+        }
+        for (n, v) in &self.headers {
+            request = request.header(n, v)?;
+        }
+        Ok(request)
     }
 }
 

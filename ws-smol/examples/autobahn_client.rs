@@ -1,0 +1,58 @@
+//! The Autobahn|Testsuite client driver.
+//! `cargo run --release -p ws-smol --example autobahn_client -- ws://127.0.0.1:9001 AGENT`
+
+use ws_smol::{ClientOptions, Error, Message, Proxy};
+
+fn options() -> ClientOptions {
+    let mut o = ClientOptions::default();
+    o.proxy = Proxy::NoProxy;
+    o
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let base = args.next().unwrap_or_else(|| "ws://127.0.0.1:9001".into());
+    let agent = args.next().unwrap_or_else(|| "ws-smol".into());
+    smol::block_on(async {
+        let mut ws = ws_smol::connect_with(&format!("{base}/getCaseCount"), &options()).await?;
+        let count: u32 = match ws.recv().await? {
+            Message::Text(t) => t.trim().parse()?,
+            other => return Err(format!("unexpected {other:?}").into()),
+        };
+        drop(ws);
+        eprintln!("{count} cases");
+        for case in 1..=count {
+            let url = format!("{base}/runCase?case={case}&agent={agent}");
+            let mut ws = match ws_smol::connect_with(&url, &options()).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    eprintln!("case {case}: connect failed: {e}");
+                    continue;
+                }
+            };
+            loop {
+                match ws.recv().await {
+                    Ok(Message::Text(t)) => {
+                        if ws.send_text(&t).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Message::Binary(b)) => {
+                        if ws.send_binary(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Message::Closed(_)) | Err(Error::Closed) => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut ws =
+            ws_smol::connect_with(&format!("{base}/updateReports?agent={agent}"), &options())
+                .await?;
+        while !matches!(ws.recv().await, Ok(Message::Closed(_)) | Err(_)) {}
+        eprintln!("reports updated");
+        Ok(())
+    })
+}

@@ -1,0 +1,38 @@
+//! Echoes every text and binary message; runs until killed; handles
+//! thousands of connections.
+//! `cargo run --release -p ws-smol --example echo_server -- 127.0.0.1:9001`
+
+use std::net::SocketAddr;
+
+use ws_smol::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into())
+        .parse()?;
+    smol::block_on(async {
+        let mut options = ServerOptions::default();
+        options.ip = addr.ip();
+        options.port = addr.port();
+        // Load tests come from one address: raise both limits.
+        options.max_clients = 10_000;
+        options.max_connections_per_ip = 10_000;
+        let server = Server::start(options).await?;
+        eprintln!("echo server on ws://{}", server.local_addr());
+        // The callback runs in the connection's task: each echo is queued
+        // before that connection reads its next frame.
+        let handle = server.handle();
+        server.on(ServerEventKind::MessageReceive, move |event| match event {
+            ServerEvent::Message(conn, Message::Text(t)) => {
+                let _ = handle.queue_text(conn, t);
+            }
+            ServerEvent::Message(conn, Message::Binary(b)) => {
+                let _ = handle.queue_binary(conn, b);
+            }
+            _ => {}
+        });
+        futures_lite::future::pending::<()>().await;
+        Ok(())
+    })
+}

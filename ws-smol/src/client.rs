@@ -1,0 +1,375 @@
+//! The async client: a handshake over any stream, and `connect` over TCP,
+//! an HTTP proxy tunnel and TLS.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_core::Stream;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::{client, server, TlsConnector};
+use futures_sink::Sink;
+use ws_proto::api::proxy::{self, ProxyConnect, ProxyError};
+use ws_proto::api::tls;
+use ws_proto::api::{ClientOptions, Error};
+use ws_proto::{
+    ClientHandshake, ClientRequest, CloseCode, Config, Event, Message, MessageKind, Response,
+};
+
+use crate::socket::{halves, Receiver, Sender};
+
+/// A TCP stream, plain or inside TLS (client or server side).
+#[allow(clippy::large_enum_variant)]
+pub enum MaybeTls {
+    /// Plain TCP.
+    Plain(Async<std::net::TcpStream>),
+    /// A client's TLS session.
+    Client(client::TlsStream<Async<std::net::TcpStream>>),
+    /// A server's TLS session.
+    Server(server::TlsStream<Async<std::net::TcpStream>>),
+}
+
+impl std::fmt::Debug for MaybeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MaybeTls::Plain(_) => "MaybeTls::Plain",
+            MaybeTls::Client(_) => "MaybeTls::Client",
+            MaybeTls::Server(_) => "MaybeTls::Server",
+        })
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            MaybeTls::Plain($s) => $e,
+            MaybeTls::Client($s) => $e,
+            MaybeTls::Server($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for MaybeTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    /// Flushes (a TLS session also sends close_notify), then shuts down the
+    /// TCP write side: `Async<TcpStream>`'s own `poll_close` only flushes.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = match this {
+            MaybeTls::Plain(s) => Pin::new(s).poll_close(cx),
+            MaybeTls::Client(s) => Pin::new(s).poll_close(cx),
+            MaybeTls::Server(s) => Pin::new(s).poll_close(cx),
+        };
+        if r.is_ready() {
+            let tcp = match this {
+                MaybeTls::Plain(s) => s.get_ref(),
+                MaybeTls::Client(s) => s.get_ref().0.get_ref(),
+                MaybeTls::Server(s) => s.get_ref().0.get_ref(),
+            };
+            let _ = tcp.shutdown(std::net::Shutdown::Write);
+        }
+        r
+    }
+}
+
+/// An async WebSocket: receive with [`recv`](Self::recv) (or as a
+/// [`Stream`]) while other tasks send through [`sender`](Self::sender)
+/// clones (or the [`Sink`]); or [`split`](Self::split) it.
+///
+/// Generic over any `futures::AsyncRead + AsyncWrite` stream, so it runs on
+/// smol, async-std, or tokio through a compat layer.
+pub struct WebSocket<S> {
+    tx: Sender<S>,
+    rx: Receiver<S>,
+    response: Option<Response>,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket").finish()
+    }
+}
+
+/// An I/O error, told apart from a TLS failure (rustls reports those as
+/// `InvalidData`).
+pub(crate) fn io_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::InvalidData => Error::Tls(e.to_string()),
+        io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::Io(e),
+    }
+}
+
+/// Runs `fut`, failing with [`Error::Timeout`] after `limit`.
+pub(crate) async fn timeout<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match limit {
+        None => fut.await,
+        Some(d) => {
+            futures_lite::future::or(fut, async move {
+                Timer::after(d).await;
+                Err(Error::Timeout)
+            })
+            .await
+        }
+    }
+}
+
+/// Reads and feeds `step` until it yields; EOF is fed as `None`.
+pub(crate) async fn read_until<R: AsyncRead + Unpin, T>(
+    r: &mut R,
+    mut step: impl FnMut(Option<&[u8]>) -> Result<Option<T>, Error>,
+) -> Result<T, Error> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(e)),
+        };
+        if n == 0 {
+            return step(None)?.ok_or(Error::Closed);
+        }
+        if let Some(t) = step(Some(&buf[..n]))? {
+            return Ok(t);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Runs the client handshake for `request` over an established stream
+    /// (TCP, TLS, a tunnel, or anything else).
+    pub async fn handshake(
+        mut stream: S,
+        request: &ClientRequest,
+        config: Config,
+    ) -> Result<WebSocket<S>, Error> {
+        let mut hs = ClientHandshake::new(request, config, rand::random())?;
+        stream.write_all(hs.request()).await.map_err(io_error)?;
+        stream.flush().await.map_err(io_error)?;
+        let (response, conn) = read_until(&mut stream, |data| match data {
+            Some(d) => hs.handle_data(Instant::now(), d).map_err(Error::from),
+            None => Err(Error::Handshake(hs.handle_eof())),
+        })
+        .await?;
+        let (tx, rx) = halves(conn, stream);
+        Ok(WebSocket {
+            tx,
+            rx,
+            response: Some(response),
+        })
+    }
+
+    /// Wraps a connection whose handshake is done (a server's, say).
+    pub fn from_connection(conn: ws_proto::Connection, stream: S) -> WebSocket<S> {
+        let (tx, rx) = halves(conn, stream);
+        WebSocket {
+            tx,
+            rx,
+            response: None,
+        }
+    }
+
+    /// The server's handshake response (for a client): status, reason,
+    /// headers and the chosen subprotocol.
+    pub fn response(&self) -> Option<&Response> {
+        self.response.as_ref()
+    }
+
+    /// The subprotocol the server chose.
+    pub fn protocol(&self) -> Option<&str> {
+        self.response.as_ref().and_then(|r| r.protocol.as_deref())
+    }
+
+    /// A sender for other tasks.
+    pub fn sender(&self) -> Sender<S> {
+        self.tx.clone()
+    }
+
+    /// Splits into a cloneable sender and the receiver.
+    pub fn split(self) -> (Sender<S>, Receiver<S>) {
+        (self.tx, self.rx)
+    }
+
+    /// The next whole message, ping, pong or the close; then
+    /// [`Error::Closed`]. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        self.rx.recv().await
+    }
+
+    /// The next chunk event; `None` when finished. Cancel-safe.
+    pub async fn recv_event(&mut self) -> Result<Option<Event>, Error> {
+        self.rx.recv_event().await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.tx.send_text(text).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
+        self.tx.send_binary(data).await
+    }
+
+    /// Sends one piece of a streamed message.
+    pub async fn send_chunk(&self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), Error> {
+        self.tx.send_chunk(kind, data, fin).await
+    }
+
+    /// Sends a Ping.
+    pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
+        self.tx.ping(payload).await
+    }
+
+    /// Starts the closing handshake.
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.tx.close(code, reason).await
+    }
+
+    /// Closes and waits for the closing handshake, discarding messages that
+    /// arrive meanwhile.
+    pub async fn close_and_wait(mut self, code: CloseCode, reason: &str) -> Result<Message, Error> {
+        self.tx.close(code, reason).await?;
+        loop {
+            let m = self.rx.recv().await?;
+            if matches!(m, Message::Closed(_)) {
+                return Ok(m);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.get_mut().rx).poll_next(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().tx).poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        Pin::new(&mut self.get_mut().tx).start_send(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().tx).poll_flush(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().tx).poll_close(cx)
+    }
+}
+
+/// Connects to a `ws://` or `wss://` URL with default options.
+pub async fn connect(url: &str) -> Result<WebSocket<MaybeTls>, Error> {
+    connect_with(url, &ClientOptions::default()).await
+}
+
+/// Connects with options (headers, subprotocols, CA file, client
+/// certificate, skip-verification, proxy, timeouts, limits). The URL and the
+/// certificate files are checked before any I/O.
+pub async fn connect_with(
+    url: &str,
+    options: &ClientOptions,
+) -> Result<WebSocket<MaybeTls>, Error> {
+    let request = options.request(url)?;
+    let tls_config = if request.is_tls() {
+        Some(tls::client_config(options)?)
+    } else {
+        None
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let via = proxy::select(
+        &options.proxy,
+        request.host(),
+        request.port(),
+        request.is_tls(),
+        &env,
+    )?;
+    let tcp = timeout(options.connect_timeout, async {
+        match &via {
+            None => tcp_connect(request.host(), request.port()).await,
+            Some(p) => {
+                let mut tcp = tcp_connect(&p.host, p.port).await?;
+                let mut step = ProxyConnect::new(request.host(), request.port(), p);
+                tcp.write_all(step.request()).await.map_err(io_error)?;
+                let rest = read_until(&mut tcp, |data| match data {
+                    Some(d) => step.handle_data(d).map_err(Error::from),
+                    None => Err(Error::Proxy(ProxyError::Closed)),
+                })
+                .await?;
+                if !rest.is_empty() {
+                    return Err(Error::Proxy(ProxyError::Malformed(
+                        ws_proto::HandshakeError::Malformed(
+                            "the proxy sent data before the handshake".into(),
+                        ),
+                    )));
+                }
+                Ok(tcp)
+            }
+        }
+    })
+    .await?;
+    timeout(options.handshake_timeout, async {
+        let stream = match tls_config {
+            None => MaybeTls::Plain(tcp),
+            Some(config) => {
+                let name = tls::server_name(request.host())?;
+                let tls = TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(io_error)?;
+                MaybeTls::Client(tls)
+            }
+        };
+        WebSocket::handshake(stream, &request, options.config.clone()).await
+    })
+    .await
+}
+
+/// Resolves `host` and connects to the first address that answers.
+pub(crate) async fn tcp_connect(
+    host: &str,
+    port: u16,
+) -> Result<Async<std::net::TcpStream>, Error> {
+    let addrs: Vec<SocketAddr> = async_net::resolve((host, port)).await.map_err(io_error)?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    for addr in addrs {
+        match Async::<std::net::TcpStream>::connect(addr).await {
+            Ok(s) => {
+                let _ = s.get_ref().set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(io_error(last))
+}

@@ -1,0 +1,498 @@
+//! The async server: an accept task and a task per connection, on smol's
+//! global executor (multi-threaded).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::TlsAcceptor;
+use smol::Task;
+use ws_proto::api::tls;
+use ws_proto::api::{CallbackId, Callbacks, Error, ServerOptions};
+use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
+
+use crate::client::{io_error, read_until, timeout, MaybeTls};
+use crate::socket::{halves, Sender};
+
+/// One client connection of a server (`WebSocketConnection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientConnection {
+    /// Unique per server, in accept order.
+    pub id: u64,
+    /// The client's address and port.
+    pub addr: SocketAddr,
+}
+
+/// What happens on a server.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// A client completed the opening handshake (`connect`).
+    Connect(ClientConnection),
+    /// A whole message arrived (`messageReceive`).
+    Message(ClientConnection, Message),
+    /// A connection ended (`close`): code and reason.
+    Close(ClientConnection, CloseCode, String),
+    /// Something failed (`error`); no connection before the handshake.
+    Error(Option<ClientConnection>, Arc<Error>),
+}
+
+/// The kinds of [`ServerEvent`], for [`Server::on`] / [`Server::off`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerEventKind {
+    /// [`ServerEvent::Connect`].
+    Connect,
+    /// [`ServerEvent::Message`].
+    MessageReceive,
+    /// [`ServerEvent::Close`].
+    Close,
+    /// [`ServerEvent::Error`].
+    Error,
+}
+
+impl ServerEvent {
+    /// This event's kind.
+    pub fn kind(&self) -> ServerEventKind {
+        match self {
+            ServerEvent::Connect(_) => ServerEventKind::Connect,
+            ServerEvent::Message(..) => ServerEventKind::MessageReceive,
+            ServerEvent::Close(..) => ServerEventKind::Close,
+            ServerEvent::Error(..) => ServerEventKind::Error,
+        }
+    }
+}
+
+/// Room for undelivered events before connection tasks wait.
+const EVENT_QUEUE: usize = 1024;
+
+type Conn = Sender<MaybeTls>;
+
+struct Conns {
+    live: HashMap<u64, (ClientConnection, Conn)>,
+    per_ip: HashMap<IpAddr, usize>,
+    total: usize,
+    next_id: u64,
+}
+
+struct Shared {
+    options: ServerOptions,
+    tls: Option<TlsAcceptor>,
+    conns: Mutex<Conns>,
+    callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
+    events: Mutex<Option<async_channel::Sender<ServerEvent>>>,
+    stopping: AtomicBool,
+    tasks: Mutex<Vec<Task<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    async fn emit(&self, ev: ServerEvent) {
+        let handlers = lock(&self.callbacks).handlers(ev.kind());
+        for h in handlers {
+            h(&ev);
+        }
+        let tx = lock(&self.events).clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(ev).await;
+        }
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut c = lock(&self.conns);
+        c.total -= 1;
+        if let Some(n) = c.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Sends to, lists and closes the connections of a [`Server`]; cheap to
+/// clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish()
+    }
+}
+
+impl ServerHandle {
+    fn sender(&self, conn: &ClientConnection) -> Result<Conn, Error> {
+        match lock(&self.shared.conns).live.get(&conn.id) {
+            Some((info, tx)) if info == conn => Ok(tx.clone()),
+            _ => Err(Error::NoSuchConnection),
+        }
+    }
+
+    /// Sends a text message to one client (`send`) and waits for the write.
+    pub async fn send_text(&self, conn: &ClientConnection, text: &str) -> Result<(), Error> {
+        self.sender(conn)?.send_text(text).await
+    }
+
+    /// Sends a binary message to one client (`send`).
+    pub async fn send_binary(&self, conn: &ClientConnection, data: &[u8]) -> Result<(), Error> {
+        self.sender(conn)?.send_binary(data).await
+    }
+
+    /// Queues a text message for one client without waiting (for
+    /// callbacks: a reply queued in a `MessageReceive` callback leaves
+    /// before that connection reads its next frame).
+    pub fn queue_text(&self, conn: &ClientConnection, text: &str) -> Result<(), Error> {
+        self.sender(conn)?.queue_text(text)
+    }
+
+    /// Queues a binary message without waiting.
+    pub fn queue_binary(&self, conn: &ClientConnection, data: &[u8]) -> Result<(), Error> {
+        self.sender(conn)?.queue_binary(data)
+    }
+
+    /// The connected clients (`listAllConnections`), in accept order.
+    pub fn connections(&self) -> Vec<ClientConnection> {
+        let mut v: Vec<_> = lock(&self.shared.conns)
+            .live
+            .values()
+            .map(|(c, _)| *c)
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Closes one connection with a code and reason (`close`).
+    pub async fn close(
+        &self,
+        conn: &ClientConnection,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), Error> {
+        self.sender(conn)?.close(code, reason).await
+    }
+}
+
+/// A running async WebSocket server (`WebSocketServer`).
+pub struct Server {
+    handle: ServerHandle,
+    addr: SocketAddr,
+    accept: Option<Task<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerHandle;
+    fn deref(&self) -> &ServerHandle {
+        &self.handle
+    }
+}
+
+impl Server {
+    /// Starts listening (`start`). Errors: 2302004 when the address is not
+    /// local, 2302005 when the port is taken or forbidden, 2302002 for a
+    /// missing certificate file, 401 for zero limits.
+    pub async fn start(options: ServerOptions) -> Result<Server, Error> {
+        if options.max_clients == 0 || options.max_connections_per_ip == 0 {
+            return Err(Error::InvalidParameter(
+                "connection limits must be at least 1".into(),
+            ));
+        }
+        let tls = options
+            .cert
+            .as_ref()
+            .map(|c| tls::server_config(c, options.client_ca.as_deref()))
+            .transpose()?
+            .map(TlsAcceptor::from);
+        let listener =
+            TcpListener::bind((options.ip, options.port)).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrNotAvailable => Error::ListenAddress(e),
+                _ => Error::ListenPort(e),
+            })?;
+        let listener = Async::new(listener)?;
+        let addr = listener.get_ref().local_addr()?;
+        let shared = Arc::new(Shared {
+            options,
+            tls,
+            conns: Mutex::new(Conns {
+                live: HashMap::new(),
+                per_ip: HashMap::new(),
+                total: 0,
+                next_id: 1,
+            }),
+            callbacks: Mutex::new(Callbacks::new()),
+            events: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let accept = smol::spawn(accept_loop(listener, shared.clone()));
+        Ok(Server {
+            handle: ServerHandle { shared },
+            addr,
+            accept: Some(accept),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A cloneable handle for other tasks and callbacks.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// A [`Stream`](futures_core::Stream) of events from now on, with a
+    /// queue of 1024 (connection tasks wait while it is full); it ends after
+    /// [`stop`](Self::stop).
+    pub fn events(&self) -> async_channel::Receiver<ServerEvent> {
+        let (tx, rx) = async_channel::bounded(EVENT_QUEUE);
+        *lock(&self.handle.shared.events) = Some(tx);
+        rx
+    }
+
+    /// Registers a callback (`on`); it runs in the connection's task.
+    pub fn on(
+        &self,
+        kind: ServerEventKind,
+        f: impl Fn(&ServerEvent) + Send + Sync + 'static,
+    ) -> CallbackId {
+        lock(&self.handle.shared.callbacks).on(kind, f)
+    }
+
+    /// Removes one callback, or all of a kind (`off`).
+    pub fn off(&self, kind: ServerEventKind, id: Option<CallbackId>) -> usize {
+        lock(&self.handle.shared.callbacks).off(kind, id)
+    }
+
+    /// Stops (`stop`): closes every connection with 1001, waits for their
+    /// closing handshakes (at most the close timeout), then stops listening.
+    pub async fn stop(&mut self) -> Result<(), Error> {
+        let shared = &self.handle.shared;
+        if shared.stopping.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let live: Vec<Conn> = lock(&shared.conns)
+            .live
+            .values()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in &live {
+            let _ = s.queue_close(CloseCode::GOING_AWAY, "server stopping");
+        }
+        loop {
+            let tasks = std::mem::take(&mut *lock(&shared.tasks));
+            if tasks.is_empty() {
+                break;
+            }
+            for t in tasks {
+                t.await;
+            }
+        }
+        if let Some(accept) = self.accept.take() {
+            accept.cancel().await;
+        }
+        *lock(&shared.events) = None;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Without an await: stop accepting and close every connection.
+        self.handle.shared.stopping.store(true, Ordering::SeqCst);
+        for (_, s) in lock(&self.handle.shared.conns).live.values() {
+            let _ = s.queue_close(CloseCode::GOING_AWAY, "server stopping");
+        }
+        *lock(&self.handle.shared.events) = None;
+    }
+}
+
+async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                shared
+                    .emit(ServerEvent::Error(None, Arc::new(Error::Io(e))))
+                    .await;
+                Timer::after(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let admitted = {
+            let mut c = lock(&shared.conns);
+            let per_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+            if c.total >= shared.options.max_clients {
+                Err((503, "too many clients"))
+            } else if per_ip >= shared.options.max_connections_per_ip {
+                Err((429, "too many connections from this address"))
+            } else {
+                c.total += 1;
+                *c.per_ip.entry(peer.ip()).or_insert(0) += 1;
+                c.next_id += 1;
+                Ok(c.next_id - 1)
+            }
+        };
+        match admitted {
+            Err((status, why)) => {
+                smol::spawn(refuse(sock, status, why)).detach();
+                shared
+                    .emit(ServerEvent::Error(
+                        None,
+                        Arc::new(Error::Refused { peer, status }),
+                    ))
+                    .await;
+            }
+            Ok(id) => {
+                let s = shared.clone();
+                let task = smol::spawn(async move {
+                    serve(sock, ClientConnection { id, addr: peer }, &s).await;
+                    s.release(peer.ip());
+                });
+                let mut tasks = lock(&shared.tasks);
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(task);
+            }
+        }
+    }
+}
+
+/// Answers an over-limit connection, then reads what the client sends for
+/// at most a second so that closing does not reset the answer away.
+async fn refuse(mut sock: Async<std::net::TcpStream>, status: u16, why: &str) {
+    let mut out = Vec::new();
+    let body = format!("{why}\n");
+    if ws_proto::handshake::http::write_response(
+        status,
+        &[("Retry-After", "1")],
+        body.as_bytes(),
+        &mut out,
+    )
+    .is_err()
+    {
+        return;
+    }
+    let _ = timeout(Some(Duration::from_secs(2)), async {
+        sock.write_all(&out).await.map_err(io_error)?;
+        let _ = sock.get_ref().shutdown(std::net::Shutdown::Write);
+        let mut buf = [0u8; 1024];
+        while sock.read(&mut buf).await.map_err(io_error)? > 0 {}
+        Ok(())
+    })
+    .await;
+}
+
+async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared: &Arc<Shared>) {
+    let _ = sock.get_ref().set_nodelay(true);
+    let limit = Some(shared.options.handshake_timeout);
+    let handshake = timeout(limit, async {
+        let mut stream = match &shared.tls {
+            None => MaybeTls::Plain(sock),
+            Some(acceptor) => MaybeTls::Server(acceptor.accept(sock).await.map_err(io_error)?),
+        };
+        let mut hs = ServerHandshake::new(shared.options.config.clone());
+        let incoming = read_until(&mut stream, |data| match data {
+            Some(d) => hs.handle_data(d).map_err(Error::from),
+            None => Err(Error::Handshake(hs.handle_eof())),
+        })
+        .await;
+        let upgrade = match incoming {
+            Ok(Incoming::Upgrade(u)) => u,
+            Ok(Incoming::Http(req)) => {
+                let mut out = Vec::new();
+                let _ = req.respond(
+                    426,
+                    &[("Sec-WebSocket-Version", "13")],
+                    b"this is a WebSocket server\n",
+                    &mut out,
+                );
+                let _ = stream.write_all(&out).await;
+                let _ = stream.close().await;
+                return Ok(None);
+            }
+            Err(e) => {
+                if let Error::Handshake(h) = &e {
+                    let mut out = Vec::new();
+                    h.write_response(&mut out);
+                    let _ = stream.write_all(&out).await;
+                    let _ = stream.close().await;
+                }
+                return Err(e);
+            }
+        };
+        let mut accept = Accept::new();
+        if let Some(p) = &shared.options.protocol {
+            if upgrade.protocols().iter().any(|o| o == p) {
+                accept = accept.protocol(p.clone());
+            }
+        }
+        let mut out = Vec::new();
+        let conn = upgrade.accept(Instant::now(), &accept, &mut out)?;
+        stream.write_all(&out).await.map_err(io_error)?;
+        stream.flush().await.map_err(io_error)?;
+        Ok(Some((conn, stream)))
+    })
+    .await;
+    let (conn, stream) = match handshake {
+        Ok(Some(x)) => x,
+        Ok(None) => return,
+        Err(e) => {
+            shared.emit(ServerEvent::Error(None, Arc::new(e))).await;
+            return;
+        }
+    };
+    let (tx, mut rx) = halves(conn, stream);
+    lock(&shared.conns).live.insert(info.id, (info, tx.clone()));
+    if shared.stopping.load(Ordering::SeqCst) {
+        let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");
+    }
+    shared.emit(ServerEvent::Connect(info)).await;
+    loop {
+        match rx.recv().await {
+            Ok(Message::Closed(c)) => {
+                lock(&shared.conns).live.remove(&info.id);
+                if let Some(err) = c.error {
+                    shared
+                        .emit(ServerEvent::Error(
+                            Some(info),
+                            Arc::new(Error::Connection(err)),
+                        ))
+                        .await;
+                }
+                shared
+                    .emit(ServerEvent::Close(info, c.code, c.reason))
+                    .await;
+            }
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                shared.emit(ServerEvent::Message(info, m)).await
+            }
+            Ok(_) => {}
+            Err(Error::Closed) => break,
+            Err(e) => {
+                lock(&shared.conns).live.remove(&info.id);
+                shared
+                    .emit(ServerEvent::Error(Some(info), Arc::new(e)))
+                    .await;
+                break;
+            }
+        }
+    }
+    lock(&shared.conns).live.remove(&info.id);
+}

@@ -1,0 +1,442 @@
+//! One WebSocket connection over any `AsyncRead + AsyncWrite` stream: the
+//! run loop of the sans-IO core as poll functions.
+//!
+//! The connection state and the stream live behind one mutex that is only
+//! held inside a `poll`, never across an `.await`. Every operation is a
+//! poll function that either makes progress and records it in that state,
+//! or returns `Pending` having changed nothing that matters, so dropping a
+//! `recv()` or `send()` future at any point loses no byte and corrupts no
+//! frame (see [`WebSocket`]).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use async_io::Timer;
+use futures_core::Stream;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::future::poll_fn;
+use futures_sink::Sink;
+use ws_proto::api::Error;
+use ws_proto::{
+    Assembler, CloseCode, Connection, Event, Message, MessageKind, SendError, State as ConnState,
+    Transmit,
+};
+
+/// Bytes read per `poll_read`, into a per-thread scratch buffer, so an idle
+/// connection holds no read buffer of its own.
+const READ_SIZE: usize = 64 << 10;
+
+/// Output capacity kept after a flush; more is released.
+const KEEP_OUT: usize = 16 << 10;
+
+/// `Sink::poll_ready` waits for the output to drain below this.
+const SINK_HIGH_WATER: usize = 64 << 10;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
+}
+
+struct State<S> {
+    conn: Connection,
+    stream: S,
+    out: Vec<u8>,
+    written: usize,
+    shutdown_pending: bool,
+    shut: bool,
+    eof: bool,
+    timer: Option<(Instant, Timer)>,
+    reader: Option<Waker>,
+    write_error: Option<io::ErrorKind>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
+    /// Writes queued output; `Ready(Ok)` once everything is written.
+    fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Some(kind) = self.write_error {
+            return Poll::Ready(Err(Error::Io(kind.into())));
+        }
+        loop {
+            if self.written < self.out.len() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(self.broken(io::ErrorKind::WriteZero)))
+                    }
+                    Poll::Ready(Ok(n)) => self.written += n,
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.broken(e.kind()))),
+                    Poll::Pending => return Poll::Pending,
+                }
+                continue;
+            }
+            self.out.clear();
+            self.written = 0;
+            if self.out.capacity() > KEEP_OUT {
+                self.out = Vec::new();
+            }
+            match self.conn.poll_transmit(&mut self.out) {
+                Transmit::Data(_) => continue,
+                Transmit::Shutdown => self.shutdown_pending = true,
+                Transmit::Nothing => {}
+            }
+            break;
+        }
+        if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
+            return Poll::Ready(Err(self.broken(e.kind())));
+        }
+        if self.shutdown_pending && !self.shut {
+            match Pin::new(&mut self.stream).poll_close(cx) {
+                Poll::Ready(_) => self.shut = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn broken(&mut self, kind: io::ErrorKind) -> Error {
+        self.write_error = Some(kind);
+        Error::Io(kind.into())
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.written + self.conn.buffered_amount()
+    }
+
+    /// The next event: the receive half of the run loop.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
+        loop {
+            if let Some(ev) = self.conn.poll_event() {
+                // Replies (Pong, Close) go out as soon as they can; if the
+                // socket is full they stay queued for the next poll.
+                let _ = self.poll_flush_out(cx);
+                return Poll::Ready(Ok(Some(ev)));
+            }
+            if let Poll::Ready(Err(_)) = self.poll_flush_out(cx) {
+                if !self.eof {
+                    // The peer is gone: let the core report 1006.
+                    self.eof = true;
+                    self.conn.handle_eof(Instant::now());
+                    continue;
+                }
+            }
+            if self.conn.is_finished() {
+                return Poll::Ready(Ok(None));
+            }
+            let now = Instant::now();
+            match self.conn.poll_timeout() {
+                Some(deadline) if deadline <= now => {
+                    self.conn.handle_timeout(now);
+                    continue;
+                }
+                Some(deadline) => {
+                    if self.timer.as_ref().is_none_or(|(d, _)| *d != deadline) {
+                        self.timer = Some((deadline, Timer::at(deadline)));
+                    }
+                    if let Some((_, t)) = &mut self.timer {
+                        if Pin::new(t).poll(cx).is_ready() {
+                            self.timer = None;
+                            self.conn.handle_timeout(Instant::now());
+                            continue;
+                        }
+                    }
+                }
+                None => self.timer = None,
+            }
+            self.reader = Some(cx.waker().clone());
+            if self.eof {
+                return Poll::Pending;
+            }
+            let stream = &mut self.stream;
+            let conn = &mut self.conn;
+            let r = SCRATCH.with(|s| {
+                let mut buf = s.borrow_mut();
+                match Pin::new(stream).poll_read(cx, &mut buf) {
+                    Poll::Ready(Ok(n)) => {
+                        if n > 0 {
+                            conn.handle_data(Instant::now(), &buf[..n]);
+                        }
+                        Poll::Ready(Ok(n))
+                    }
+                    other => other,
+                }
+            });
+            match r {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    self.conn.handle_eof(Instant::now());
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(_)) => {
+                    self.eof = true;
+                    self.conn.handle_eof(Instant::now());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+struct Shared<S> {
+    state: Mutex<State<S>>,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, State<S>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Sends on a connection. Clone it to send from several tasks; frames are
+/// queued whole under a lock, so they never interleave or reorder.
+///
+/// Cancel safety: a `send_*` future queues its frames on its first poll
+/// and then only writes. Dropping it later leaves the message queued, whole;
+/// the next operation on the connection (any send, or the receiver) writes
+/// it. Nothing is lost or torn.
+pub struct Sender<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for Sender<S> {
+    fn clone(&self) -> Self {
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Sender<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
+    async fn command(
+        &self,
+        wake_reader: bool,
+        f: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> Result<(), Error> {
+        {
+            let mut st = self.shared.lock();
+            f(&mut st.conn)?;
+            if wake_reader {
+                // A Close starts a timer the receiver must arm.
+                if let Some(w) = st.reader.take() {
+                    w.wake();
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    /// Queues a command without waiting for the write: the receiving task
+    /// is woken and writes it (usable from synchronous callbacks).
+    fn queue(&self, f: impl FnOnce(&mut Connection) -> Result<(), SendError>) -> Result<(), Error> {
+        let mut st = self.shared.lock();
+        if let Some(kind) = st.write_error {
+            return Err(Error::Io(kind.into()));
+        }
+        f(&mut st.conn)?;
+        if let Some(w) = st.reader.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a text message; the receiving task writes it. For
+    /// synchronous code such as callbacks; `send_text` waits for the write.
+    pub fn queue_text(&self, text: &str) -> Result<(), Error> {
+        self.queue(|c| c.send_text(text))
+    }
+
+    /// Queues a binary message (see [`queue_text`](Self::queue_text)).
+    pub fn queue_binary(&self, data: &[u8]) -> Result<(), Error> {
+        self.queue(|c| c.send_binary(data))
+    }
+
+    /// Queues a Close (see [`queue_text`](Self::queue_text)).
+    pub fn queue_close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.queue(|c| c.close(Instant::now(), code, reason))
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.shared.lock().poll_flush_out(cx)).await
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.command(false, |c| c.send_text(text)).await
+    }
+
+    /// Sends a binary message.
+    pub async fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
+        self.command(false, |c| c.send_binary(data)).await
+    }
+
+    /// Sends one piece of a streamed message; `fin` ends it.
+    pub async fn send_chunk(&self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), Error> {
+        self.command(false, |c| c.send_chunk(kind, data, fin)).await
+    }
+
+    /// Sends a Ping (at most 125 bytes).
+    pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
+        self.command(false, |c| c.ping(payload)).await
+    }
+
+    /// Starts the closing handshake with a code and a reason (at most 123
+    /// bytes); the receiver reports the end as [`Message::Closed`].
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.command(true, |c| c.close(Instant::now(), code, reason))
+            .await
+    }
+
+    /// Bytes queued and not yet written (the browser's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.lock().pending_out()
+    }
+
+    /// Open, Closing or Closed.
+    pub fn state(&self) -> ConnState {
+        self.shared.lock().conn.state()
+    }
+}
+
+/// Messages to send through the [`Sink`] implementation.
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut st = self.shared.lock();
+        if st.pending_out() < SINK_HIGH_WATER {
+            return Poll::Ready(Ok(()));
+        }
+        st.poll_flush_out(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        let mut st = self.shared.lock();
+        let r = match &item {
+            Message::Text(t) => st.conn.send_text(t),
+            Message::Binary(b) => st.conn.send_binary(b),
+            Message::Ping(p) => st.conn.ping(p),
+            Message::Pong(p) => st.conn.pong(p),
+            Message::Closed(info) => st.conn.close(Instant::now(), info.code, &info.reason),
+        };
+        if matches!(item, Message::Closed(_)) {
+            if let Some(w) = st.reader.take() {
+                w.wake();
+            }
+        }
+        r.map_err(Error::from)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.lock().poll_flush_out(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut st = self.shared.lock();
+        if st.conn.state() == ConnState::Open {
+            let _ = st.conn.close(Instant::now(), CloseCode::NORMAL, "");
+            if let Some(w) = st.reader.take() {
+                w.wake();
+            }
+        }
+        st.poll_flush_out(cx)
+    }
+}
+
+/// Receives from a connection (one per connection). Also a [`Stream`] of
+/// whole messages.
+///
+/// Cancel safety: `recv()` and `recv_event()` keep every byte they read in
+/// the connection before they can return `Pending`; dropping them loses
+/// nothing, and the next call continues where they stopped.
+pub struct Receiver<S> {
+    shared: Arc<Shared<S>>,
+    asm: Assembler,
+}
+
+impl<S> std::fmt::Debug for Receiver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
+    /// Polls for the next chunk event.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
+        self.shared.lock().poll_event(cx)
+    }
+
+    /// The next chunk event (huge messages stream in bounded memory); `None`
+    /// once the connection is finished.
+    pub async fn recv_event(&mut self) -> Result<Option<Event>, Error> {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
+        loop {
+            match self.poll_event(cx) {
+                Poll::Ready(Ok(Some(ev))) => {
+                    if let Some(m) = self.asm.push(ev) {
+                        return Poll::Ready(Ok(Some(m)));
+                    }
+                }
+                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(None)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// The next whole message, ping, pong or the close; then
+    /// [`Error::Closed`].
+    pub async fn recv(&mut self) -> Result<Message, Error> {
+        poll_fn(|cx| self.poll_message(cx))
+            .await?
+            .ok_or(Error::Closed)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Receiver<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_message(cx).map(Result::transpose)
+    }
+}
+
+/// Builds the halves of an established connection.
+pub(crate) fn halves<S>(conn: Connection, stream: S) -> (Sender<S>, Receiver<S>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            conn,
+            stream,
+            out: Vec::new(),
+            written: 0,
+            shutdown_pending: false,
+            shut: false,
+            eof: false,
+            timer: None,
+            reader: None,
+            write_error: None,
+        }),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver {
+            shared,
+            asm: Assembler::new(),
+        },
+    )
+}
