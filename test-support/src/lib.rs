@@ -1,0 +1,188 @@
+//! Test helpers shared by the adapters' tests: certificates made with
+//! rcgen (a CA, a server certificate, a client certificate with an
+//! encrypted key), a real tinyproxy (installed by
+//! scripts/install-tinyproxy.sh when missing), temporary directories.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "ws-test-{tag}-{}-{}",
+            std::process::id(),
+            rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` until it is true or 5 s pass.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A CA, a server certificate for `localhost` signed by it, and a client
+/// certificate whose key is encrypted with `client_password`.
+pub struct Pki {
+    pub dir: TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key_encrypted: PathBuf,
+    pub other_ca: PathBuf,
+}
+
+pub const CLIENT_KEY_PASSWORD: &str = "correct horse battery staple";
+
+fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    (params.self_signed(&key).unwrap(), key)
+}
+
+pub fn pki() -> Pki {
+    let dir = TempDir::new("pki");
+    let (ca_cert, ca_key) = ca("ws test CA");
+    let (other_ca, _) = ca("some other CA");
+
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server = params.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
+
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ws test client");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = params.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
+    let der = client_key.serialize_der();
+    let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+    let encrypted = info
+        .encrypt(rand_core::OsRng, CLIENT_KEY_PASSWORD.as_bytes())
+        .unwrap();
+    let encrypted_pem = encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .unwrap();
+
+    Pki {
+        ca: dir.file("ca.pem", ca_cert.pem().as_bytes()),
+        server_cert: dir.file("server.pem", server.pem().as_bytes()),
+        server_key: dir.file("server.key", server_key.serialize_pem().as_bytes()),
+        client_cert: dir.file("client.pem", client.pem().as_bytes()),
+        client_key_encrypted: dir.file("client.key", encrypted_pem.as_bytes()),
+        other_ca: dir.file("other-ca.pem", other_ca.pem().as_bytes()),
+        dir,
+    }
+}
+
+/// A tinyproxy on a free loopback port, killed on drop.
+pub struct Tinyproxy {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts tinyproxy (installing it with scripts/install-tinyproxy.sh when
+/// missing); with `auth`, it demands those Basic credentials.
+pub fn tinyproxy(auth: Option<(&str, &str)>) -> Tinyproxy {
+    let bin = Path::new("/usr/bin/tinyproxy");
+    if !bin.exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-tinyproxy.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .status()
+            .expect("run install-tinyproxy.sh");
+        assert!(
+            status.success(),
+            "scripts/install-tinyproxy.sh failed: tinyproxy is needed for the proxy tests"
+        );
+    }
+    let dir = TempDir::new("tinyproxy");
+    let port = free_port();
+    let log = dir.0.join("tinyproxy.log");
+    let mut conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 64\nAllow 127.0.0.1\nDisableViaHeader Yes\n",
+        log.display()
+    );
+    if let Some((u, p)) = auth {
+        conf.push_str(&format!("BasicAuth {u} {p}\n"));
+    }
+    let conf_path = dir.file("tinyproxy.conf", conf.as_bytes());
+    let child = Command::new(bin)
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tinyproxy");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    eventually("tinyproxy to listen", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    Tinyproxy {
+        child,
+        port,
+        log,
+        _dir: dir,
+    }
+}
+
+impl Tinyproxy {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

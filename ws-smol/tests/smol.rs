@@ -1,0 +1,505 @@
+//! ws-smol on loopback: messages, Stream/Sink, halves on two tasks,
+//! cancellation safety, streaming, keepalive, server operations and limits,
+//! TLS and a real tinyproxy.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use futures_lite::{future, StreamExt};
+use futures_sink::Sink;
+use ws_smol::{
+    ClientCert, ClientOptions, CloseCode, Error, Event, HttpProxy, Message, MessageKind, Proxy,
+    Server, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
+};
+use ws_test_support::{pki, tinyproxy, CLIENT_KEY_PASSWORD};
+
+fn local() -> ServerOptions {
+    let mut o = ServerOptions::default();
+    o.ip = [127, 0, 0, 1].into();
+    o.port = 0;
+    o
+}
+
+fn direct() -> ClientOptions {
+    let mut o = ClientOptions::default();
+    o.proxy = Proxy::NoProxy;
+    o.connect_timeout = Some(Duration::from_secs(5));
+    o.handshake_timeout = Some(Duration::from_secs(5));
+    o
+}
+
+/// An echo server answering from the MessageReceive callback.
+async fn echo(options: ServerOptions) -> Server {
+    let server = Server::start(options).await.unwrap();
+    let h = server.handle();
+    server.on(ServerEventKind::MessageReceive, move |ev| {
+        if let ServerEvent::Message(c, m) = ev {
+            let _ = match m {
+                Message::Text(t) => h.queue_text(c, t),
+                Message::Binary(b) => h.queue_binary(c, b),
+                _ => Ok(()),
+            };
+        }
+    });
+    server
+}
+
+fn url(s: &Server) -> String {
+    format!("ws://{}/", s.local_addr())
+}
+
+/// Waits until `f` holds (the enclosing `run` bounds the time).
+async fn eventually(f: impl Fn() -> bool) {
+    while !f() {
+        Timer::after(Duration::from_millis(5)).await;
+    }
+}
+
+/// Runs a test body with a 20 s limit.
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    smol::block_on(future::or(f, async {
+        Timer::after(Duration::from_secs(20)).await;
+        panic!("test timed out");
+    }))
+}
+
+#[test]
+fn echo_stream_and_sink() {
+    run(async {
+        let server = echo(local()).await;
+        let mut ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        assert_eq!(ws.response().unwrap().status, 101);
+        ws.send_text("héllo").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("héllo".into()));
+        // Sink and Stream.
+        let mut sink = ws.sender();
+        future::poll_fn(|cx| std::pin::Pin::new(&mut sink).poll_ready(cx))
+            .await
+            .unwrap();
+        std::pin::Pin::new(&mut sink)
+            .start_send(Message::Binary(vec![1, 2, 3].into()))
+            .unwrap();
+        future::poll_fn(|cx| std::pin::Pin::new(&mut sink).poll_flush(cx))
+            .await
+            .unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Binary(vec![1, 2, 3].into())
+        );
+        ws.ping(b"p").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Pong("p".into()));
+        match ws.close_and_wait(CloseCode::NORMAL, "bye").await.unwrap() {
+            Message::Closed(c) => assert!(c.is_clean()),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn halves_in_two_tasks_never_interleave() {
+    run(async {
+        let server = echo(local()).await;
+        let ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        let (tx, mut rx) = ws.split();
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let tx = tx.clone();
+                smol::spawn(async move {
+                    for i in 0..200usize {
+                        let msg = format!("{t}:{i}:{}", "x".repeat((i * 37) % 3000));
+                        tx.send_text(&msg).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut seen = [0usize; 4];
+        for _ in 0..800 {
+            match rx.recv().await.unwrap() {
+                Message::Text(t) => {
+                    let mut p = t.splitn(3, ':');
+                    let th: usize = p.next().unwrap().parse().unwrap();
+                    let i: usize = p.next().unwrap().parse().unwrap();
+                    assert_eq!(i, seen[th]);
+                    assert_eq!(p.next().unwrap().len(), (i * 37) % 3000);
+                    seen[th] += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for w in writers {
+            w.await;
+        }
+        assert_eq!(seen, [200; 4]);
+    });
+}
+
+#[test]
+fn dropping_recv_futures_loses_nothing() {
+    run(async {
+        let server = echo(local()).await;
+        let mut ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        let tx = ws.sender();
+        // A 4 MiB message arrives while recv() futures are started and
+        // dropped every 100 microseconds.
+        let big: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let expected = big.clone();
+        let sender = smol::spawn(async move { tx.send_binary(&big).await.unwrap() });
+        let mut cancelled = 0;
+        let got = loop {
+            let r = future::or(async { Some(ws.recv().await) }, async {
+                Timer::after(Duration::from_micros(100)).await;
+                None
+            })
+            .await;
+            match r {
+                Some(m) => break m.unwrap(),
+                None => cancelled += 1,
+            }
+        };
+        sender.await;
+        assert!(cancelled > 0, "no recv was cancelled");
+        assert_eq!(got, Message::Binary(expected.into()));
+    });
+}
+
+#[test]
+fn dropped_send_future_still_delivers_the_whole_message() {
+    run(async {
+        let server = echo(local()).await;
+        let mut ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        let big = "y".repeat(16 << 20);
+        // Poll the send once, then drop it: the message is queued whole.
+        let finished = future::or(async { ws.send_text(&big).await.map(|_| true) }, async {
+            Ok(false)
+        })
+        .await
+        .unwrap();
+        assert!(!finished, "16 MiB cannot be written in one poll");
+        ws.send_text("after").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text(big));
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("after".into()));
+    });
+}
+
+#[test]
+fn streaming_a_huge_message_in_chunks() {
+    run(async {
+        let server = echo(local()).await;
+        let mut ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        let piece = vec![7u8; 1 << 20];
+        let tx = ws.sender();
+        let w = smol::spawn(async move {
+            for i in 0..20 {
+                tx.send_chunk(MessageKind::Binary, &piece, i == 19)
+                    .await
+                    .unwrap();
+            }
+        });
+        let mut total = 0;
+        let mut biggest = 0;
+        loop {
+            match ws.recv_event().await.unwrap() {
+                Some(Event::Binary { data, fin }) => {
+                    total += data.len();
+                    biggest = biggest.max(data.len());
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        w.await;
+        assert_eq!(total, 20 << 20);
+        assert!(biggest <= 1 << 20);
+    });
+}
+
+#[test]
+fn keepalive_and_close_timeout_are_driven_by_timers() {
+    run(async {
+        // A server that completes the handshake and then stays silent.
+        let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = smol::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut hs = ws_proto::ServerHandshake::new(Default::default());
+            let mut buf = vec![0u8; 4096];
+            let up = loop {
+                let n = futures_lite::AsyncReadExt::read(&mut s, &mut buf)
+                    .await
+                    .unwrap();
+                if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
+                    break u;
+                }
+            };
+            let mut out = Vec::new();
+            let _c = up
+                .accept(Instant::now(), &Default::default(), &mut out)
+                .unwrap();
+            futures_lite::AsyncWriteExt::write_all(&mut s, &out)
+                .await
+                .unwrap();
+            Timer::after(Duration::from_secs(5)).await;
+            drop(s);
+        });
+        let mut o = direct();
+        o.config.keepalive_interval = Some(Duration::from_millis(100));
+        o.config.keepalive_timeout = Duration::from_millis(200);
+        let mut ws = ws_smol::connect_with(&format!("ws://{addr}/"), &o)
+            .await
+            .unwrap();
+        let t = Instant::now();
+        match ws.recv().await.unwrap() {
+            Message::Closed(c) => assert_eq!(c.code, CloseCode::INTERNAL_ERROR),
+            other => panic!("{other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(2));
+        drop(silent);
+    });
+}
+
+#[test]
+fn server_lists_sends_closes_and_stops() {
+    run(async {
+        let mut o = local();
+        o.protocol = Some("chat".into());
+        let mut server = Server::start(o).await.unwrap();
+        let events = server.events();
+        let mut opts = direct();
+        opts.protocols = vec!["chat".into()];
+        let mut a = ws_smol::connect_with(&url(&server), &opts).await.unwrap();
+        let mut b = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        assert_eq!(a.protocol(), Some("chat"));
+        let mut conns = Vec::new();
+        while conns.len() < 2 {
+            if let ServerEvent::Connect(c) = events.recv().await.unwrap() {
+                conns.push(c);
+            }
+        }
+        conns.sort_by_key(|c| c.id);
+        assert_eq!(server.connections(), conns);
+        server.send_text(&conns[0], "to a").await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), Message::Text("to a".into()));
+        b.send_text("from b").await.unwrap();
+        loop {
+            if let ServerEvent::Message(c, Message::Text(t)) = events.recv().await.unwrap() {
+                assert_eq!((c, t.as_str()), (conns[1], "from b"));
+                break;
+            }
+        }
+        server
+            .close(&conns[0], CloseCode(4001), "bye a")
+            .await
+            .unwrap();
+        match a.recv().await.unwrap() {
+            Message::Closed(c) => {
+                assert_eq!((c.code, c.reason.as_str()), (CloseCode(4001), "bye a"))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(a);
+        eventually(|| server.connections() == vec![conns[1]]).await;
+        assert_eq!(
+            server
+                .send_text(&conns[0], "x")
+                .await
+                .unwrap_err()
+                .code()
+                .code(),
+            2_302_006
+        );
+        // Stop: b is closed with 1001 while it reads; the listener goes away.
+        let reader = smol::spawn(async move {
+            loop {
+                if let Message::Closed(c) = b.recv().await.unwrap() {
+                    return c;
+                }
+            }
+        });
+        let addr = server.local_addr();
+        server.stop().await.unwrap();
+        let c = reader.await;
+        assert_eq!(c.code, CloseCode::GOING_AWAY);
+        assert!(c.is_clean());
+        assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+        // The event stream ends.
+        while events.recv().await.is_ok() {}
+    });
+}
+
+#[test]
+fn limits_refuse_with_503_and_429() {
+    run(async {
+        let mut o = local();
+        o.max_clients = 1;
+        let server = echo(o).await;
+        let mut a = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        match ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap_err()
+        {
+            Error::Handshake(ws_proto::HandshakeError::Status { status, .. }) => {
+                assert_eq!(status, 503)
+            }
+            other => panic!("{other}"),
+        }
+        a.send_text("still fine").await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), Message::Text("still fine".into()));
+        let mut o = local();
+        o.max_connections_per_ip = 1;
+        let server = echo(o).await;
+        let _a = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        match ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap_err()
+        {
+            Error::Handshake(ws_proto::HandshakeError::Status { status, .. }) => {
+                assert_eq!(status, 429)
+            }
+            other => panic!("{other}"),
+        }
+    });
+}
+
+#[test]
+fn silent_client_is_dropped_after_the_handshake_timeout() {
+    run(async {
+        let mut o = local();
+        o.handshake_timeout = Duration::from_millis(200);
+        let server = Server::start(o).await.unwrap();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let e = errors.clone();
+        server.on(ServerEventKind::Error, move |ev| {
+            if let ServerEvent::Error(None, err) = ev {
+                if matches!(**err, Error::Timeout) {
+                    e.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let mut s = async_net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let n = futures_lite::AsyncReadExt::read(&mut s, &mut buf)
+            .await
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the server closes the silent connection");
+        eventually(|| errors.load(Ordering::SeqCst) == 1).await;
+    });
+}
+
+#[test]
+fn errors_have_their_codes() {
+    run(async {
+        let long = format!("ws://localhost/{}", "a".repeat(2048));
+        assert_eq!(
+            ws_smol::connect_with(&long, &direct())
+                .await
+                .unwrap_err()
+                .code()
+                .code(),
+            2_302_001
+        );
+        let server = Server::start(local()).await.unwrap();
+        let mut o = local();
+        o.port = server.local_addr().port();
+        assert_eq!(Server::start(o).await.unwrap_err().code().code(), 2_302_005);
+        let mut o = local();
+        o.ip = [192, 0, 2, 1].into();
+        assert_eq!(Server::start(o).await.unwrap_err().code().code(), 2_302_004);
+        let mut o = direct();
+        o.headers = vec![("bad name".into(), "v".into())];
+        assert_eq!(
+            ws_smol::connect_with("ws://localhost/", &o)
+                .await
+                .unwrap_err()
+                .code()
+                .code(),
+            401
+        );
+    });
+}
+
+#[test]
+fn tls_custom_ca_client_cert_and_rejections() {
+    run(async {
+        let p = pki();
+        let mut so = local();
+        so.cert = Some(ServerCert {
+            cert_path: p.server_cert.clone(),
+            key_path: p.server_key.clone(),
+        });
+        so.client_ca = Some(p.ca.clone());
+        let server = echo(so).await;
+        let port = server.local_addr().port();
+        let mut o = direct();
+        o.ca_path = Some(p.ca.clone());
+        o.client_cert = Some(ClientCert {
+            cert_path: p.client_cert.clone(),
+            key_path: p.client_key_encrypted.clone(),
+            key_password: Some(CLIENT_KEY_PASSWORD.into()),
+        });
+        let mut ws = ws_smol::connect_with(&format!("wss://localhost:{port}/"), &o)
+            .await
+            .unwrap();
+        ws.send_text("secure").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("secure".into()));
+        // Wrong host name, untrusted certificate: refused.
+        let e = ws_smol::connect_with(&format!("wss://127.0.0.1:{port}/"), &o)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Tls(_)), "{e}");
+        let mut untrusting = o.clone();
+        untrusting.ca_path = Some(p.other_ca.clone());
+        assert!(matches!(
+            ws_smol::connect_with(&format!("wss://localhost:{port}/"), &untrusting)
+                .await
+                .unwrap_err(),
+            Error::Tls(_)
+        ));
+        untrusting.skip_server_cert_verification = true;
+        assert!(
+            ws_smol::connect_with(&format!("wss://127.0.0.1:{port}/"), &untrusting)
+                .await
+                .is_ok()
+        );
+    });
+}
+
+#[test]
+fn tunnel_through_tinyproxy() {
+    run(async {
+        let proxy = tinyproxy(Some(("bob", "pw")));
+        let server = echo(local()).await;
+        let mut o = direct();
+        let mut hp = HttpProxy::new("127.0.0.1", proxy.port);
+        hp.username = Some("bob".into());
+        hp.password = Some("pw".into());
+        o.proxy = Proxy::Http(hp);
+        let mut ws = ws_smol::connect_with(&url(&server), &o).await.unwrap();
+        ws.send_text("tunnelled").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("tunnelled".into()));
+        assert!(proxy
+            .log_text()
+            .contains(&format!("CONNECT 127.0.0.1:{}", server.local_addr().port())));
+    });
+}
