@@ -4,82 +4,18 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use ws_proto::api::{CallbackId, Callbacks, ClientOptions, Error};
-use ws_proto::{CloseCode, Event, Headers, Message};
+use ws_proto::api::{
+    emit_shared, CallbackId, Callbacks, ClientEvent, ClientEventKind, ClientOptions, Error,
+};
+use ws_proto::CloseCode;
 
 use crate::client::WebSocket;
 use crate::socket::Sender;
 
-/// The kinds of [`ClientEvent`], for [`EventClient::on`] / [`EventClient::off`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientEventKind {
-    /// [`ClientEvent::Open`].
-    Open,
-    /// [`ClientEvent::Message`].
-    Message,
-    /// [`ClientEvent::Close`].
-    Close,
-    /// [`ClientEvent::Error`].
-    Error,
-    /// [`ClientEvent::DataEnd`].
-    DataEnd,
-    /// [`ClientEvent::HeaderReceive`].
-    HeaderReceive,
-}
-
-/// An event of an [`EventClient`].
-#[derive(Debug, Clone)]
-pub enum ClientEvent {
-    /// The connection is open (`open`): the handshake's status and reason.
-    Open {
-        /// HTTP status (101).
-        status: u16,
-        /// Reason phrase.
-        reason: String,
-    },
-    /// The handshake response's headers (`headerReceive`), before `Open`.
-    HeaderReceive(Headers),
-    /// A piece of a message (`message`): [`Message::Text`] (valid UTF-8 on
-    /// its own) or [`Message::Binary`]. A large message arrives in several
-    /// pieces; [`ClientEvent::DataEnd`] follows its last piece.
-    Message(Message),
-    /// The message whose pieces came before is complete (`dataEnd`).
-    DataEnd,
-    /// The connection closed (`close`): code and reason.
-    Close {
-        /// Close code (1005: none given; 1006: no closing handshake).
-        code: CloseCode,
-        /// Reason.
-        reason: String,
-    },
-    /// Something failed (`error`).
-    Error(Arc<Error>),
-}
-
-impl ClientEvent {
-    /// This event's kind.
-    pub fn kind(&self) -> ClientEventKind {
-        match self {
-            ClientEvent::Open { .. } => ClientEventKind::Open,
-            ClientEvent::HeaderReceive(_) => ClientEventKind::HeaderReceive,
-            ClientEvent::Message(_) => ClientEventKind::Message,
-            ClientEvent::DataEnd => ClientEventKind::DataEnd,
-            ClientEvent::Close { .. } => ClientEventKind::Close,
-            ClientEvent::Error(_) => ClientEventKind::Error,
-        }
-    }
-}
-
 type Registry = Arc<Mutex<Callbacks<ClientEventKind, ClientEvent>>>;
 
 fn emit(registry: &Registry, ev: ClientEvent) {
-    let handlers = registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .handlers(ev.kind());
-    for h in handlers {
-        h(&ev);
-    }
+    emit_shared(registry, ev.kind(), &ev);
 }
 
 struct Live {
@@ -166,35 +102,11 @@ impl EventClient {
             .name("ws-events".into())
             .spawn(move || loop {
                 match rx.recv_event() {
-                    Ok(Some(Event::Text { data, fin })) => {
-                        let text = String::from_utf8_lossy(&data).into_owned();
-                        emit(&registry, ClientEvent::Message(Message::Text(text)));
-                        if fin {
-                            emit(&registry, ClientEvent::DataEnd);
+                    Ok(Some(event)) => {
+                        for ev in ClientEvent::from_event(event) {
+                            emit(&registry, ev);
                         }
                     }
-                    Ok(Some(Event::Binary { data, fin })) => {
-                        emit(&registry, ClientEvent::Message(Message::Binary(data)));
-                        if fin {
-                            emit(&registry, ClientEvent::DataEnd);
-                        }
-                    }
-                    Ok(Some(Event::Closed(info))) => {
-                        if let Some(e) = info.error {
-                            emit(
-                                &registry,
-                                ClientEvent::Error(Arc::new(Error::Connection(e))),
-                            );
-                        }
-                        emit(
-                            &registry,
-                            ClientEvent::Close {
-                                code: info.code,
-                                reason: info.reason,
-                            },
-                        );
-                    }
-                    Ok(Some(_)) => {}
                     Ok(None) => return,
                     Err(e) => {
                         emit(&registry, ClientEvent::Error(Arc::new(e)));

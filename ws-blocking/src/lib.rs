@@ -32,12 +32,12 @@ mod server;
 mod socket;
 
 pub use client::WebSocket;
-pub use events::{ClientEvent, ClientEventKind, EventClient};
-pub use server::{ClientConnection, Events, Server, ServerEvent, ServerEventKind, ServerHandle};
+pub use events::EventClient;
+pub use server::{Events, Server, ServerHandle};
 pub use socket::{Receiver, Sender};
 pub use ws_proto::api::{
-    CallbackId, ClientCert, ClientOptions, Error, ErrorCode, HttpProxy, Proxy, ServerCert,
-    ServerOptions,
+    CallbackId, ClientCert, ClientConnection, ClientEvent, ClientEventKind, ClientOptions, Error,
+    ErrorCode, HttpProxy, Proxy, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
 };
 pub use ws_proto::{
     CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,

@@ -10,59 +10,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ws_proto::api::tls::{self, rustls};
-use ws_proto::api::{CallbackId, Callbacks, Error, ServerOptions};
+use ws_proto::api::{
+    emit_shared, CallbackId, Callbacks, ClientConnection, Error, ServerEvent, ServerEventKind,
+    ServerOptions,
+};
 use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
 
 use crate::client::{io_error, read_until};
 use crate::socket::{split, Sender};
-
-/// One client connection of a server (`WebSocketConnection`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientConnection {
-    /// Unique per server, in accept order.
-    pub id: u64,
-    /// The client's address and port.
-    pub addr: SocketAddr,
-}
-
-/// What happens on a server.
-#[derive(Debug, Clone)]
-pub enum ServerEvent {
-    /// A client completed the opening handshake (`connect`).
-    Connect(ClientConnection),
-    /// A whole message arrived (`messageReceive`): text or binary.
-    Message(ClientConnection, Message),
-    /// A connection ended (`close`): code and reason.
-    Close(ClientConnection, CloseCode, String),
-    /// Something failed (`error`): a refused or failed handshake, a
-    /// connection error. The connection is `None` before the handshake.
-    Error(Option<ClientConnection>, Arc<Error>),
-}
-
-/// The kinds of [`ServerEvent`], for [`Server::on`] / [`Server::off`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServerEventKind {
-    /// [`ServerEvent::Connect`].
-    Connect,
-    /// [`ServerEvent::Message`].
-    MessageReceive,
-    /// [`ServerEvent::Close`].
-    Close,
-    /// [`ServerEvent::Error`].
-    Error,
-}
-
-impl ServerEvent {
-    /// This event's kind.
-    pub fn kind(&self) -> ServerEventKind {
-        match self {
-            ServerEvent::Connect(_) => ServerEventKind::Connect,
-            ServerEvent::Message(..) => ServerEventKind::MessageReceive,
-            ServerEvent::Close(..) => ServerEventKind::Close,
-            ServerEvent::Error(..) => ServerEventKind::Error,
-        }
-    }
-}
 
 /// Room for undelivered events before connection threads wait for the
 /// application (so a slow consumer bounds memory instead of growing a
@@ -94,14 +49,7 @@ impl Shared {
     }
 
     fn emit(&self, ev: ServerEvent) {
-        let handlers = self
-            .callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .handlers(ev.kind());
-        for h in handlers {
-            h(&ev);
-        }
+        emit_shared(&self.callbacks, ev.kind(), &ev);
         let tx = self
             .events
             .lock()

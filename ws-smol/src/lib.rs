@@ -13,6 +13,8 @@
 //!   Keepalive and close timeouts come from ws-proto's timers, driven by
 //!   `async_io::Timer`.
 //!
+//! - [`EventClient`]: the spec's event style: `on`/`off` callbacks for
+//!   open, message, close, error, dataEnd and headerReceive.
 //! - [`Server`]: the spec's `WebSocketServer` ([`ServerOptions`]: address,
 //!   port, TLS, subprotocol, connection limits, handshake timeout), with
 //!   events as a `Stream` and as on/off callbacks; send, list, close one,
@@ -24,15 +26,17 @@
 #![warn(missing_docs)]
 
 mod client;
+mod events;
 mod server;
 mod socket;
 
 pub use client::{connect, connect_with, MaybeTls, WebSocket};
-pub use server::{ClientConnection, Server, ServerEvent, ServerEventKind, ServerHandle};
+pub use events::EventClient;
+pub use server::{Server, ServerHandle};
 pub use socket::{Receiver, Sender};
 pub use ws_proto::api::{
-    CallbackId, ClientCert, ClientOptions, Error, ErrorCode, HttpProxy, Proxy, ServerCert,
-    ServerOptions,
+    CallbackId, ClientCert, ClientConnection, ClientEvent, ClientEventKind, ClientOptions, Error,
+    ErrorCode, HttpProxy, Proxy, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
 };
 pub use ws_proto::{
     CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,

@@ -12,58 +12,14 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::TlsAcceptor;
 use smol::Task;
 use ws_proto::api::tls;
-use ws_proto::api::{CallbackId, Callbacks, Error, ServerOptions};
+use ws_proto::api::{
+    emit_shared, CallbackId, Callbacks, ClientConnection, Error, ServerEvent, ServerEventKind,
+    ServerOptions,
+};
 use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
 
 use crate::client::{io_error, read_until, timeout, MaybeTls};
 use crate::socket::{halves, Sender};
-
-/// One client connection of a server (`WebSocketConnection`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientConnection {
-    /// Unique per server, in accept order.
-    pub id: u64,
-    /// The client's address and port.
-    pub addr: SocketAddr,
-}
-
-/// What happens on a server.
-#[derive(Debug, Clone)]
-pub enum ServerEvent {
-    /// A client completed the opening handshake (`connect`).
-    Connect(ClientConnection),
-    /// A whole message arrived (`messageReceive`).
-    Message(ClientConnection, Message),
-    /// A connection ended (`close`): code and reason.
-    Close(ClientConnection, CloseCode, String),
-    /// Something failed (`error`); no connection before the handshake.
-    Error(Option<ClientConnection>, Arc<Error>),
-}
-
-/// The kinds of [`ServerEvent`], for [`Server::on`] / [`Server::off`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServerEventKind {
-    /// [`ServerEvent::Connect`].
-    Connect,
-    /// [`ServerEvent::Message`].
-    MessageReceive,
-    /// [`ServerEvent::Close`].
-    Close,
-    /// [`ServerEvent::Error`].
-    Error,
-}
-
-impl ServerEvent {
-    /// This event's kind.
-    pub fn kind(&self) -> ServerEventKind {
-        match self {
-            ServerEvent::Connect(_) => ServerEventKind::Connect,
-            ServerEvent::Message(..) => ServerEventKind::MessageReceive,
-            ServerEvent::Close(..) => ServerEventKind::Close,
-            ServerEvent::Error(..) => ServerEventKind::Error,
-        }
-    }
-}
 
 /// Room for undelivered events before connection tasks wait.
 const EVENT_QUEUE: usize = 1024;
@@ -93,10 +49,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     async fn emit(&self, ev: ServerEvent) {
-        let handlers = lock(&self.callbacks).handlers(ev.kind());
-        for h in handlers {
-            h(&ev);
-        }
+        emit_shared(&self.callbacks, ev.kind(), &ev);
         let tx = lock(&self.events).clone();
         if let Some(tx) = tx {
             let _ = tx.send(ev).await;

@@ -10,8 +10,8 @@ use async_io::Timer;
 use futures_lite::{future, StreamExt};
 use futures_sink::Sink;
 use ws_smol::{
-    ClientCert, ClientOptions, CloseCode, Error, Event, HttpProxy, Message, MessageKind, Proxy,
-    Server, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
+    ClientCert, ClientEvent, ClientEventKind, ClientOptions, CloseCode, Error, Event, HttpProxy,
+    Message, MessageKind, Proxy, Server, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
 };
 use ws_test_support::{pki, tinyproxy, CLIENT_KEY_PASSWORD};
 
@@ -501,5 +501,113 @@ fn tunnel_through_tinyproxy() {
         assert!(proxy
             .log_text()
             .contains(&format!("CONNECT 127.0.0.1:{}", server.local_addr().port())));
+    });
+}
+
+#[test]
+fn event_client_reports_every_event_kind() {
+    run(async {
+        let server = echo(local()).await;
+        let client = ws_smol::EventClient::new();
+        let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        for kind in [
+            ClientEventKind::Open,
+            ClientEventKind::Message,
+            ClientEventKind::Close,
+            ClientEventKind::Error,
+            ClientEventKind::DataEnd,
+            ClientEventKind::HeaderReceive,
+        ] {
+            let l = log.clone();
+            client.on(kind, move |ev| {
+                let s = match ev {
+                    ClientEvent::Open { status, reason } => format!("open {status} {reason}"),
+                    ClientEvent::HeaderReceive(h) => {
+                        format!("headers {}", h.get_str("connection").unwrap_or(""))
+                    }
+                    ClientEvent::Message(Message::Text(t)) => format!("text {t}"),
+                    ClientEvent::Message(Message::Binary(b)) => format!("binary {}", b.len()),
+                    ClientEvent::Message(other) => format!("{other:?}"),
+                    ClientEvent::DataEnd => "dataEnd".into(),
+                    ClientEvent::Close { code, reason } => format!("close {code} {reason}"),
+                    ClientEvent::Error(e) => format!("error {}", e.code()),
+                };
+                l.lock().unwrap().push(s);
+            });
+        }
+        client.connect(&url(&server), &direct()).await.unwrap();
+        assert_eq!(
+            client
+                .connect(&url(&server), &direct())
+                .await
+                .unwrap_err()
+                .code()
+                .code(),
+            2_302_003
+        );
+        client.send_text("hi").await.unwrap();
+        client.send_binary(&[1, 2]).await.unwrap();
+        eventually(|| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|s| *s == "dataEnd")
+                .count()
+                == 2
+        })
+        .await;
+        client.close(CloseCode::NORMAL, "done").await.unwrap();
+        client.wait().await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "headers Upgrade",
+                "open 101 Switching Protocols",
+                "text hi",
+                "dataEnd",
+                "binary 2",
+                "dataEnd",
+                "close 1000 "
+            ]
+        );
+        // The close reports the peer's Close frame: our code echoed, no reason.
+        // A failed connect is reported to `error` callbacks and returned;
+        // after `off`, only returned.
+        let errors = Arc::new(AtomicUsize::new(0));
+        let c2 = ws_smol::EventClient::new();
+        let e2 = errors.clone();
+        c2.on(ClientEventKind::Error, move |_| {
+            e2.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(c2.connect("ws://127.0.0.1:1/", &direct()).await.is_err());
+        assert_eq!(errors.load(Ordering::SeqCst), 1);
+        assert_eq!(c2.off(ClientEventKind::Error, None), 1);
+        assert!(c2.connect("ws://127.0.0.1:1/", &direct()).await.is_err());
+        assert_eq!(errors.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn missing_certificate_files_are_2302002() {
+    run(async {
+        let mut o = direct();
+        o.ca_path = Some("/nonexistent/ca.pem".into());
+        assert_eq!(
+            ws_smol::connect_with("wss://localhost:1/", &o)
+                .await
+                .unwrap_err()
+                .code()
+                .code(),
+            2_302_002
+        );
+        let mut so = local();
+        so.cert = Some(ServerCert {
+            cert_path: "/nonexistent/cert.pem".into(),
+            key_path: "/nonexistent/key.pem".into(),
+        });
+        assert_eq!(
+            Server::start(so).await.unwrap_err().code().code(),
+            2_302_002
+        );
     });
 }

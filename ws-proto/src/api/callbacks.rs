@@ -85,6 +85,23 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
     }
 }
 
+/// Calls the callbacks of `kind` in a registry shared between threads,
+/// without holding its lock while they run (so a callback may call
+/// `on`/`off`, and several connections may call theirs at once).
+pub fn emit_shared<K: PartialEq + Copy, E>(
+    registry: &std::sync::Mutex<Callbacks<K, E>>,
+    kind: K,
+    event: &E,
+) {
+    let handlers = registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .handlers(kind);
+    for h in handlers {
+        h(event);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

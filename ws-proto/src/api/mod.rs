@@ -7,13 +7,15 @@
 
 mod callbacks;
 mod error;
+mod events;
 mod options;
 pub mod proxy;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use callbacks::{Callback, CallbackId, Callbacks};
+pub use callbacks::{emit_shared, Callback, CallbackId, Callbacks};
 pub use error::{Error, ErrorCode};
+pub use events::{ClientConnection, ClientEvent, ClientEventKind, ServerEvent, ServerEventKind};
 pub use options::{
     ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,
 };
