@@ -186,3 +186,9 @@ impl Tinyproxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// The README's code, compiled as doc tests (this crate dev-depends on both
+/// adapters) so it cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

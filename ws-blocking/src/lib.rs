@@ -42,8 +42,3 @@ pub use ws_proto::api::{
 pub use ws_proto::{
     CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,
 };
-
-/// The README's code, compiled as doc tests so it cannot rot.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
