@@ -972,3 +972,18 @@ fn handle_bytes_hands_out_slices_of_the_callers_buffer() {
         })
     );
 }
+
+#[test]
+fn an_idle_connection_gives_back_its_read_buffer() {
+    let (mut s, now) = server();
+    s.handle_data(now, &client_frame(0x82, &vec![1u8; 60_000]));
+    assert!(s.buffered_input() > 0);
+    let (events, _, _) = drain(&mut s);
+    assert_eq!(events.len(), 1);
+    assert_eq!(s.buffered_input(), 0);
+    assert!(
+        s.input_capacity() <= 4096,
+        "kept {} bytes",
+        s.input_capacity()
+    );
+}

@@ -22,15 +22,15 @@ use ws_proto::{
 
 use crate::socket::{halves, Receiver, Sender};
 
-/// A TCP stream, plain or inside TLS (client or server side).
-#[allow(clippy::large_enum_variant)]
+/// A TCP stream, plain or inside TLS (client or server side). The TLS
+/// sessions are boxed so that a plain connection does not carry their size.
 pub enum MaybeTls {
     /// Plain TCP.
     Plain(Async<std::net::TcpStream>),
     /// A client's TLS session.
-    Client(client::TlsStream<Async<std::net::TcpStream>>),
+    Client(Box<client::TlsStream<Async<std::net::TcpStream>>>),
     /// A server's TLS session.
-    Server(server::TlsStream<Async<std::net::TcpStream>>),
+    Server(Box<server::TlsStream<Async<std::net::TcpStream>>>),
 }
 
 impl std::fmt::Debug for MaybeTls {
@@ -47,8 +47,14 @@ macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
             MaybeTls::Plain($s) => $e,
-            MaybeTls::Client($s) => $e,
-            MaybeTls::Server($s) => $e,
+            MaybeTls::Client(b) => {
+                let $s = b.as_mut();
+                $e
+            }
+            MaybeTls::Server(b) => {
+                let $s = b.as_mut();
+                $e
+            }
         }
     };
 }
@@ -80,8 +86,8 @@ impl AsyncWrite for MaybeTls {
         let this = self.get_mut();
         let r = match this {
             MaybeTls::Plain(s) => Pin::new(s).poll_close(cx),
-            MaybeTls::Client(s) => Pin::new(s).poll_close(cx),
-            MaybeTls::Server(s) => Pin::new(s).poll_close(cx),
+            MaybeTls::Client(s) => Pin::new(s.as_mut()).poll_close(cx),
+            MaybeTls::Server(s) => Pin::new(s.as_mut()).poll_close(cx),
         };
         if r.is_ready() {
             let tcp = match this {
@@ -347,7 +353,7 @@ pub async fn connect_with(
                     .connect(name, tcp)
                     .await
                     .map_err(io_error)?;
-                MaybeTls::Client(tls)
+                MaybeTls::Client(Box::new(tls))
             }
         };
         WebSocket::handshake(stream, &request, options.config.clone()).await

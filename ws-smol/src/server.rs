@@ -355,10 +355,14 @@ async fn refuse(mut sock: Async<std::net::TcpStream>, status: u16, why: &str) {
 async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared: &Arc<Shared>) {
     let _ = sock.get_ref().set_nodelay(true);
     let limit = Some(shared.options.handshake_timeout);
-    let handshake = timeout(limit, async {
+    // Boxed: the handshake's state (TLS accept, parser, buffers) is freed
+    // when it ends instead of sizing the connection's long-lived task.
+    let handshake = Box::pin(timeout(limit, async {
         let mut stream = match &shared.tls {
             None => MaybeTls::Plain(sock),
-            Some(acceptor) => MaybeTls::Server(acceptor.accept(sock).await.map_err(io_error)?),
+            Some(acceptor) => {
+                MaybeTls::Server(Box::new(acceptor.accept(sock).await.map_err(io_error)?))
+            }
         };
         let mut hs = ServerHandshake::new(shared.options.config.clone());
         let incoming = read_until(&mut stream, |data| match data {
@@ -401,7 +405,7 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
         stream.write_all(&out).await.map_err(io_error)?;
         stream.flush().await.map_err(io_error)?;
         Ok(Some((conn, stream)))
-    })
+    }))
     .await;
     let (conn, stream) = match handshake {
         Ok(Some(x)) => x,

@@ -32,7 +32,7 @@ use ws_proto::{
 const READ_SIZE: usize = 64 << 10;
 
 /// Output capacity kept after a flush; more is released.
-const KEEP_OUT: usize = 16 << 10;
+const KEEP_OUT: usize = 4 << 10;
 
 /// `Sink::poll_ready` waits for the output to drain below this.
 const SINK_HIGH_WATER: usize = 64 << 10;

@@ -611,3 +611,26 @@ fn missing_certificate_files_are_2302002() {
         );
     });
 }
+
+#[test]
+fn handshake_timeout_on_a_silent_server_is_2302999() {
+    run(async {
+        let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = smol::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            Timer::after(Duration::from_secs(3)).await;
+            drop(s);
+        });
+        let mut o = direct();
+        o.handshake_timeout = Some(Duration::from_millis(300));
+        let t = Instant::now();
+        let e = ws_smol::connect_with(&format!("ws://{addr}/"), &o)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Timeout), "{e}");
+        assert_eq!(e.code().code(), 2_302_999);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        drop(hold);
+    });
+}

@@ -17,6 +17,10 @@ use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, extend_masked};
 use crate::utf8::Utf8Validator;
 
+/// Input capacity an idle connection keeps; more is released once every
+/// buffered byte has been handed out.
+const IDLE_INPUT_CAPACITY: usize = 4 << 10;
+
 /// Which end of the connection this is. It decides the masking rules: "a
 /// client MUST mask all frames that it sends to the server" and "A server
 /// MUST NOT mask any frames that it sends to the client" (§5.1).
@@ -194,6 +198,11 @@ impl Connection {
         self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
     }
 
+    /// Bytes of input buffer held (capacity), for memory accounting.
+    pub fn input_capacity(&self) -> usize {
+        self.inbuf.capacity()
+    }
+
     /// Bytes received and not yet handed out as events.
     pub fn buffered_input(&self) -> usize {
         self.inbuf.len() + self.carry_len as usize
@@ -324,6 +333,12 @@ impl Connection {
             match self.next_frame_event() {
                 Ok(Some(ev)) => return Some(ev),
                 Ok(None) => {
+                    // Idle: give back a large read buffer (an idle
+                    // connection should hold a few KiB, not the size of the
+                    // adapter's last read).
+                    if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INPUT_CAPACITY {
+                        self.inbuf = BytesMut::new();
+                    }
                     if self.eof && self.reading {
                         // "If the TCP connection was closed without a Close
                         // frame ... _The WebSocket Connection Close Code_ is
