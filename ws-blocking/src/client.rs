@@ -217,8 +217,8 @@ fn handshake(
 ) -> Result<(Response, ws_proto::Connection), Error> {
     timer.set_write_timeout(remaining(deadline)?)?;
     timer.set_read_timeout(remaining(deadline)?)?;
-    stream.write_all(hs.request()).map_err(io_error)?;
-    stream.flush().map_err(io_error)?;
+    stream.write_all(hs.request()).map_err(Error::from_stream)?;
+    stream.flush().map_err(Error::from_stream)?;
     if !leftover.is_empty() {
         if let Some(done) = hs.handle_data(Instant::now(), &leftover)? {
             return Ok(done);
@@ -228,16 +228,6 @@ fn handshake(
         Some(d) => hs.handle_data(Instant::now(), d).map_err(Error::from),
         None => Err(Error::Handshake(hs.handle_eof())),
     })
-}
-
-/// An I/O error, told apart from a TLS failure (rustls reports those as
-/// `InvalidData`).
-pub(crate) fn io_error(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::InvalidData => Error::Tls(e.to_string()),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::Io(e),
-    }
 }
 
 /// Reads and feeds `step` until it yields, the deadline passes, or EOF
@@ -264,7 +254,7 @@ pub(crate) fn read_until<T>(
                 return Err(Error::Timeout)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(e)),
+            Err(e) => return Err(Error::from_stream(e)),
         };
         if let Some(t) = step(Some(&buf[..n]))? {
             return Ok(t);

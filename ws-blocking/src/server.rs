@@ -1,6 +1,5 @@
 //! The blocking server: a thread accepts, a thread per connection.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{
-    emit_shared, CallbackId, Callbacks, ClientConnection, Error, ServerEvent, ServerEventKind,
-    ServerOptions,
+    bind_error, emit_shared, CallbackId, Callbacks, ClientConnection, ConnectionTable, Error,
+    Refusal, ServerEvent, ServerEventKind, ServerOptions,
 };
 use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
 
-use crate::client::{io_error, read_until};
+use crate::client::read_until;
 use crate::socket::{split, Sender};
 
 /// Room for undelivered events before connection threads wait for the
@@ -24,19 +23,10 @@ use crate::socket::{split, Sender};
 /// queue).
 const EVENT_QUEUE: usize = 1024;
 
-struct Conns {
-    live: HashMap<u64, (ClientConnection, Sender)>,
-    /// Connections per client IP, handshakes in progress included.
-    per_ip: HashMap<IpAddr, usize>,
-    /// All connections, handshakes in progress included.
-    total: usize,
-    next_id: u64,
-}
-
 struct Shared {
     options: ServerOptions,
     tls: Option<Arc<rustls::ServerConfig>>,
-    conns: Mutex<Conns>,
+    conns: Mutex<ConnectionTable<Sender>>,
     callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
     events: Mutex<Option<SyncSender<ServerEvent>>>,
     stopping: AtomicBool,
@@ -44,7 +34,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn conns(&self) -> MutexGuard<'_, Conns> {
+    fn conns(&self) -> MutexGuard<'_, ConnectionTable<Sender>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -69,17 +59,6 @@ impl Shared {
             let _ = t.join();
         }
     }
-
-    fn release(&self, ip: IpAddr) {
-        let mut c = self.conns();
-        c.total -= 1;
-        if let Some(n) = c.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_ip.remove(&ip);
-            }
-        }
-    }
 }
 
 /// A running WebSocket server (`WebSocketServer`).
@@ -101,32 +80,20 @@ impl Server {
     /// when the address is not local, [`Error::ListenPort`] (2302005) when
     /// the port is taken or forbidden.
     pub fn start(options: ServerOptions) -> Result<Server, Error> {
-        if options.max_clients == 0 || options.max_connections_per_ip == 0 {
-            return Err(Error::InvalidParameter(
-                "connection limits must be at least 1".into(),
-            ));
-        }
+        options.validate()?;
         // Certificate problems are reported before listening.
         let tls_config = options
             .cert
             .as_ref()
             .map(|c| tls::server_config(c, options.client_ca.as_deref()))
             .transpose()?;
-        let listener =
-            TcpListener::bind((options.ip, options.port)).map_err(|e| match e.kind() {
-                io::ErrorKind::AddrNotAvailable => Error::ListenAddress(e),
-                _ => Error::ListenPort(e),
-            })?;
+        let listener = TcpListener::bind((options.ip, options.port)).map_err(bind_error)?;
         let addr = listener.local_addr()?;
+        let conns = Mutex::new(ConnectionTable::new(&options));
         let shared = Arc::new(Shared {
             options,
             tls: tls_config,
-            conns: Mutex::new(Conns {
-                live: HashMap::new(),
-                per_ip: HashMap::new(),
-                total: 0,
-                next_id: 1,
-            }),
+            conns,
             callbacks: Mutex::new(Callbacks::new()),
             events: Mutex::new(None),
             stopping: AtomicBool::new(false),
@@ -199,13 +166,7 @@ impl Server {
         }
         // Connections that finish their handshake from now on are closed
         // at once (see `serve`); the live ones are closed here.
-        let live: Vec<Sender> = self
-            .shared
-            .conns()
-            .live
-            .values()
-            .map(|(_, s)| s.clone())
-            .collect();
+        let live = self.shared.conns().handles();
         for s in &live {
             let _ = s.close(CloseCode::GOING_AWAY, "server stopping");
         }
@@ -251,11 +212,7 @@ impl std::fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     fn sender(&self, conn: &ClientConnection) -> Result<Sender, Error> {
-        let c = self.shared.conns();
-        match c.live.get(&conn.id) {
-            Some((info, tx)) if info == conn => Ok(tx.clone()),
-            _ => Err(Error::NoSuchConnection),
-        }
+        self.shared.conns().get(conn)
     }
 
     /// Sends a text message to one client (`send`).
@@ -270,9 +227,7 @@ impl ServerHandle {
 
     /// The connected clients (`listAllConnections`), in accept order.
     pub fn connections(&self) -> Vec<ClientConnection> {
-        let mut v: Vec<_> = self.shared.conns().live.values().map(|(c, _)| *c).collect();
-        v.sort_by_key(|c| c.id);
-        v
+        self.shared.conns().list()
     }
 
     /// Closes one connection with a code and reason (`close`); its `Close`
@@ -337,42 +292,28 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let Ok(peer) = sock.peer_addr() else { continue };
         // Admission: the limits count handshakes in progress too.
-        let refused = {
-            let mut c = shared.conns();
-            let per_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-            if c.total >= shared.options.max_clients {
-                Some((503, "too many clients"))
-            } else if per_ip >= shared.options.max_connections_per_ip {
-                Some((429, "too many connections from this address"))
-            } else {
-                c.total += 1;
-                *c.per_ip.entry(peer.ip()).or_insert(0) += 1;
-                None
+        let admitted = shared.conns().admit(peer);
+        let info = match admitted {
+            Ok(info) => info,
+            Err(Refusal { status, reason }) => {
+                // Off the accept thread: the refusal lingers to read the
+                // request, so that closing does not reset the answer away.
+                let _ = std::thread::Builder::new()
+                    .name("ws-refuse".into())
+                    .spawn(move || refuse(sock, status, reason));
+                shared.emit(ServerEvent::Error(
+                    None,
+                    Arc::new(Error::Refused { peer, status }),
+                ));
+                continue;
             }
         };
-        let id = {
-            let mut c = shared.conns();
-            c.next_id += 1;
-            c.next_id - 1
-        };
-        if let Some((status, why)) = refused {
-            // Off the accept thread: the refusal lingers to read the
-            // request, so that closing does not reset the answer away.
-            let _ = std::thread::Builder::new()
-                .name("ws-refuse".into())
-                .spawn(move || refuse(sock, status, why));
-            shared.emit(ServerEvent::Error(
-                None,
-                Arc::new(Error::Refused { peer, status }),
-            ));
-            continue;
-        }
         let s = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("ws-conn-{peer}"))
             .spawn(move || {
-                serve(sock, ClientConnection { id, addr: peer }, &s);
-                s.release(peer.ip());
+                serve(sock, info, &s);
+                s.conns().release(&info);
             });
         match spawned {
             Ok(h) => {
@@ -381,7 +322,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 threads.push(h);
             }
             Err(e) => {
-                shared.release(peer.ip());
+                shared.conns().release(&info);
                 shared.emit(ServerEvent::Error(None, Arc::new(Error::Io(e))));
             }
         }
@@ -506,7 +447,7 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
         }
     };
     if let Err(e) = hs_write(&mut sock, &mut tls, &out) {
-        shared.emit(ServerEvent::Error(None, Arc::new(io_error(e))));
+        shared.emit(ServerEvent::Error(None, Arc::new(Error::from_stream(e))));
         return;
     }
     let _ = sock.set_read_timeout(None);
@@ -517,7 +458,7 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
             return;
         }
     };
-    shared.conns().live.insert(info.id, (info, tx.clone()));
+    shared.conns().insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {
         let _ = tx.close(CloseCode::GOING_AWAY, "server stopping");
     }
@@ -525,7 +466,7 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
     loop {
         match rx.recv() {
             Ok(Message::Closed(c)) => {
-                shared.conns().live.remove(&info.id);
+                shared.conns().remove(&info);
                 if let Some(err) = c.error {
                     shared.emit(ServerEvent::Error(
                         Some(info),
@@ -540,12 +481,12 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
             Ok(_) => {}
             Err(Error::Closed) => break,
             Err(e) => {
-                shared.conns().live.remove(&info.id);
+                shared.conns().remove(&info);
                 shared.emit(ServerEvent::Error(Some(info), Arc::new(e)));
                 tx.abort();
                 break;
             }
         }
     }
-    shared.conns().live.remove(&info.id);
+    shared.conns().remove(&info);
 }

@@ -119,16 +119,6 @@ impl<S> std::fmt::Debug for WebSocket<S> {
     }
 }
 
-/// An I/O error, told apart from a TLS failure (rustls reports those as
-/// `InvalidData`).
-pub(crate) fn io_error(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::InvalidData => Error::Tls(e.to_string()),
-        io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::Io(e),
-    }
-}
-
 /// Runs `fut`, failing with [`Error::Timeout`] after `limit`.
 pub(crate) async fn timeout<T>(
     limit: Option<Duration>,
@@ -156,7 +146,7 @@ pub(crate) async fn read_until<R: AsyncRead + Unpin, T>(
         let n = match r.read(&mut buf).await {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(e)),
+            Err(e) => return Err(Error::from_stream(e)),
         };
         if n == 0 {
             return step(None)?.ok_or(Error::Closed);
@@ -176,8 +166,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         config: Config,
     ) -> Result<WebSocket<S>, Error> {
         let mut hs = ClientHandshake::new(request, config, rand::random())?;
-        stream.write_all(hs.request()).await.map_err(io_error)?;
-        stream.flush().await.map_err(io_error)?;
+        stream
+            .write_all(hs.request())
+            .await
+            .map_err(Error::from_stream)?;
+        stream.flush().await.map_err(Error::from_stream)?;
         let (response, conn) = read_until(&mut stream, |data| match data {
             Some(d) => hs.handle_data(Instant::now(), d).map_err(Error::from),
             None => Err(Error::Handshake(hs.handle_eof())),
@@ -326,7 +319,9 @@ pub async fn connect_with(
             Some(p) => {
                 let mut tcp = tcp_connect(&p.host, p.port).await?;
                 let mut step = ProxyConnect::new(request.host(), request.port(), p);
-                tcp.write_all(step.request()).await.map_err(io_error)?;
+                tcp.write_all(step.request())
+                    .await
+                    .map_err(Error::from_stream)?;
                 let rest = read_until(&mut tcp, |data| match data {
                     Some(d) => step.handle_data(d).map_err(Error::from),
                     None => Err(Error::Proxy(ProxyError::Closed)),
@@ -352,7 +347,7 @@ pub async fn connect_with(
                 let tls = TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
-                    .map_err(io_error)?;
+                    .map_err(Error::from_stream)?;
                 MaybeTls::Client(Box::new(tls))
             }
         };
@@ -366,7 +361,9 @@ pub(crate) async fn tcp_connect(
     host: &str,
     port: u16,
 ) -> Result<Async<std::net::TcpStream>, Error> {
-    let addrs: Vec<SocketAddr> = async_net::resolve((host, port)).await.map_err(io_error)?;
+    let addrs: Vec<SocketAddr> = async_net::resolve((host, port))
+        .await
+        .map_err(Error::from_stream)?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
     for addr in addrs {
         match Async::<std::net::TcpStream>::connect(addr).await {
@@ -377,5 +374,5 @@ pub(crate) async fn tcp_connect(
             Err(e) => last = e,
         }
     }
-    Err(io_error(last))
+    Err(Error::from_stream(last))
 }

@@ -1,8 +1,7 @@
 //! The async server: an accept task and a task per connection, on smol's
 //! global executor (multi-threaded).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -13,12 +12,12 @@ use futures_rustls::TlsAcceptor;
 use smol::Task;
 use ws_proto::api::tls;
 use ws_proto::api::{
-    emit_shared, CallbackId, Callbacks, ClientConnection, Error, ServerEvent, ServerEventKind,
-    ServerOptions,
+    bind_error, emit_shared, CallbackId, Callbacks, ClientConnection, ConnectionTable, Error,
+    Refusal, ServerEvent, ServerEventKind, ServerOptions,
 };
 use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
 
-use crate::client::{io_error, read_until, timeout, MaybeTls};
+use crate::client::{read_until, timeout, MaybeTls};
 use crate::socket::{halves, Sender};
 
 /// Room for undelivered events before connection tasks wait.
@@ -26,17 +25,10 @@ const EVENT_QUEUE: usize = 1024;
 
 type Conn = Sender<MaybeTls>;
 
-struct Conns {
-    live: HashMap<u64, (ClientConnection, Conn)>,
-    per_ip: HashMap<IpAddr, usize>,
-    total: usize,
-    next_id: u64,
-}
-
 struct Shared {
     options: ServerOptions,
     tls: Option<TlsAcceptor>,
-    conns: Mutex<Conns>,
+    conns: Mutex<ConnectionTable<Conn>>,
     callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
     events: Mutex<Option<async_channel::Sender<ServerEvent>>>,
     stopping: AtomicBool,
@@ -53,17 +45,6 @@ impl Shared {
         let tx = lock(&self.events).clone();
         if let Some(tx) = tx {
             let _ = tx.send(ev).await;
-        }
-    }
-
-    fn release(&self, ip: IpAddr) {
-        let mut c = lock(&self.conns);
-        c.total -= 1;
-        if let Some(n) = c.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_ip.remove(&ip);
-            }
         }
     }
 }
@@ -83,10 +64,7 @@ impl std::fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     fn sender(&self, conn: &ClientConnection) -> Result<Conn, Error> {
-        match lock(&self.shared.conns).live.get(&conn.id) {
-            Some((info, tx)) if info == conn => Ok(tx.clone()),
-            _ => Err(Error::NoSuchConnection),
-        }
+        lock(&self.shared.conns).get(conn)
     }
 
     /// Sends a text message to one client (`send`) and waits for the write.
@@ -113,13 +91,7 @@ impl ServerHandle {
 
     /// The connected clients (`listAllConnections`), in accept order.
     pub fn connections(&self) -> Vec<ClientConnection> {
-        let mut v: Vec<_> = lock(&self.shared.conns)
-            .live
-            .values()
-            .map(|(c, _)| *c)
-            .collect();
-        v.sort_by_key(|c| c.id);
-        v
+        lock(&self.shared.conns).list()
     }
 
     /// Closes one connection with a code and reason (`close`).
@@ -158,33 +130,21 @@ impl Server {
     /// local, 2302005 when the port is taken or forbidden, 2302002 for a
     /// missing certificate file, 401 for zero limits.
     pub async fn start(options: ServerOptions) -> Result<Server, Error> {
-        if options.max_clients == 0 || options.max_connections_per_ip == 0 {
-            return Err(Error::InvalidParameter(
-                "connection limits must be at least 1".into(),
-            ));
-        }
+        options.validate()?;
         let tls = options
             .cert
             .as_ref()
             .map(|c| tls::server_config(c, options.client_ca.as_deref()))
             .transpose()?
             .map(TlsAcceptor::from);
-        let listener =
-            TcpListener::bind((options.ip, options.port)).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AddrNotAvailable => Error::ListenAddress(e),
-                _ => Error::ListenPort(e),
-            })?;
+        let listener = TcpListener::bind((options.ip, options.port)).map_err(bind_error)?;
         let listener = Async::new(listener)?;
         let addr = listener.get_ref().local_addr()?;
+        let conns = Mutex::new(ConnectionTable::new(&options));
         let shared = Arc::new(Shared {
             options,
             tls,
-            conns: Mutex::new(Conns {
-                live: HashMap::new(),
-                per_ip: HashMap::new(),
-                total: 0,
-                next_id: 1,
-            }),
+            conns,
             callbacks: Mutex::new(Callbacks::new()),
             events: Mutex::new(None),
             stopping: AtomicBool::new(false),
@@ -238,11 +198,7 @@ impl Server {
         if shared.stopping.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let live: Vec<Conn> = lock(&shared.conns)
-            .live
-            .values()
-            .map(|(_, s)| s.clone())
-            .collect();
+        let live = lock(&shared.conns).handles();
         for s in &live {
             let _ = s.queue_close(CloseCode::GOING_AWAY, "server stopping");
         }
@@ -267,7 +223,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         // Without an await: stop accepting and close every connection.
         self.handle.shared.stopping.store(true, Ordering::SeqCst);
-        for (_, s) in lock(&self.handle.shared.conns).live.values() {
+        for s in lock(&self.handle.shared.conns).handles() {
             let _ = s.queue_close(CloseCode::GOING_AWAY, "server stopping");
         }
         *lock(&self.handle.shared.events) = None;
@@ -289,23 +245,10 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let admitted = {
-            let mut c = lock(&shared.conns);
-            let per_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-            if c.total >= shared.options.max_clients {
-                Err((503, "too many clients"))
-            } else if per_ip >= shared.options.max_connections_per_ip {
-                Err((429, "too many connections from this address"))
-            } else {
-                c.total += 1;
-                *c.per_ip.entry(peer.ip()).or_insert(0) += 1;
-                c.next_id += 1;
-                Ok(c.next_id - 1)
-            }
-        };
+        let admitted = lock(&shared.conns).admit(peer);
         match admitted {
-            Err((status, why)) => {
-                smol::spawn(refuse(sock, status, why)).detach();
+            Err(Refusal { status, reason }) => {
+                smol::spawn(refuse(sock, status, reason)).detach();
                 shared
                     .emit(ServerEvent::Error(
                         None,
@@ -313,11 +256,11 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
                     ))
                     .await;
             }
-            Ok(id) => {
+            Ok(info) => {
                 let s = shared.clone();
                 let task = smol::spawn(async move {
-                    serve(sock, ClientConnection { id, addr: peer }, &s).await;
-                    s.release(peer.ip());
+                    serve(sock, info, &s).await;
+                    lock(&s.conns).release(&info);
                 });
                 let mut tasks = lock(&shared.tasks);
                 tasks.retain(|t| !t.is_finished());
@@ -343,10 +286,10 @@ async fn refuse(mut sock: Async<std::net::TcpStream>, status: u16, why: &str) {
         return;
     }
     let _ = timeout(Some(Duration::from_secs(2)), async {
-        sock.write_all(&out).await.map_err(io_error)?;
+        sock.write_all(&out).await.map_err(Error::from_stream)?;
         let _ = sock.get_ref().shutdown(std::net::Shutdown::Write);
         let mut buf = [0u8; 1024];
-        while sock.read(&mut buf).await.map_err(io_error)? > 0 {}
+        while sock.read(&mut buf).await.map_err(Error::from_stream)? > 0 {}
         Ok(())
     })
     .await;
@@ -360,9 +303,9 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
     let handshake = Box::pin(timeout(limit, async {
         let mut stream = match &shared.tls {
             None => MaybeTls::Plain(sock),
-            Some(acceptor) => {
-                MaybeTls::Server(Box::new(acceptor.accept(sock).await.map_err(io_error)?))
-            }
+            Some(acceptor) => MaybeTls::Server(Box::new(
+                acceptor.accept(sock).await.map_err(Error::from_stream)?,
+            )),
         };
         let mut hs = ServerHandshake::new(shared.options.config.clone());
         let incoming = read_until(&mut stream, |data| match data {
@@ -402,8 +345,8 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
         }
         let mut out = Vec::new();
         let conn = upgrade.accept(Instant::now(), &accept, &mut out)?;
-        stream.write_all(&out).await.map_err(io_error)?;
-        stream.flush().await.map_err(io_error)?;
+        stream.write_all(&out).await.map_err(Error::from_stream)?;
+        stream.flush().await.map_err(Error::from_stream)?;
         Ok(Some((conn, stream)))
     }))
     .await;
@@ -416,7 +359,7 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
         }
     };
     let (tx, mut rx) = halves(conn, stream);
-    lock(&shared.conns).live.insert(info.id, (info, tx.clone()));
+    lock(&shared.conns).insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {
         let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");
     }
@@ -424,7 +367,7 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
     loop {
         match rx.recv().await {
             Ok(Message::Closed(c)) => {
-                lock(&shared.conns).live.remove(&info.id);
+                lock(&shared.conns).remove(&info);
                 if let Some(err) = c.error {
                     shared
                         .emit(ServerEvent::Error(
@@ -443,7 +386,7 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
             Ok(_) => {}
             Err(Error::Closed) => break,
             Err(e) => {
-                lock(&shared.conns).live.remove(&info.id);
+                lock(&shared.conns).remove(&info);
                 shared
                     .emit(ServerEvent::Error(Some(info), Arc::new(e)))
                     .await;
@@ -451,5 +394,5 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
             }
         }
     }
-    lock(&shared.conns).live.remove(&info.id);
+    lock(&shared.conns).remove(&info);
 }

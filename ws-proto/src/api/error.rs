@@ -204,6 +204,20 @@ impl Clone for Error {
     }
 }
 
+impl Error {
+    /// An I/O error from a stream that may be TLS: rustls reports TLS
+    /// failures (an untrusted certificate, a wrong host name, an alert) as
+    /// `InvalidData`, which becomes [`Error::Tls`]; a timeout becomes
+    /// [`Error::Timeout`].
+    pub fn from_stream(e: io::Error) -> Error {
+        match e.kind() {
+            io::ErrorKind::InvalidData => Error::Tls(e.to_string()),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+            _ => Error::Io(e),
+        }
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::TimedOut {

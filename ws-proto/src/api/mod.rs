@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod options;
 pub mod proxy;
+mod table;
 #[cfg(feature = "tls")]
 pub mod tls;
 
@@ -19,3 +20,4 @@ pub use events::{ClientConnection, ClientEvent, ClientEventKind, ServerEvent, Se
 pub use options::{
     ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,
 };
+pub use table::{bind_error, ConnectionTable, Refusal};
