@@ -61,6 +61,13 @@ if bad or total == 0:
 PY
 }
 
+for p in "$port" "$((port + 1))"; do
+    if (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "port $p is already in use: pick another (scripts/autobahn.sh CRATE PORT)" >&2
+        exit 1
+    fi
+done
+
 # 1. We are the server.
 "$bin/echo_server" "127.0.0.1:$port" 2>"$work/server.log" &
 pids+=($!)
