@@ -52,6 +52,25 @@ struct State<S> {
     timer: Option<(Instant, Timer)>,
     reader: Option<Waker>,
     write_error: Option<io::ErrorKind>,
+    /// A sender is waiting for the stream to become writable. Only it
+    /// registers for writability: two tasks registering in turn would wake
+    /// each other forever (async-io wakes the waker it replaces).
+    write_owner: bool,
+    /// Senders waiting for the owner's flush to finish.
+    flush_waiters: Vec<Waker>,
+}
+
+impl<S> State<S> {
+    /// The owner is done (or gone): let the waiters, and the receiver, try.
+    fn release_write_owner(&mut self) {
+        self.write_owner = false;
+        for w in self.flush_waiters.drain(..) {
+            w.wake();
+        }
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
@@ -106,16 +125,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         self.out.len() - self.written + self.conn.buffered_amount()
     }
 
+    /// Flushes on behalf of the receiver: while a sender owns the wait for
+    /// writability, only try (the owner's flush writes the receiver's
+    /// replies too).
+    fn poll_flush_for_receiver(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.write_owner {
+            let mut try_only = Context::from_waker(Waker::noop());
+            self.poll_flush_out(&mut try_only)
+        } else {
+            self.poll_flush_out(cx)
+        }
+    }
+
+    /// Flushes on behalf of a sender, with the owner protocol (see
+    /// `write_owner`); `owned` records whether this sender is the owner.
+    fn poll_flush_for_sender(
+        &mut self,
+        cx: &mut Context<'_>,
+        owned: &mut bool,
+    ) -> Poll<Result<(), Error>> {
+        if self.write_owner && !*owned {
+            self.flush_waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        match self.poll_flush_out(cx) {
+            Poll::Pending => {
+                self.write_owner = true;
+                *owned = true;
+                Poll::Pending
+            }
+            Poll::Ready(r) => {
+                if *owned {
+                    *owned = false;
+                    self.release_write_owner();
+                }
+                Poll::Ready(r)
+            }
+        }
+    }
+
     /// The next event: the receive half of the run loop.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
         loop {
             if let Some(ev) = self.conn.poll_event() {
                 // Replies (Pong, Close) go out as soon as they can; if the
                 // socket is full they stay queued for the next poll.
-                let _ = self.poll_flush_out(cx);
+                let _ = self.poll_flush_for_receiver(cx);
                 return Poll::Ready(Ok(Some(ev)));
             }
-            if let Poll::Ready(Err(_)) = self.poll_flush_out(cx) {
+            if let Poll::Ready(Err(_)) = self.poll_flush_for_receiver(cx) {
                 if !self.eof {
                     // The peer is gone: let the core report 1006.
                     self.eof = true;
@@ -200,12 +258,37 @@ impl<S> Shared<S> {
 /// it. Nothing is lost or torn.
 pub struct Sender<S> {
     shared: Arc<Shared<S>>,
+    /// Whether this sender's `Sink` flush owns the wait for writability.
+    sink_owned: bool,
 }
 
 impl<S> Clone for Sender<S> {
     fn clone(&self) -> Self {
         Sender {
             shared: self.shared.clone(),
+            sink_owned: false,
+        }
+    }
+}
+
+impl<S> Drop for Sender<S> {
+    fn drop(&mut self) {
+        if self.sink_owned {
+            self.shared.lock().release_write_owner();
+        }
+    }
+}
+
+/// Gives up the write ownership when a `flush` future ends or is dropped.
+struct OwnerGuard<'a, S> {
+    shared: &'a Shared<S>,
+    owned: bool,
+}
+
+impl<S> Drop for OwnerGuard<'_, S> {
+    fn drop(&mut self) {
+        if self.owned {
+            self.shared.lock().release_write_owner();
         }
     }
 }
@@ -267,7 +350,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
 
     /// Writes everything queued.
     pub async fn flush(&self) -> Result<(), Error> {
-        poll_fn(|cx| self.shared.lock().poll_flush_out(cx)).await
+        let mut guard = OwnerGuard {
+            shared: &self.shared,
+            owned: false,
+        };
+        poll_fn(|cx| {
+            let mut st = guard.shared.lock();
+            st.poll_flush_for_sender(cx, &mut guard.owned)
+        })
+        .await
     }
 
     /// Sends a text message.
@@ -313,11 +404,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let mut st = self.shared.lock();
+        let this = self.get_mut();
+        let mut st = this.shared.lock();
         if st.pending_out() < SINK_HIGH_WATER {
             return Poll::Ready(Ok(()));
         }
-        st.poll_flush_out(cx)
+        st.poll_flush_for_sender(cx, &mut this.sink_owned)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
@@ -338,18 +430,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.shared.lock().poll_flush_out(cx)
+        let this = self.get_mut();
+        let mut st = this.shared.lock();
+        st.poll_flush_for_sender(cx, &mut this.sink_owned)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let mut st = self.shared.lock();
+        let this = self.get_mut();
+        let mut st = this.shared.lock();
         if st.conn.state() == ConnState::Open {
             let _ = st.conn.close(Instant::now(), CloseCode::NORMAL, "");
             if let Some(w) = st.reader.take() {
                 w.wake();
             }
         }
-        st.poll_flush_out(cx)
+        st.poll_flush_for_sender(cx, &mut this.sink_owned)
     }
 }
 
@@ -428,11 +523,14 @@ pub(crate) fn halves<S>(conn: Connection, stream: S) -> (Sender<S>, Receiver<S>)
             timer: None,
             reader: None,
             write_error: None,
+            write_owner: false,
+            flush_waiters: Vec::new(),
         }),
     });
     (
         Sender {
             shared: shared.clone(),
+            sink_owned: false,
         },
         Receiver {
             shared,

@@ -634,3 +634,94 @@ fn handshake_timeout_on_a_silent_server_is_2302999() {
         drop(hold);
     });
 }
+
+/// A future that counts how often it is polled.
+struct Counted<F> {
+    inner: std::pin::Pin<Box<F>>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl<F: std::future::Future> std::future::Future for Counted<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+#[test]
+fn blocked_senders_and_receiver_do_not_wake_each_other_in_a_loop() {
+    run(async {
+        // A server that completes the handshake and then never reads.
+        let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stall = smol::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut hs = ws_proto::ServerHandshake::new(Default::default());
+            let mut buf = vec![0u8; 4096];
+            let up = loop {
+                let n = futures_lite::AsyncReadExt::read(&mut s, &mut buf)
+                    .await
+                    .unwrap();
+                if let Some(ws_proto::Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
+                    break u;
+                }
+            };
+            let mut out = Vec::new();
+            let _c = up
+                .accept(Instant::now(), &Default::default(), &mut out)
+                .unwrap();
+            futures_lite::AsyncWriteExt::write_all(&mut s, &out)
+                .await
+                .unwrap();
+            Timer::after(Duration::from_secs(5)).await;
+            drop(s);
+        });
+        let ws = ws_smol::connect_with(&format!("ws://{addr}/"), &direct())
+            .await
+            .unwrap();
+        let (tx, mut rx) = ws.split();
+        let receiver_polls = Arc::new(AtomicUsize::new(0));
+        let reader = smol::spawn(Counted {
+            inner: Box::pin(async move { while rx.recv().await.is_ok() {} }),
+            polls: receiver_polls.clone(),
+        });
+        let big = vec![0u8; 32 << 20];
+        let sender_polls = Arc::new(AtomicUsize::new(0));
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                let tx = tx.clone();
+                let big = big.clone();
+                smol::spawn(Counted {
+                    inner: Box::pin(async move {
+                        let _ = tx.send_binary(&big).await;
+                    }),
+                    polls: sender_polls.clone(),
+                })
+            })
+            .collect();
+        // Let the socket buffers fill, then count wake-ups for a while.
+        Timer::after(Duration::from_millis(300)).await;
+        let (s0, r0) = (
+            sender_polls.load(Ordering::SeqCst),
+            receiver_polls.load(Ordering::SeqCst),
+        );
+        Timer::after(Duration::from_millis(500)).await;
+        let (s1, r1) = (
+            sender_polls.load(Ordering::SeqCst),
+            receiver_polls.load(Ordering::SeqCst),
+        );
+        assert!(
+            s1 - s0 < 20,
+            "senders polled {} times while blocked",
+            s1 - s0
+        );
+        assert!(r1 - r0 < 20, "receiver polled {} times while idle", r1 - r0);
+        drop(senders);
+        drop(reader);
+        drop(stall);
+    });
+}
