@@ -52,6 +52,15 @@ impl Shared {
         }
     }
 
+    /// Whether every connection thread started so far has ended.
+    fn connections_done(&self) -> bool {
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .all(|t| t.is_finished())
+    }
+
     /// Waits for every connection thread started so far.
     fn join_connections(&self) {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
@@ -168,7 +177,25 @@ impl Server {
         // at once (see `serve`); the live ones are closed here.
         let live = self.shared.conns().handles();
         for s in &live {
-            let _ = s.close(CloseCode::GOING_AWAY, "server stopping");
+            s.close_nowait(CloseCode::GOING_AWAY, "server stopping");
+        }
+        // Wait for the closing handshakes, at most the close timeout (plus
+        // the handshake timeout for connections still shaking hands); then
+        // abort what is left, which unblocks a thread stuck writing to a
+        // peer that does not read.
+        let grace = self
+            .shared
+            .options
+            .config
+            .close_timeout
+            .unwrap_or(Duration::from_secs(10))
+            + self.shared.options.handshake_timeout;
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline && !self.shared.connections_done() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for s in self.shared.conns().handles() {
+            s.abort();
         }
         self.shared.join_connections();
         // Then stop listening: wake the accept loop, which sees `stopping`.
@@ -223,6 +250,12 @@ impl ServerHandle {
     /// Sends a binary message to one client (`send`).
     pub fn send_binary(&self, conn: &ClientConnection, data: &[u8]) -> Result<(), Error> {
         self.sender(conn)?.send_binary(data)
+    }
+
+    /// Bytes queued for one client and not yet written (its
+    /// `bufferedAmount`).
+    pub fn buffered_amount(&self, conn: &ClientConnection) -> Result<usize, Error> {
+        Ok(self.sender(conn)?.buffered_amount())
     }
 
     /// The connected clients (`listAllConnections`), in accept order.
@@ -460,7 +493,7 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
     };
     shared.conns().insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {
-        let _ = tx.close(CloseCode::GOING_AWAY, "server stopping");
+        tx.close_nowait(CloseCode::GOING_AWAY, "server stopping");
     }
     shared.emit(ServerEvent::Connect(info));
     loop {

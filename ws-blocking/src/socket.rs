@@ -1,10 +1,13 @@
 //! One WebSocket connection over a blocking socket: the run loop of the
 //! sans-IO core, split into a cloneable [`Sender`] and a [`Receiver`].
 //!
-//! The connection state lives behind one mutex. Whoever queues frames also
-//! drains and writes them before releasing the lock, so frames from many
-//! threads never interleave or reorder. The receiver reads the socket
-//! without holding the lock, then takes it to feed the bytes in.
+//! The connection state lives behind one mutex, held only briefly; the
+//! socket's write side behind another, held while writing. Whoever queues
+//! frames also writes them; bytes are taken from the state while the write
+//! lock is held, so frames from many threads never interleave or reorder.
+//! The receiver reads the socket without either lock, then takes the state
+//! lock to feed the bytes in, so it keeps reading while a sender is blocked
+//! writing to a slow peer.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -24,45 +27,49 @@ const WAKE: Duration = Duration::from_secs(1);
 /// Bytes read from the socket per call.
 const READ_SIZE: usize = 16 << 10;
 
-/// The writing half, the TLS session if any, and the protocol state.
+/// The protocol state and the TLS session, if any.
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
-    writer: TcpStream,
     tls: Option<Box<rustls::Connection>>,
-    out: Vec<u8>,
     plain: Vec<u8>,
     broken: Option<io::ErrorKind>,
 }
 
 impl Inner {
-    /// Writes everything the connection queued.
-    pub(crate) fn flush(&mut self) -> Result<(), Error> {
-        if let Some(kind) = self.broken {
-            return Err(Error::Io(kind.into()));
-        }
+    /// Moves every queued byte into `out`, encrypting it when TLS is on.
+    /// Returns whether the write side must be shut down after `out`.
+    fn take_output(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut shutdown = false;
         loop {
-            match self.conn.poll_transmit(&mut self.out) {
+            match self.conn.poll_transmit(&mut self.plain) {
                 Transmit::Data(_) => {
-                    let r = match &mut self.tls {
-                        None => self.writer.write_all(&self.out),
-                        Some(tls) => write_through_tls(tls, &mut self.writer, &self.out),
-                    };
-                    self.out.clear();
-                    if let Err(e) = r {
-                        self.broken = Some(e.kind());
-                        return Err(e.into());
+                    match &mut self.tls {
+                        None => out.extend_from_slice(&self.plain),
+                        Some(tls) => encrypt(tls, &self.plain, out),
                     }
+                    self.plain.clear();
                 }
                 Transmit::Shutdown => {
                     if let Some(tls) = &mut self.tls {
                         tls.send_close_notify();
-                        let _ = write_tls(tls, &mut self.writer);
                     }
-                    let _ = self.writer.shutdown(Shutdown::Write);
+                    shutdown = true;
                 }
-                Transmit::Nothing => return Ok(()),
+                Transmit::Nothing => break,
             }
         }
+        if let Some(tls) = &mut self.tls {
+            // Alerts and handshake records the session produced itself.
+            while tls.wants_write() {
+                if tls.write_tls(out).is_err() {
+                    break;
+                }
+            }
+        }
+        if self.plain.capacity() > READ_SIZE {
+            self.plain = Vec::new();
+        }
+        shutdown
     }
 
     /// Feeds bytes read from the socket: straight in, or through TLS.
@@ -78,66 +85,107 @@ impl Inner {
                 Ok(_) => {}
             }
             if tls.process_new_packets().is_err() {
-                // A TLS alert or a corrupt record: send our alert, end.
-                let _ = write_tls(tls, &mut self.writer);
+                // A TLS alert or a corrupt record: our alert goes out with
+                // the next flush; the connection ends.
                 self.conn.handle_eof(now);
                 data.clear();
                 return;
             }
         }
         data.clear();
-        let _ = write_tls(tls, &mut self.writer);
         self.drain_plaintext(now);
     }
 
     /// Hands plaintext the TLS session holds to the connection.
     fn drain_plaintext(&mut self, now: Instant) {
         let Some(tls) = &mut self.tls else { return };
-        if self.plain.len() < READ_SIZE {
-            self.plain.resize(READ_SIZE, 0);
-        }
+        let mut buf = [0u8; 4096];
         loop {
-            match tls.reader().read(&mut self.plain) {
+            match tls.reader().read(&mut buf) {
                 Ok(0) => {
                     // close_notify: the peer will send nothing more.
                     self.conn.handle_eof(now);
                     break;
                 }
-                Ok(n) => self.conn.handle_data(now, &self.plain[..n]),
+                Ok(n) => self.conn.handle_data(now, &buf[..n]),
                 Err(_) => break,
             }
         }
     }
 }
 
-/// Encrypts and writes `data`, a buffer-full of records at a time (the
-/// session takes only so much plaintext before its records are written).
-fn write_through_tls(
-    tls: &mut rustls::Connection,
-    sock: &mut TcpStream,
-    mut data: &[u8],
-) -> io::Result<()> {
+/// Encrypts `data` into TLS records appended to `out`.
+fn encrypt(tls: &mut rustls::Connection, mut data: &[u8], out: &mut Vec<u8>) {
     while !data.is_empty() {
-        let n = tls.writer().write(data)?;
-        data = &data[n..];
-        write_tls(tls, sock)?;
+        match tls.writer().write(data) {
+            Ok(n) => data = &data[n..],
+            Err(_) => return,
+        }
+        while tls.wants_write() {
+            if tls.write_tls(out).is_err() {
+                return;
+            }
+        }
     }
-    Ok(())
 }
 
-/// Writes what the TLS session has queued.
-fn write_tls(tls: &mut rustls::Connection, sock: &mut TcpStream) -> io::Result<()> {
-    while tls.wants_write() {
-        tls.write_tls(sock)?;
-    }
-    Ok(())
+/// The connection's two locks. `state` is held only briefly; `writer` is
+/// held while bytes are written (which may block on a slow peer), so the
+/// receiver can keep reading meanwhile: two peers that both write bulk data
+/// at once do not deadlock.
+pub(crate) struct Link {
+    state: Mutex<Inner>,
+    writer: Mutex<TcpStream>,
+    /// For `abort`: shutting a socket down needs no lock.
+    control: TcpStream,
 }
 
-type Shared = Arc<Mutex<Inner>>;
+type Shared = Arc<Link>;
 
-fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in a user callback must not poison the connection for others.
-    shared.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes everything queued. Bytes are taken from the connection while the
+/// writer lock is held, so whoever takes them writes them before anyone
+/// takes more: frames never reorder. With `wait` false (the receiver), a
+/// busy writer is left to write what is queued.
+fn flush(link: &Link, wait: bool) -> Result<(), Error> {
+    let mut buf = Vec::new();
+    loop {
+        let mut w = if wait {
+            lock(&link.writer)
+        } else {
+            match link.writer.try_lock() {
+                Ok(w) => w,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            }
+        };
+        let shutdown = {
+            let mut st = lock(&link.state);
+            if let Some(kind) = st.broken {
+                // Nothing can be written any more: drop what is queued, so
+                // that the connection can still finish.
+                st.take_output(&mut buf);
+                return Err(Error::Io(kind.into()));
+            }
+            st.take_output(&mut buf)
+        };
+        if buf.is_empty() && !shutdown {
+            return Ok(());
+        }
+        if let Err(e) = w.write_all(&buf) {
+            lock(&link.state).broken = Some(e.kind());
+            return Err(e.into());
+        }
+        buf.clear();
+        if shutdown {
+            let _ = w.shutdown(Shutdown::Write);
+        }
+        // More may have been queued while we wrote: look again.
+    }
 }
 
 /// Sends on a connection; clone it to send from several threads.
@@ -158,9 +206,10 @@ impl Sender {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, ws_proto::SendError>,
     ) -> Result<T, Error> {
-        let mut g = lock(&self.shared);
+        let mut g = lock(&self.shared.state);
         let r = f(&mut g.conn)?;
-        g.flush()?;
+        drop(g);
+        flush(&self.shared, true)?;
         Ok(r)
     }
 
@@ -193,12 +242,12 @@ impl Sender {
     /// Bytes queued and not yet written (the browser's `bufferedAmount`).
     /// Writes are synchronous, so this is 0 unless a write failed.
     pub fn buffered_amount(&self) -> usize {
-        lock(&self.shared).conn.buffered_amount()
+        lock(&self.shared.state).conn.buffered_amount()
     }
 
     /// Open, Closing or Closed.
     pub fn state(&self) -> State {
-        lock(&self.shared).conn.state()
+        lock(&self.shared.state).conn.state()
     }
 
     /// The peer's address.
@@ -208,7 +257,19 @@ impl Sender {
 
     /// Closes the socket at once, without a closing handshake.
     pub(crate) fn abort(&self) {
-        let _ = lock(&self.shared).writer.shutdown(Shutdown::Both);
+        let _ = self.shared.control.shutdown(Shutdown::Both);
+    }
+
+    /// Queues a Close and writes it only if no other thread is writing:
+    /// never blocks (a sender stuck on a peer that does not read keeps the
+    /// write lock; its receiver sends the Close after it).
+    pub(crate) fn close_nowait(&self, code: CloseCode, reason: &str) {
+        let queued = lock(&self.shared.state)
+            .conn
+            .close(Instant::now(), code, reason);
+        if queued.is_ok() {
+            let _ = flush(&self.shared, false);
+        }
     }
 }
 
@@ -235,15 +296,19 @@ impl Receiver {
     /// connection is finished and the close was reported.
     pub fn recv_event(&mut self) -> Result<Option<Event>, Error> {
         loop {
-            let deadline = {
-                let mut g = lock(&self.shared);
+            let ev = {
+                let mut g = lock(&self.shared.state);
                 g.drain_plaintext(Instant::now());
-                let ev = g.conn.poll_event();
-                // Replies (Pong, Close) leave before the event is handed out.
-                let flushed = g.flush();
-                if let Some(ev) = ev {
-                    return Ok(Some(ev));
-                }
+                g.conn.poll_event()
+            };
+            // Replies (Pong, Close) leave before the event is handed out; a
+            // sender busy writing takes them along.
+            let flushed = flush(&self.shared, false);
+            if let Some(ev) = ev {
+                return Ok(Some(ev));
+            }
+            let deadline = {
+                let mut g = lock(&self.shared.state);
                 if g.conn.is_finished() || self.done {
                     self.done = true;
                     return Ok(None);
@@ -261,7 +326,7 @@ impl Receiver {
             let now = Instant::now();
             let wait = deadline.map_or(WAKE, |d| d.saturating_duration_since(now).min(WAKE));
             if deadline.is_some_and(|d| d <= now) {
-                lock(&self.shared).conn.handle_timeout(now);
+                lock(&self.shared.state).conn.handle_timeout(now);
                 continue;
             }
             self.sock
@@ -272,7 +337,7 @@ impl Receiver {
             self.buf.resize(READ_SIZE, 0);
             let r = self.sock.read(&mut self.buf);
             let now = Instant::now();
-            let mut g = lock(&self.shared);
+            let mut g = lock(&self.shared.state);
             match r {
                 Ok(0) => {
                     self.buf.clear();
@@ -324,15 +389,16 @@ pub(crate) fn split(
 ) -> io::Result<(Sender, Receiver)> {
     let peer = sock.peer_addr()?;
     sock.set_write_timeout(None)?;
-    let writer = sock.try_clone()?;
-    let shared = Arc::new(Mutex::new(Inner {
-        conn,
-        writer,
-        tls: tls.map(Box::new),
-        out: Vec::new(),
-        plain: Vec::new(),
-        broken: None,
-    }));
+    let shared = Arc::new(Link {
+        state: Mutex::new(Inner {
+            conn,
+            tls: tls.map(Box::new),
+            plain: Vec::new(),
+            broken: None,
+        }),
+        writer: Mutex::new(sock.try_clone()?),
+        control: sock.try_clone()?,
+    });
     let tx = Sender {
         shared: shared.clone(),
         peer,

@@ -664,3 +664,65 @@ fn read_upgrade(s: &mut TcpStream) -> ws_proto::UpgradeRequest {
         }
     }
 }
+
+#[test]
+fn bulk_traffic_both_ways_does_not_deadlock() {
+    // The client writes 64 MiB in 1 MiB messages while the server echoes
+    // each one as it arrives: both sockets fill up in both directions, and
+    // only a receiver that reads while its sender is blocked writing keeps
+    // things moving.
+    let server = echo_server(local_options());
+    let ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    let (tx, mut rx) = ws.split();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let writer = std::thread::spawn(move || {
+            let msg = vec![0x5au8; 1 << 20];
+            for _ in 0..64 {
+                tx.send_binary(&msg).unwrap();
+            }
+        });
+        let mut got = 0usize;
+        while got < 64 {
+            match rx.recv().unwrap() {
+                Message::Binary(b) => {
+                    assert_eq!(b.len(), 1 << 20);
+                    got += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        writer.join().unwrap();
+        done_tx.send(got).unwrap();
+    });
+    let got = done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("deadlocked");
+    assert_eq!(got, 64);
+}
+
+#[test]
+fn stop_is_bounded_even_with_a_peer_that_never_reads() {
+    let mut o = local_options();
+    o.config.close_timeout = Some(Duration::from_millis(500));
+    o.handshake_timeout = Duration::from_millis(500);
+    let mut server = echo_server(o);
+    // A client that sends a lot and never reads: the server's echoes fill
+    // the socket and its connection thread blocks writing.
+    let ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    let (tx, _rx_never_read) = ws.split();
+    let flooder = std::thread::spawn(move || {
+        let msg = vec![1u8; 1 << 20];
+        while tx.send_binary(&msg).is_ok() {}
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    server.stop().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    // The aborted connection makes the flooder's writes fail, ending it.
+    flooder.join().unwrap();
+}

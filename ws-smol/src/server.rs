@@ -89,6 +89,12 @@ impl ServerHandle {
         self.sender(conn)?.queue_binary(data)
     }
 
+    /// Bytes queued for one client and not yet written (its
+    /// `bufferedAmount`).
+    pub fn buffered_amount(&self, conn: &ClientConnection) -> Result<usize, Error> {
+        Ok(self.sender(conn)?.buffered_amount())
+    }
+
     /// The connected clients (`listAllConnections`), in accept order.
     pub fn connections(&self) -> Vec<ClientConnection> {
         lock(&self.shared.conns).list()

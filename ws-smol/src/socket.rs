@@ -34,6 +34,11 @@ const READ_SIZE: usize = 64 << 10;
 /// Output capacity kept after a flush; more is released.
 const KEEP_OUT: usize = 4 << 10;
 
+/// The receiver stops reading while more than this is waiting to be
+/// written (a peer that sends without reading cannot grow our output
+/// without bound; it sees TCP backpressure instead).
+const READ_PAUSE_OUTPUT: usize = 1 << 20;
+
 /// `Sink::poll_ready` waits for the output to drain below this.
 const SINK_HIGH_WATER: usize = 64 << 10;
 
@@ -206,6 +211,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             }
             self.reader = Some(cx.waker().clone());
             if self.eof {
+                return Poll::Pending;
+            }
+            if self.pending_out() > READ_PAUSE_OUTPUT && self.write_error.is_none() {
+                // Backpressure: wait for the output to drain (the flush
+                // above registered for writability, or the sender that owns
+                // the wait wakes us when it is done).
                 return Poll::Pending;
             }
             let stream = &mut self.stream;

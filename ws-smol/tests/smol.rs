@@ -725,3 +725,39 @@ fn blocked_senders_and_receiver_do_not_wake_each_other_in_a_loop() {
         drop(stall);
     });
 }
+
+#[test]
+fn a_peer_that_never_reads_meets_backpressure() {
+    run(async {
+        // The server echoes from its callback without waiting; the client
+        // floods and never reads. The server must stop reading rather than
+        // queue every echo: its queued output stays near the pause mark.
+        let server = echo(local()).await;
+        let events = server.events();
+        let ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        let conn = loop {
+            if let ServerEvent::Connect(c) = events.recv().await.unwrap() {
+                break c;
+            }
+        };
+        drop(events);
+        let (tx, _never_read) = ws.split();
+        let flood = smol::spawn(async move {
+            let msg = vec![3u8; 256 << 10];
+            while tx.send_binary(&msg).await.is_ok() {}
+        });
+        let mut most = 0;
+        for _ in 0..20 {
+            Timer::after(Duration::from_millis(50)).await;
+            most = most.max(server.buffered_amount(&conn).unwrap());
+        }
+        assert!(most > 0, "the echoes were queued at all");
+        assert!(
+            most < 2 << 20,
+            "{most} bytes queued for a peer that reads nothing"
+        );
+        drop(flood);
+    });
+}
