@@ -187,6 +187,86 @@ impl Tinyproxy {
     }
 }
 
+/// The directory of the Node `ws` scripts, with `ws` installed (by
+/// scripts/install-node-ws.sh when missing).
+pub fn node_ws() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/node");
+    if !dir.join("node_modules/ws/package.json").exists() {
+        let script = dir.join("../install-node-ws.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .status()
+            .expect("run install-node-ws.sh");
+        assert!(
+            status.success(),
+            "scripts/install-node-ws.sh failed: Node's ws is needed for the interop tests"
+        );
+    }
+    dir
+}
+
+/// An echo server on Node's `ws` (scripts/node/echo_server.js), killed on
+/// drop; it also exits by itself when the test process dies (its stdin
+/// closes).
+pub struct NodeEcho {
+    child: Child,
+    pub port: u16,
+}
+
+impl NodeEcho {
+    /// `deflate`: the JSON of ws's `perMessageDeflate` options, or "false".
+    pub fn start(deflate: &str) -> NodeEcho {
+        use std::io::BufRead;
+        let dir = node_ws();
+        let mut child = Command::new("node")
+            .arg(dir.join("echo_server.js"))
+            .arg("0")
+            .arg(format!("{{\"deflate\": {deflate}}}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the port");
+        let port = line
+            .trim()
+            .parse()
+            .expect("node echo_server prints its port");
+        NodeEcho { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NodeEcho {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs scripts/node/client.js against `url` with ws's `perMessageDeflate`
+/// options (JSON): whether every echo matched, and what it printed (`ok`
+/// and the negotiated extensions).
+pub fn node_client(url: &str, deflate: &str) -> (bool, String) {
+    let dir = node_ws();
+    let out = Command::new("node")
+        .arg(dir.join("client.js"))
+        .arg(url)
+        .arg(deflate)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// The README's code, compiled as doc tests (this crate dev-depends on both
 /// adapters) so it cannot rot.
 #[doc = include_str!("../../README.md")]

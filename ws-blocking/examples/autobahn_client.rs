@@ -2,11 +2,17 @@
 //! case count, runs every case as an echo client, then asks for the report.
 //! `cargo run --release -p ws-blocking --example autobahn_client -- ws://127.0.0.1:9001 AGENT`
 
-use ws_blocking::{ClientOptions, Error, Message, Proxy, WebSocket};
+use ws_blocking::{ClientOptions, DeflateConfig, Error, Message, Proxy, WebSocket};
 
 fn options() -> ClientOptions {
     let mut o = ClientOptions::default();
     o.proxy = Proxy::NoProxy;
+    // Offer permessage-deflate (Autobahn cases 12 and 13), and compress
+    // every message.
+    o.config.deflate = Some(DeflateConfig {
+        threshold: 0,
+        ..DeflateConfig::default()
+    });
     o
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use ws_blocking::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+use ws_blocking::{DeflateConfig, Message, Server, ServerEvent, ServerEventKind, ServerOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::args()
@@ -16,6 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Load tests come from one address: raise both limits.
     options.max_clients = 10_000;
     options.max_connections_per_ip = 10_000;
+    // Accept permessage-deflate when a client offers it (Autobahn cases 12
+    // and 13, browsers); compress every echo.
+    options.config.deflate = Some(DeflateConfig {
+        threshold: 0,
+        ..DeflateConfig::default()
+    });
     let server = Server::start(options)?;
     eprintln!("echo server on ws://{}", server.local_addr());
     // The callback runs on the connection's thread: each echo leaves before

@@ -252,6 +252,16 @@ impl ServerHandle {
         self.sender(conn)?.send_binary(data)
     }
 
+    /// The permessage-deflate parameters negotiated with one client, if any
+    /// (turn it on with `options.config.deflate`).
+    #[cfg(feature = "deflate")]
+    pub fn deflate(
+        &self,
+        conn: &ClientConnection,
+    ) -> Result<Option<ws_proto::DeflateParams>, Error> {
+        Ok(self.sender(conn)?.deflate())
+    }
+
     /// Bytes queued for one client and not yet written (its
     /// `bufferedAmount`).
     pub fn buffered_amount(&self, conn: &ClientConnection) -> Result<usize, Error> {

@@ -228,6 +228,19 @@ impl Sender {
         self.with(|c| c.send_chunk(kind, data, fin))
     }
 
+    /// Sends a message that is never compressed, even with
+    /// permessage-deflate negotiated (already-compressed data, or secrets
+    /// that must not share a compression context with attacker-chosen data).
+    pub fn send_uncompressed(&self, kind: MessageKind, data: &[u8]) -> Result<(), Error> {
+        self.with(|c| c.send_uncompressed(kind, data))
+    }
+
+    /// The negotiated permessage-deflate parameters, if it is in use.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<ws_proto::DeflateParams> {
+        lock(&self.shared.state).conn.deflate().copied()
+    }
+
     /// Sends a Ping (at most 125 bytes).
     pub fn ping(&self, payload: &[u8]) -> Result<(), Error> {
         self.with(|c| c.ping(payload))

@@ -10,28 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{direct, eventually, local_options, start};
+use common::{direct, echo_server, eventually, local_options, start};
 use ws_blocking::{
     ClientEvent, ClientEventKind, CloseCode, Error, ErrorCode, Event, EventClient, Message,
-    MessageKind, Server, ServerEvent, ServerEventKind, ServerOptions, WebSocket,
+    MessageKind, Server, ServerEvent, ServerEventKind, WebSocket,
 };
-
-/// An echo server driven by a callback on each connection's thread.
-fn echo_server(mut options: ServerOptions) -> Server {
-    options.config.max_message_size = 256 << 20;
-    let server = start(options);
-    let h = server.handle();
-    server.on(ServerEventKind::MessageReceive, move |ev| {
-        if let ServerEvent::Message(c, m) = ev {
-            let _ = match m {
-                Message::Text(t) => h.send_text(c, t),
-                Message::Binary(b) => h.send_binary(c, b),
-                _ => Ok(()),
-            };
-        }
-    });
-    server
-}
 
 fn url(server: &Server) -> String {
     format!("ws://{}/", server.local_addr())

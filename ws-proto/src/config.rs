@@ -59,6 +59,14 @@ pub struct Config {
     /// close TCP after the closing handshake. Default `Some(10 s)`. On expiry
     /// the connection is closed with 1006. `None` waits forever.
     pub close_timeout: Option<Duration>,
+    /// permessage-deflate (RFC 7692). `Some`: a client offers it, a server
+    /// accepts an offer it can honour. Default `None`: compression costs CPU
+    /// and, with context takeover, about 420 KiB per connection (see
+    /// [`crate::deflate`]), and compressing secrets next to attacker-chosen
+    /// data leaks them through the compressed size (the CRIME and BREACH
+    /// attacks), so it is the application's choice.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -75,6 +83,8 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(30),
             close_timeout: Some(Duration::from_secs(10)),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }

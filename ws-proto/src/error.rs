@@ -69,13 +69,18 @@ pub enum ProtocolError {
         /// The configured limit.
         max: u32,
     },
+    /// A compressed message (permessage-deflate) whose payload is not valid
+    /// DEFLATE data; reported with 1007.
+    BadCompressedData(String),
 }
 
 impl ProtocolError {
     /// The close code this error is reported to the peer with (§7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData(_) => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
                 CloseCode::TOO_BIG
             }
@@ -115,6 +120,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::TooManyFragments { max } => {
                 write!(f, "message has more than {max} fragments")
             }
+            ProtocolError::BadCompressedData(e) => write!(f, "invalid compressed data: {e}"),
         }
     }
 }
@@ -180,6 +186,10 @@ pub enum ConnectionError {
     /// The peer closed TCP (or the adapter reported end of input) without a
     /// closing handshake.
     Eof,
+    /// Our permessage-deflate compressor failed in the middle of a streamed
+    /// message (zlib reports this only for a corrupted state); we sent a
+    /// Close with 1011.
+    Compression(String),
 }
 
 impl fmt::Display for ConnectionError {
@@ -189,6 +199,7 @@ impl fmt::Display for ConnectionError {
             ConnectionError::KeepaliveTimeout => f.write_str("keepalive timeout"),
             ConnectionError::CloseTimeout => f.write_str("the peer did not answer our Close"),
             ConnectionError::Eof => f.write_str("connection closed without a closing handshake"),
+            ConnectionError::Compression(e) => write!(f, "compressor failed: {e}"),
         }
     }
 }
@@ -305,7 +316,7 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::Accept => f.write_str("missing or wrong Sec-WebSocket-Accept"),
             HandshakeError::Protocol(p) => write!(f, "server chose unoffered subprotocol {p:?}"),
-            HandshakeError::Extension(e) => write!(f, "server chose unoffered extension {e:?}"),
+            HandshakeError::Extension(e) => write!(f, "unacceptable extension response: {e}"),
         }
     }
 }
@@ -329,6 +340,9 @@ pub enum BuildError {
     Protocol(String),
     /// An HTTP status outside 100-999, or 101 used to reject.
     Status(u16),
+    /// A permessage-deflate setting out of range (level 0-9, window bits
+    /// 8-15).
+    Deflate(String),
 }
 
 impl fmt::Display for BuildError {
@@ -337,6 +351,7 @@ impl fmt::Display for BuildError {
             BuildError::Url(m) => write!(f, "invalid WebSocket URL: {m}"),
             BuildError::Header(m) => write!(f, "invalid header: {m}"),
             BuildError::Protocol(p) => write!(f, "invalid subprotocol {p:?}"),
+            BuildError::Deflate(m) => write!(f, "invalid permessage-deflate setting: {m}"),
             BuildError::Status(s) => write!(f, "invalid HTTP status {s}"),
         }
     }

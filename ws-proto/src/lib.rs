@@ -145,6 +145,8 @@ pub mod assemble;
 pub mod close;
 pub mod config;
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
 pub mod event;
 pub mod frame;
@@ -156,6 +158,8 @@ pub use assemble::{Assembler, Message};
 pub use close::CloseCode;
 pub use config::Config;
 pub use connection::{Connection, Role, State, Transmit};
+#[cfg(feature = "deflate")]
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{BuildError, ConnectionError, HandshakeError, ProtocolError, SendError};
 pub use event::{CloseInfo, Event, Initiator, MessageKind};
 pub use handshake::client::{ClientHandshake, ClientRequest, Response};

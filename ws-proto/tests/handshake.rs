@@ -506,7 +506,7 @@ fn client_response_failures() {
             &hs,
             "Sec-WebSocket-Extensions: permessage-deflate\r\n"
         )),
-        HandshakeError::Extension("permessage-deflate".into())
+        HandshakeError::Extension("permessage-deflate was not offered".into())
     );
     // The chosen protocol is reported; none chosen is fine too.
     let mut h = client_hs();

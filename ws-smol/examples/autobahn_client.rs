@@ -1,11 +1,17 @@
 //! The Autobahn|Testsuite client driver.
 //! `cargo run --release -p ws-smol --example autobahn_client -- ws://127.0.0.1:9001 AGENT`
 
-use ws_smol::{ClientOptions, Error, Message, Proxy};
+use ws_smol::{ClientOptions, DeflateConfig, Error, Message, Proxy};
 
 fn options() -> ClientOptions {
     let mut o = ClientOptions::default();
     o.proxy = Proxy::NoProxy;
+    // Offer permessage-deflate (Autobahn cases 12 and 13), and compress
+    // every message.
+    o.config.deflate = Some(DeflateConfig {
+        threshold: 0,
+        ..DeflateConfig::default()
+    });
     o
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use ws_smol::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+use ws_smol::{DeflateConfig, Message, Server, ServerEvent, ServerEventKind, ServerOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::args()
@@ -18,6 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Load tests come from one address: raise both limits.
         options.max_clients = 10_000;
         options.max_connections_per_ip = 10_000;
+        // Accept permessage-deflate when a client offers it (Autobahn cases 12
+        // and 13, browsers); compress every echo.
+        options.config.deflate = Some(DeflateConfig {
+            threshold: 0,
+            ..DeflateConfig::default()
+        });
         let server = Server::start(options).await?;
         eprintln!("echo server on ws://{}", server.local_addr());
         // The callback runs in the connection's task: each echo is queued

@@ -241,6 +241,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.tx.send_chunk(kind, data, fin).await
     }
 
+    /// Sends a message that is never compressed (see
+    /// [`Sender::send_uncompressed`]).
+    pub async fn send_uncompressed(&self, kind: MessageKind, data: &[u8]) -> Result<(), Error> {
+        self.tx.send_uncompressed(kind, data).await
+    }
+
+    /// The negotiated permessage-deflate parameters, if the server accepted
+    /// the offer (turn it on with `options.config.deflate`). The response
+    /// header itself is in [`response`](Self::response).
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<ws_proto::DeflateParams> {
+        self.tx.deflate()
+    }
+
     /// Sends a Ping.
     pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
         self.tx.ping(payload).await

@@ -41,3 +41,5 @@ pub use ws_proto::api::{
 pub use ws_proto::{
     CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,
 };
+#[cfg(feature = "deflate")]
+pub use ws_proto::{DeflateConfig, DeflateParams};

@@ -387,6 +387,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
         self.command(false, |c| c.send_chunk(kind, data, fin)).await
     }
 
+    /// Sends a message that is never compressed, even with
+    /// permessage-deflate negotiated (already-compressed data, or secrets
+    /// that must not share a compression context with attacker-chosen data).
+    pub async fn send_uncompressed(&self, kind: MessageKind, data: &[u8]) -> Result<(), Error> {
+        self.command(false, |c| c.send_uncompressed(kind, data))
+            .await
+    }
+
+    /// The negotiated permessage-deflate parameters, if it is in use.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<ws_proto::DeflateParams> {
+        self.shared.lock().conn.deflate().copied()
+    }
+
     /// Sends a Ping (at most 125 bytes).
     pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
         self.command(false, |c| c.ping(payload)).await

@@ -761,3 +761,75 @@ fn a_peer_that_never_reads_meets_backpressure() {
         drop(flood);
     });
 }
+
+/// Sends each message and checks its echo.
+#[cfg(feature = "deflate")]
+async fn echo_each(ws: &mut ws_smol::WebSocket<ws_smol::MaybeTls>, messages: &[Message]) {
+    for m in messages {
+        match m {
+            Message::Text(t) => ws.send_text(t).await.unwrap(),
+            Message::Binary(b) => ws.send_binary(b).await.unwrap(),
+            _ => unreachable!(),
+        }
+        assert_eq!(&ws.recv().await.unwrap(), m);
+    }
+}
+
+/// permessage-deflate through ws-smol: our client and server together, then
+/// each against Node's `ws` (the second implementation).
+#[cfg(feature = "deflate")]
+#[test]
+fn permessage_deflate_both_ends_and_interop_with_node_ws() {
+    use ws_smol::{DeflateConfig, MessageKind};
+    use ws_test_support::{node_client, NodeEcho};
+    let on = DeflateConfig {
+        threshold: 0,
+        ..DeflateConfig::default()
+    };
+    let messages = vec![
+        Message::Text("compress me ".repeat(500)),
+        Message::Text(String::new()),
+        Message::Binary(vec![42u8; 300_000].into()),
+        Message::Text("Grüße 🌍 ".repeat(3000)),
+    ];
+    run(async {
+        let mut options = local();
+        options.config.deflate = Some(DeflateConfig {
+            client_no_context_takeover: true,
+            ..on.clone()
+        });
+        let server = echo(options).await;
+        let mut client = direct();
+        client.config.deflate = Some(on.clone());
+        let mut ws = ws_smol::connect_with(&url(&server), &client).await.unwrap();
+        let p = ws.deflate().expect("negotiated");
+        assert!(p.client_no_context_takeover && !p.server_no_context_takeover);
+        let conn = server.handle().connections()[0];
+        assert_eq!(server.handle().deflate(&conn).unwrap(), Some(p));
+        echo_each(&mut ws, &messages).await;
+        ws.send_uncompressed(MessageKind::Text, b"as is")
+            .await
+            .unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("as is".into()));
+
+        // Our client, Node's server.
+        let node = NodeEcho::start("{}");
+        let mut ws = ws_smol::connect_with(&node.url(), &client).await.unwrap();
+        assert!(ws.deflate().is_some());
+        echo_each(&mut ws, &messages).await;
+    });
+    // Node's client, our server (outside the executor: it blocks).
+    let server = smol::block_on(async {
+        let mut options = local();
+        options.config.deflate = Some(on);
+        options.config.max_message_size = 256 << 20;
+        echo(options).await
+    });
+    let addr = server.local_addr();
+    let done = std::thread::spawn(move || node_client(&format!("ws://{addr}/"), "{}"));
+    // The server's tasks run on smol's global executor.
+    let (ok, out) = done.join().unwrap();
+    assert!(ok, "node client failed: {out}");
+    assert!(out.starts_with("ok permessage-deflate"), "{out}");
+    drop(server);
+}

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use ws_blocking::{ClientOptions, Proxy, Server, ServerOptions};
+use ws_blocking::{
+    ClientOptions, Message, Proxy, Server, ServerEvent, ServerEventKind, ServerOptions,
+};
 pub use ws_test_support::*;
 
 /// Server options on 127.0.0.1 with a free port.
@@ -26,4 +28,21 @@ pub fn direct() -> ClientOptions {
     o.connect_timeout = Some(Duration::from_secs(5));
     o.handshake_timeout = Some(Duration::from_secs(5));
     o
+}
+
+/// An echo server driven by a callback on each connection's thread.
+pub fn echo_server(mut options: ServerOptions) -> Server {
+    options.config.max_message_size = 256 << 20;
+    let server = start(options);
+    let h = server.handle();
+    server.on(ServerEventKind::MessageReceive, move |ev| {
+        if let ServerEvent::Message(c, m) = ev {
+            let _ = match m {
+                Message::Text(t) => h.send_text(c, t),
+                Message::Binary(b) => h.send_binary(c, b),
+                _ => Ok(()),
+            };
+        }
+    });
+    server
 }

@@ -17,6 +17,9 @@ use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, extend_masked};
 use crate::utf8::Utf8Validator;
 
+/// RSV1: the first frame of a compressed message (RFC 7692 §6).
+const RSV1: u8 = 0b100;
+
 /// Input capacity an idle connection keeps; more is released once every
 /// buffered byte has been handed out.
 const IDLE_INPUT_CAPACITY: usize = 4 << 10;
@@ -89,6 +92,9 @@ pub struct Connection {
     rng: Option<Box<StdRng>>,
     /// Extension-claimed RSV bits (none until an extension is negotiated).
     rsv_allowed: u8,
+    /// permessage-deflate, once negotiated.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<crate::deflate::Codec>>,
 
     // Receiving.
     inbuf: BytesMut,
@@ -96,6 +102,11 @@ pub struct Connection {
     rx_msg: Option<MessageKind>,
     rx_msg_len: u64,
     rx_msg_frames: u32,
+    /// The message being received is compressed (its first frame had RSV1).
+    rx_compressed: bool,
+    /// Decompressed bytes of that message so far.
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    rx_msg_out: u64,
     rx_utf8: Utf8Validator,
     /// Bytes of a code point split across frames, handed out with the next chunk.
     carry: [u8; 4],
@@ -108,6 +119,8 @@ pub struct Connection {
     out: Vec<u8>,
     pending_pong: Option<Bytes>,
     tx_msg: Option<MessageKind>,
+    /// The streamed message being sent is compressed.
+    tx_compressed: bool,
     tx_utf8: Utf8Validator,
     close_sent: bool,
 
@@ -147,11 +160,15 @@ impl Connection {
             now,
             rng,
             rsv_allowed: 0,
+            #[cfg(feature = "deflate")]
+            deflate: None,
             inbuf: BytesMut::new(),
             rx: None,
             rx_msg: None,
             rx_msg_len: 0,
             rx_msg_frames: 0,
+            rx_compressed: false,
+            rx_msg_out: 0,
             rx_utf8: Utf8Validator::new(),
             carry: [0; 4],
             carry_len: 0,
@@ -160,6 +177,7 @@ impl Connection {
             out: Vec::new(),
             pending_pong: None,
             tx_msg: None,
+            tx_compressed: false,
             tx_utf8: Utf8Validator::new(),
             close_sent: false,
             closed: None,
@@ -174,7 +192,27 @@ impl Connection {
         }
     }
 
+    /// Turns on permessage-deflate with negotiated `params` (the opening
+    /// handshake does this when both sides agreed).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn set_deflate(
+        &mut self,
+        params: crate::deflate::DeflateParams,
+        config: &crate::deflate::DeflateConfig,
+    ) {
+        self.deflate = Some(Box::new(crate::deflate::Codec::new(
+            self.role, params, config,
+        )));
+        self.rsv_allowed |= RSV1;
+    }
+
     // ----- getters -----------------------------------------------------------
+
+    /// The negotiated permessage-deflate parameters, if it is in use.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<&crate::deflate::DeflateParams> {
+        self.deflate.as_deref().map(|c| c.params())
+    }
 
     /// Client or server.
     pub fn role(&self) -> Role {
@@ -419,14 +457,31 @@ impl Connection {
 
     /// Queues a text message (fragmented past
     /// [`Config::send_fragment_size`]).
+    ///
+    /// With permessage-deflate negotiated, a message of at least
+    /// [`DeflateConfig::threshold`](crate::DeflateConfig::threshold) bytes is
+    /// compressed.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.send_message(MessageKind::Text, text.as_bytes())
+        self.send_message(MessageKind::Text, text.as_bytes(), true)
     }
 
     /// Queues a binary message (fragmented past
     /// [`Config::send_fragment_size`]).
+    ///
+    /// Compressed like [`send_text`](Self::send_text).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.send_message(MessageKind::Binary, data)
+        self.send_message(MessageKind::Binary, data, true)
+    }
+
+    /// Queues a message that is never compressed, even with
+    /// permessage-deflate negotiated: for data that is already compressed,
+    /// or secrets that must not share a compression context with
+    /// attacker-chosen data. Text must be UTF-8.
+    pub fn send_uncompressed(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        if kind == MessageKind::Text && std::str::from_utf8(data).is_err() {
+            return Err(SendError::InvalidUtf8);
+        }
+        self.send_message(kind, data, false)
     }
 
     /// Queues one piece of a message streamed in pieces; `fin` ends it.
@@ -434,11 +489,38 @@ impl Connection {
     /// The first chunk fixes the kind; the next chunks must have the same
     /// kind. Text chunks may split a code point; the text as a whole is
     /// checked to be UTF-8, across chunks, before anything is queued.
+    ///
+    /// With permessage-deflate negotiated the message is compressed as it
+    /// streams, whatever its size: each chunk goes through the compressor,
+    /// and whatever it has produced leaves as a frame (possibly none until a
+    /// later chunk; the last one flushes).
     pub fn send_chunk(
         &mut self,
         kind: MessageKind,
         data: &[u8],
         fin: bool,
+    ) -> Result<(), SendError> {
+        self.send_chunk_with(kind, data, fin, true)
+    }
+
+    /// [`send_chunk`](Self::send_chunk) for a message that is never
+    /// compressed. The first chunk of a message decides; later chunks follow
+    /// it whichever method sends them.
+    pub fn send_chunk_uncompressed(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        self.send_chunk_with(kind, data, fin, false)
+    }
+
+    fn send_chunk_with(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+        compress: bool,
     ) -> Result<(), SendError> {
         self.check_open()?;
         if self.tx_msg.is_some_and(|k| k != kind) {
@@ -452,7 +534,14 @@ impl Connection {
             }
         }
         let first = self.tx_msg.is_none();
-        self.write_data(kind, first, data, fin);
+        if first {
+            self.tx_compressed = compress && self.deflate_on();
+        }
+        if self.tx_compressed {
+            self.write_compressed_chunk(kind, first, data, fin);
+        } else {
+            self.write_data(kind, first, data, fin, 0);
+        }
         if fin {
             self.tx_msg = None;
             self.tx_utf8 = Utf8Validator::new();
@@ -529,7 +618,12 @@ impl Connection {
                 }
                 continue;
             }
-            if let Some(ev) = self.on_data(rx)? {
+            let ev = if self.rx_compressed {
+                self.on_compressed_data(rx)?
+            } else {
+                self.on_data(rx)?
+            };
+            if let Some(ev) = ev {
                 return Ok(Some(ev));
             }
             if self.rx.is_some() {
@@ -545,6 +639,13 @@ impl Connection {
         // "MUST be 0 unless an extension is negotiated that defines meanings
         // for non-zero values." (§5.2)
         if h.rsv & !self.rsv_allowed != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        // permessage-deflate's RSV1 marks the first frame of a message only:
+        // never a control frame or a continuation (RFC 7692 §6.1).
+        if h.rsv & RSV1 != 0 && matches!(h.opcode, OpCode::Continuation)
+            || h.opcode.is_control() && h.rsv != 0
+        {
             return Err(ProtocolError::ReservedBits(h.rsv));
         }
         match (self.role, h.mask.is_some()) {
@@ -576,8 +677,22 @@ impl Connection {
                 max: self.config.max_frame_size,
             });
         }
+        let compressed = if h.opcode == OpCode::Continuation {
+            self.rx_compressed
+        } else {
+            h.rsv & RSV1 != 0
+        };
         let size = self.rx_msg_len.saturating_add(h.len);
-        if size > self.config.max_message_size {
+        // A compressed message's limit is checked on its decompressed size as
+        // it inflates; its wire size may pass the limit by what DEFLATE adds
+        // to incompressible data (5 bytes per stored block of up to 64 KiB).
+        let max_wire = if compressed {
+            let max = self.config.max_message_size;
+            max.saturating_add(max / 8192).saturating_add(1024)
+        } else {
+            self.config.max_message_size
+        };
+        if size > max_wire {
             return Err(ProtocolError::MessageTooLarge {
                 size,
                 max: self.config.max_message_size,
@@ -589,6 +704,7 @@ impl Connection {
             });
         }
         self.rx_msg = Some(kind);
+        self.rx_compressed = compressed;
         self.rx_msg_len = size;
         self.rx_msg_frames += 1;
         Ok(())
@@ -672,6 +788,121 @@ impl Connection {
                 fin: msg_done,
             },
         }))
+    }
+
+    /// The data path of a compressed message: unmasks newly arrived payload
+    /// and inflates it, handing out at most `read_chunk_size` decompressed
+    /// bytes per event. The decompressed size is checked against
+    /// `max_message_size` as it is produced, so a small frame that inflates
+    /// to gigabytes fails with 1009 after at most the limit.
+    #[cfg(feature = "deflate")]
+    fn on_compressed_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
+        let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
+        let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
+        if avail > rx.checked {
+            if let Some(mask) = rx.header.mask {
+                let fresh = &mut self.inbuf[rx.checked..avail];
+                apply_mask(fresh, mask, (rx.consumed as usize).wrapping_add(rx.checked));
+            }
+            rx.checked = avail;
+        }
+        let frame_in = avail as u64 == rx.remaining;
+        if !frame_in && avail < self.config.read_chunk_size {
+            self.rx = Some(rx);
+            return Ok(None);
+        }
+        let last = frame_in && rx.header.fin;
+        let Some(codec) = self.deflate.as_mut() else {
+            return Err(ProtocolError::ReservedBits(RSV1));
+        };
+        // Room for decompressed bytes: one chunk at most, and one byte past
+        // the message limit so that passing it is seen.
+        let allowance = self
+            .config
+            .max_message_size
+            .saturating_sub(self.rx_msg_out)
+            .saturating_add(1);
+        let cap = (self.config.read_chunk_size.max(1) as u64).min(allowance) as usize;
+        let carried = self.carry_len as usize;
+        let cap = cap.saturating_sub(carried).max(1);
+        let mut size = avail.saturating_mul(4).clamp(256, cap.max(256)).min(cap);
+        let mut buf = vec![0u8; carried + size];
+        buf[..carried].copy_from_slice(&self.carry[..carried]);
+        let mut filled = carried;
+        let mut used = 0;
+        let done = loop {
+            let r = codec
+                .inflate(&self.inbuf[used..avail], last, &mut buf[filled..])
+                .map_err(|e| ProtocolError::BadCompressedData(e.0))?;
+            used += r.consumed;
+            filled += r.produced;
+            if r.done || filled < buf.len() || size >= cap {
+                break r.done;
+            }
+            size = (size * 2).min(cap);
+            buf.resize(carried + size, 0);
+        };
+        let more_output = !done && filled == buf.len();
+        self.rx_msg_out += (filled - carried) as u64;
+        if self.rx_msg_out > self.config.max_message_size {
+            return Err(ProtocolError::MessageTooLarge {
+                size: self.rx_msg_out,
+                max: self.config.max_message_size,
+            });
+        }
+        self.inbuf.advance(used);
+        rx.remaining -= used as u64;
+        rx.consumed += used as u64;
+        rx.checked -= used;
+        if kind == MessageKind::Text {
+            self.rx_utf8
+                .feed(&buf[carried..filled])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            if done {
+                self.rx_utf8
+                    .finish()
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            let hold = if done { 0 } else { self.rx_utf8.pending() };
+            self.carry[..hold].copy_from_slice(&buf[filled - hold..filled]);
+            self.carry_len = hold as u8;
+            filled -= hold;
+        } else {
+            self.carry_len = 0;
+        }
+        buf.truncate(filled);
+        if done {
+            self.rx = None;
+            self.rx_msg = None;
+            self.rx_msg_len = 0;
+            self.rx_msg_frames = 0;
+            self.rx_compressed = false;
+            self.rx_msg_out = 0;
+            self.rx_utf8.reset();
+        } else if rx.remaining == 0 && !last && !more_output {
+            // This frame is all in; the message continues in the next one.
+            self.rx = None;
+        } else {
+            self.rx = Some(rx);
+        }
+        if buf.is_empty() && !done {
+            if more_output {
+                // Only held-back bytes: impossible with 256 bytes of room,
+                // but never spin.
+                return Err(ProtocolError::BadCompressedData("no progress".into()));
+            }
+            return Ok(None);
+        }
+        let data = Bytes::from(buf);
+        Ok(Some(match kind {
+            MessageKind::Text => Event::Text { data, fin: done },
+            MessageKind::Binary => Event::Binary { data, fin: done },
+        }))
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn on_compressed_data(&mut self, _rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
+        Err(ProtocolError::ReservedBits(RSV1))
     }
 
     /// Builds a text chunk when a code point straddles frames: the carried
@@ -809,18 +1040,75 @@ impl Connection {
         }
     }
 
-    fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+    fn send_message(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        compress: bool,
+    ) -> Result<(), SendError> {
         self.check_open()?;
         if self.tx_msg.is_some() {
             return Err(SendError::MessageInProgress);
         }
-        self.write_data(kind, true, data, true);
+        #[cfg(feature = "deflate")]
+        if compress {
+            if let Some(codec) = self.deflate.as_mut().filter(|c| c.wants(data.len())) {
+                // A compressor failure (never seen with a valid state) falls
+                // back to sending the message as it is.
+                if let Some(z) = codec.compress(data, true) {
+                    self.write_data(kind, true, &z, true, RSV1);
+                    if let Some(codec) = self.deflate.as_mut() {
+                        codec.return_scratch(z);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = compress;
+        self.write_data(kind, true, data, true, 0);
         Ok(())
     }
 
+    fn deflate_on(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
+    }
+
+    /// Compresses one chunk of a streamed message and writes what the
+    /// compressor produced (the first and last chunks always give a frame).
+    #[cfg(feature = "deflate")]
+    fn write_compressed_chunk(&mut self, kind: MessageKind, first: bool, data: &[u8], fin: bool) {
+        let Some(codec) = self.deflate.as_mut() else {
+            return;
+        };
+        match codec.compress(data, fin) {
+            Some(z) => {
+                if first || fin || !z.is_empty() {
+                    self.write_data(kind, first, &z, fin, if first { RSV1 } else { 0 });
+                }
+                if let Some(codec) = self.deflate.as_mut() {
+                    codec.return_scratch(z);
+                }
+            }
+            None => self.fail(
+                ConnectionError::Compression("deflate stream error".into()),
+                CloseCode::INTERNAL_ERROR,
+            ),
+        }
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn write_compressed_chunk(&mut self, kind: MessageKind, first: bool, data: &[u8], fin: bool) {
+        self.write_data(kind, first, data, fin, 0);
+    }
+
     /// Writes `data` as one or more data frames; `first` says whether the
-    /// first frame starts the message, `fin` whether the last one ends it.
-    fn write_data(&mut self, kind: MessageKind, first: bool, data: &[u8], fin: bool) {
+    /// first frame starts the message, `fin` whether the last one ends it,
+    /// `rsv` goes on the first frame.
+    fn write_data(&mut self, kind: MessageKind, first: bool, data: &[u8], fin: bool, rsv: u8) {
         let max = self.config.send_fragment_size.max(1);
         let mut opcode = match (first, kind) {
             (false, _) => OpCode::Continuation,
@@ -828,16 +1116,18 @@ impl Connection {
             (true, MessageKind::Binary) => OpCode::Binary,
         };
         let mut rest = data;
+        let mut rsv = rsv;
         loop {
             let n = rest.len().min(max);
             let (piece, tail) = rest.split_at(n);
             let last = tail.is_empty();
-            self.write_frame(opcode, fin && last, piece);
+            self.write_frame_rsv(opcode, fin && last, rsv, piece);
             if last {
                 break;
             }
             rest = tail;
             opcode = OpCode::Continuation;
+            rsv = 0;
         }
     }
 
@@ -878,10 +1168,14 @@ impl Connection {
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.write_frame_rsv(opcode, fin, 0, payload);
+    }
+
+    fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             len: payload.len() as u64,

@@ -7,6 +7,7 @@ use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+use super::extensions::parse_extensions;
 use super::http::{
     accept_key, check_header, is_token, parse_response, trim, write_header, HeadScanner, Headers,
 };
@@ -225,6 +226,11 @@ impl ClientHandshake {
                 &request.protocols.join(", "),
             );
         }
+        #[cfg(feature = "deflate")]
+        if let Some(d) = &config.deflate {
+            d.validate()?;
+            write_header(&mut out, "Sec-WebSocket-Extensions", &d.client_offer());
+        }
         for (n, v) in &request.headers {
             write_header(&mut out, n, v);
         }
@@ -322,8 +328,16 @@ impl ClientHandshake {
                     return Ok(None);
                 }
                 let protocol = self.validate(&resp.headers)?;
+                #[cfg(feature = "deflate")]
+                let deflate = self.validate_extensions(&resp.headers)?;
+                #[cfg(not(feature = "deflate"))]
+                self.validate_extensions(&resp.headers)?;
                 let mut conn =
                     Connection::new(Role::Client, self.config.clone(), now, self.conn_seed);
+                #[cfg(feature = "deflate")]
+                if let (Some(params), Some(cfg)) = (deflate, &self.config.deflate) {
+                    conn.set_deflate(params, cfg);
+                }
                 if !head.rest.is_empty() {
                     conn.handle_data(now, &head.rest);
                 }
@@ -365,6 +379,47 @@ impl ClientHandshake {
     /// case-insensitive match for the value "websocket", the client MUST
     /// _Fail the WebSocket Connection_", and likewise for Connection,
     /// Sec-WebSocket-Accept, extensions and the subprotocol.
+    /// "If the response includes a |Sec-WebSocket-Extensions| header field
+    /// and this header field indicates the use of an extension that was not
+    /// present in the client's handshake ... the client MUST _Fail the
+    /// WebSocket Connection_." (§4.1) We offer at most permessage-deflate,
+    /// and its parameters must fit the offer (RFC 7692 §5).
+    #[cfg(feature = "deflate")]
+    fn validate_extensions(
+        &self,
+        headers: &Headers,
+    ) -> Result<Option<crate::deflate::DeflateParams>, HandshakeError> {
+        let items = parse_extensions(headers).map_err(HandshakeError::Extension)?;
+        match (items.as_slice(), &self.config.deflate) {
+            ([], _) => Ok(None),
+            ([one], Some(cfg)) if one.name.eq_ignore_ascii_case(crate::deflate::NAME) => cfg
+                .client_accept(one)
+                .map(Some)
+                .map_err(|e| HandshakeError::Extension(format!("{}: {e}", one.name))),
+            ([first, ..], _) => Err(HandshakeError::Extension(format!(
+                "{} was not offered{}",
+                first.name,
+                if items.len() > 1 {
+                    " (or is repeated)"
+                } else {
+                    ""
+                }
+            ))),
+        }
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn validate_extensions(&self, headers: &Headers) -> Result<(), HandshakeError> {
+        let items = parse_extensions(headers).map_err(HandshakeError::Extension)?;
+        match items.first() {
+            None => Ok(()),
+            Some(first) => Err(HandshakeError::Extension(format!(
+                "{} was not offered",
+                first.name
+            ))),
+        }
+    }
+
     fn validate(&self, headers: &Headers) -> Result<Option<String>, HandshakeError> {
         if !headers.has_token("upgrade", "websocket") {
             return Err(HandshakeError::Upgrade);
@@ -377,17 +432,6 @@ impl ClientHandshake {
         match (accepts.next(), accepts.next()) {
             (Some(v), None) if trim(v) == expected.as_bytes() => {}
             _ => return Err(HandshakeError::Accept),
-        }
-        // "If the response includes a |Sec-WebSocket-Extensions| header field
-        // and this header field indicates the use of an extension that was
-        // not present in the client's handshake ... the client MUST _Fail the
-        // WebSocket Connection_." We offer none.
-        if let Some(ext) = headers
-            .tokens("sec-websocket-extensions")
-            .into_iter()
-            .next()
-        {
-            return Err(HandshakeError::Extension(ext));
         }
         // "If the response includes a |Sec-WebSocket-Protocol| header field
         // and this header field indicates the use of a subprotocol that was

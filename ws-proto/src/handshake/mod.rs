@@ -20,5 +20,6 @@
 //! the head belong to the WebSocket connection and are handed to it.
 
 pub mod client;
+pub mod extensions;
 pub mod http;
 pub mod server;

@@ -244,11 +244,31 @@ impl UpgradeRequest {
         if let Some(p) = &accept.protocol {
             write_header(out, "Sec-WebSocket-Protocol", p);
         }
+        // permessage-deflate: the first offer this configuration can honour
+        // (a malformed header declines them all).
+        #[cfg(feature = "deflate")]
+        let deflate = match &self.config.deflate {
+            Some(cfg) if accept.deflate => {
+                cfg.validate()?;
+                let offers =
+                    super::extensions::parse_extensions(&self.head.headers).unwrap_or_default();
+                cfg.server_accept(&offers).map(|p| (p, cfg.clone()))
+            }
+            _ => None,
+        };
+        #[cfg(feature = "deflate")]
+        if let Some((params, _)) = &deflate {
+            write_header(out, "Sec-WebSocket-Extensions", &params.to_string());
+        }
         for (n, v) in &accept.headers {
             write_header(out, n, v);
         }
         out.extend_from_slice(b"\r\n");
         let mut conn = Connection::new(Role::Server, self.config, now, [0; 32]);
+        #[cfg(feature = "deflate")]
+        if let Some((params, cfg)) = deflate {
+            conn.set_deflate(params, &cfg);
+        }
         if !self.leftover.is_empty() {
             conn.handle_data(now, &self.leftover);
         }
@@ -268,17 +288,37 @@ impl UpgradeRequest {
     }
 }
 
-/// How to accept an upgrade: the subprotocol chosen and extra headers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How to accept an upgrade: the subprotocol chosen, extra headers, and
+/// whether permessage-deflate may be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accept {
     protocol: Option<String>,
     headers: Vec<(String, String)>,
+    deflate: bool,
+}
+
+impl Default for Accept {
+    fn default() -> Self {
+        Accept {
+            protocol: None,
+            headers: Vec::new(),
+            deflate: true,
+        }
+    }
 }
 
 impl Accept {
-    /// No subprotocol, no extra headers.
+    /// No subprotocol, no extra headers; permessage-deflate accepted if
+    /// [`Config::deflate`](crate::Config::deflate) allows it.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Declines permessage-deflate for this connection whatever the
+    /// configuration says.
+    pub fn without_deflate(mut self) -> Self {
+        self.deflate = false;
+        self
     }
 
     /// Chooses a subprotocol (one the client offered).

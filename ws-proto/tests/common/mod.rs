@@ -99,6 +99,18 @@ impl Pair {
         }
     }
 
+    /// A pair from connections made elsewhere (by a handshake).
+    pub fn from_connections(now: Instant, client: Connection, server: Connection) -> Self {
+        Pair {
+            now,
+            client: Side::new(client),
+            server: Side::new(server),
+            chunk: usize::MAX,
+            eof_to_server: false,
+            eof_to_client: false,
+        }
+    }
+
     fn deliver(
         from: &mut Side,
         to: &mut Side,
