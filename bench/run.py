@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Runs benchmark tables B, C, D (and the permessage-deflate rows) and
+prints them as markdown.
+
+  python3 bench/run.py [--rounds 3] [--secs 2] [--tables BCDZ] [--quick]
+
+Every server runs pinned to core 1 (taskset), the load generator to core 0.
+Contenders are interleaved: each round runs every configuration against
+every server, in an order rotated per round. Needs: a release build of
+ws-bench (`cargo build --release -p ws-bench --bins`), Node's ws
+(scripts/install-node-ws.sh), taskset.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+NODE_DIR = os.path.join(ROOT, "scripts", "node")
+TICK = os.sysconf("SC_CLK_TCK")
+SERVER_CORE, GEN_CORE = "1", "0"
+
+SERVERS = ["ws-smol", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
+
+
+class Server:
+    def __init__(self, impl, deflate=False):
+        self.impl = impl
+        env = dict(os.environ, SMOL_THREADS="1")
+        if impl == "node-ws":
+            opts = json.dumps({"deflate": {"threshold": 0} if deflate else False})
+            cmd = ["node", os.path.join(NODE_DIR, "echo_server.js"), "0", opts]
+        else:
+            cmd = [os.path.join(BIN, "server"), impl, "0"] + (["--deflate"] if deflate else [])
+        self.p = subprocess.Popen(["taskset", "-c", SERVER_CORE] + cmd, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, env=env)
+        line = self.p.stdout.readline().split()
+        self.port = int(line[-1])
+        self.addr = f"127.0.0.1:{self.port}"
+
+    def cpu(self):
+        """User and system seconds so far (all threads)."""
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+    def mem(self):
+        """(heap bytes or None, RSS bytes)."""
+        if self.impl == "node-ws":
+            with open(f"/proc/{self.p.pid}/status") as f:
+                for l in f:
+                    if l.startswith("VmRSS:"):
+                        return None, int(l.split()[1]) * 1024
+        self.p.stdin.write("mem\n")
+        self.p.stdin.flush()
+        _, heap, rss = self.p.stdout.readline().split()
+        return int(heap), int(rss)
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+        except Exception:
+            pass
+        self.p.kill()
+        self.p.wait()
+
+
+def loadgen(args):
+    return subprocess.Popen(["taskset", "-c", GEN_CORE, os.path.join(BIN, "loadgen")] + args,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def echo_run(impl, conns, size, secs, depth=1):
+    s = Server(impl)
+    try:
+        g = loadgen(["echo", s.addr, "--conns", str(conns), "--size", str(size), "--secs", str(secs),
+                     "--warmup", "0.5", "--depth", str(depth)])
+        cpu0 = None
+        samples = []
+        for line in g.stdout:
+            w = line.split()
+            if w[0] == "start":
+                cpu0 = s.cpu()
+            elif w[0] == "sample":
+                samples.append(float(w[1]))
+            elif w[0] == "end":
+                cpu1 = s.cpu()
+                echoes, dur = int(w[1]), float(w[2])
+                break
+        g.wait()
+        user = (cpu1[0] - cpu0[0]) / max(echoes, 1) * 1e6
+        sys_ = (cpu1[1] - cpu0[1]) / max(echoes, 1) * 1e6
+        busy = (cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]) / dur
+        return {"rate": echoes / dur, "user_us": user, "sys_us": sys_, "busy": busy, "samples": samples}
+    finally:
+        s.stop()
+
+
+def fmt_rate(r):
+    return f"{r / 1000:.1f}k" if r >= 1000 else f"{r:.0f}"
+
+
+def table_b(rounds, secs, quick):
+    conns_list = [1, 10, 100] if quick else [1, 10, 100, 1000]
+    sizes = [20, 1024, 16384]
+    results = {}
+    for rnd in range(rounds):
+        order = SERVERS[rnd % len(SERVERS):] + SERVERS[:rnd % len(SERVERS)]
+        for conns in conns_list:
+            for size in sizes:
+                for impl in order:
+                    if impl == "ws-blocking" and conns > 100:
+                        continue
+                    r = echo_run(impl, conns, size, secs)
+                    results.setdefault((conns, size, impl), []).append(r)
+                    print(f"round {rnd + 1} {conns}x{size} {impl}: {r['rate']:.0f}/s busy {r['busy']:.2f}",
+                          file=sys.stderr)
+    print("### B. Loopback echo: echoes per second (median of rounds)\n")
+    print("Server pinned to one core, generator to the other; one masked text message in flight per connection. "
+          "Ratio: to tokio-tungstenite in the same round, median over rounds. "
+          "CPU: the server's user / system microseconds per echo. "
+          "† marks a server that was not CPU-bound (below 90% of its core), where the rate measures latency, not cost.\n")
+    print("| conns x size | " + " | ".join(SERVERS) + " |")
+    print("|---|" + "---|" * len(SERVERS))
+    for conns in conns_list:
+        for size in sizes:
+            cells = []
+            base = results.get((conns, size, "tokio-tungstenite"))
+            for impl in SERVERS:
+                rs = results.get((conns, size, impl))
+                if not rs:
+                    cells.append("-")
+                    continue
+                rate = statistics.median(r["rate"] for r in rs)
+                ratio = statistics.median(r["rate"] / b["rate"] for r, b in zip(rs, base)) if base else 0
+                user = statistics.median(r["user_us"] for r in rs)
+                sys_ = statistics.median(r["sys_us"] for r in rs)
+                busy = statistics.median(r["busy"] for r in rs)
+                mark = "" if busy >= 0.9 else " †"
+                cells.append(f"{fmt_rate(rate)} ({ratio:.2f}x) {user:.1f}/{sys_:.1f} µs{mark}")
+            print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
+    print()
+
+
+def idle_memory(impl, conns, deflate=False):
+    s = Server(impl, deflate=deflate)
+    try:
+        time.sleep(0.3)
+        heap0, rss0 = s.mem()
+        g = loadgen(["idle", s.addr, "--conns", str(conns)] + (["--deflate"] if deflate else []))
+        line = g.stdout.readline()
+        assert line.startswith("ready"), line
+        time.sleep(1.0)
+        heap1, rss1 = s.mem()
+        g.stdin.close()
+        g.kill()
+        g.wait()
+        return (None if heap0 is None else (heap1 - heap0) / conns), (rss1 - rss0) / conns
+    finally:
+        s.stop()
+
+
+def table_c(conns):
+    print(f"### C. Memory per idle connection ({conns} upgraded idle connections)\n")
+    print("Server RSS growth and malloc'd bytes in use (glibc mallinfo2; not available for Node) per connection.\n")
+    print("| server | heap bytes / conn | RSS bytes / conn |")
+    print("|---|---|---|")
+    for impl in ["ws-smol", "tokio-tungstenite", "fastwebsockets", "node-ws"]:
+        heap, rss = idle_memory(impl, conns)
+        print(f"| {impl} | {'-' if heap is None else f'{heap:.0f}'} | {rss:.0f} |")
+    print()
+
+
+def handshake_rate(impl, clients, secs):
+    s = Server(impl)
+    try:
+        g = loadgen(["handshake", s.addr, "--conns", str(clients), "--secs", str(secs), "--warmup", "0.3"])
+        out = g.stdout.read().split()
+        g.wait()
+        return int(out[1]) / float(out[2])
+    finally:
+        s.stop()
+
+
+def table_d(rounds, secs):
+    impls = ["raw-tcp", "ws-smol", "tokio-tungstenite"]
+    res = {}
+    for rnd in range(rounds):
+        for clients in [1, 4]:
+            for impl in impls:
+                res.setdefault((impl, clients), []).append(handshake_rate(impl, clients, secs))
+    print("### D. Handshakes per second\n")
+    print("Each client repeats: connect, upgrade request, 101 response, close. raw-tcp answers the same request "
+          "with a canned response of the same size. Ratios per round, median.\n")
+    print("| clients | raw-tcp | ws-smol | tokio-tungstenite | ws-smol / raw-tcp | ws-smol / tokio-tungstenite |")
+    print("|---|---|---|---|---|---|")
+    for clients in [1, 4]:
+        r = {i: res[(i, clients)] for i in impls}
+        med = {i: statistics.median(v) for i, v in r.items()}
+        vs_raw = statistics.median(a / b for a, b in zip(r["ws-smol"], r["raw-tcp"]))
+        vs_tt = statistics.median(a / b for a, b in zip(r["ws-smol"], r["tokio-tungstenite"]))
+        print(f"| {clients} | {med['raw-tcp']:.0f} | {med['ws-smol']:.0f} | {med['tokio-tungstenite']:.0f} | "
+              f"**{vs_raw:.2f}x** | **{vs_tt:.2f}x** |")
+    print()
+
+
+def table_z(conns):
+    """permessage-deflate: compression and idle memory against Node's ws."""
+    print("### Z. permessage-deflate (RFC 7692) against Node's ws (perMessageDeflate on)\n")
+    out = subprocess.run([os.path.join(BIN, "deflate")], capture_output=True, text=True, check=True).stdout
+    node = subprocess.run(["node", os.path.join(NODE_DIR, "deflate_bench.js")], capture_output=True, text=True,
+                          check=True).stdout
+    ours = {l.split()[0]: l.split()[1:] for l in out.splitlines() if l.strip()}
+    theirs = {l.split()[0]: l.split()[1:] for l in node.splitlines() if l.strip()}
+    print("Compress then decompress each message of a text-heavy corpus (JSON records, prose), "
+          "one context per direction with context takeover, level 6 / 15-bit windows on both; single thread.\n")
+    print("| corpus | ws-proto ratio | Node ws ratio | ws-proto MB/s | Node ws MB/s | ws-proto / Node ws |")
+    print("|---|---|---|---|---|---|")
+    for name in ours:
+        o, t = ours[name], theirs.get(name)
+        if not t:
+            continue
+        print(f"| {name} | {float(o[0]):.3f} | {float(t[0]):.3f} | {float(o[1]):.0f} | {float(t[1]):.0f} | "
+              f"**{float(o[1]) / float(t[1]):.2f}x** |")
+    print()
+    print(f"Memory per idle connection after one compressed message each way ({conns} connections):\n")
+    print("| server | heap bytes / conn | RSS bytes / conn |")
+    print("|---|---|---|")
+    for impl in ["ws-smol", "node-ws"]:
+        heap, rss = idle_memory(impl, conns, deflate=True)
+        print(f"| {impl} (deflate) | {'-' if heap is None else f'{heap:.0f}'} | {rss:.0f} |")
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--secs", type=float, default=2.0)
+    ap.add_argument("--tables", default="BCDZ")
+    ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    if "B" in a.tables:
+        table_b(a.rounds, a.secs, a.quick)
+    if "C" in a.tables:
+        table_c(a.idle)
+    if "D" in a.tables:
+        table_d(a.rounds, a.secs)
+    if "Z" in a.tables:
+        table_z(min(a.idle, 2000))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,514 @@
+//! Table A: the codec in memory, same binary, same run.
+//!
+//! `codec [--quick]` prints markdown tables: decode (masked frames in, whole
+//! messages out, server role) and encode (server and client role) for
+//! ws-proto and tungstenite over an in-memory stream, next to the ceilings
+//! measured in the same run (memcpy, a word-wise XOR unmask,
+//! `std::str::from_utf8`); then the same decode input fed in 1 B, 7 B,
+//! 1460 B and 64 KiB pieces.
+//! `codec --callgrind` adds instructions per message for the small sizes,
+//! counted by valgrind's callgrind (the binary runs itself under it with
+//! `--count CASE ITERS`).
+
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ws_bench::client_frame;
+use ws_proto::{Assembler, Config, Connection, MessageKind, Role};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Binary,
+    Ascii,
+    Multibyte,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Binary => "binary",
+            Kind::Ascii => "ASCII text",
+            Kind::Multibyte => "multibyte text",
+        }
+    }
+    fn opcode(self) -> u8 {
+        if self == Kind::Binary {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+fn payload(kind: Kind, size: usize) -> Vec<u8> {
+    match kind {
+        Kind::Binary => (0..size)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect(),
+        Kind::Ascii => (0..size).map(|i| b"abcdefghij klmnop, "[i % 19]).collect(),
+        Kind::Multibyte => {
+            let unit = "Grüße, 世界! Привет мир 🌍 ";
+            let mut s = String::new();
+            while s.len() < size {
+                s.push_str(unit);
+            }
+            let mut cut = size;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.into_bytes()
+        }
+    }
+}
+
+/// How many messages one iteration handles: about 4 MiB of payload.
+fn count_for(size: usize) -> usize {
+    ((4 << 20) / size.max(1)).clamp(4, 200_000)
+}
+
+fn big_config() -> Config {
+    let mut c = Config::default();
+    c.max_frame_size = 64 << 20;
+    c.max_message_size = 64 << 20;
+    c.send_fragment_size = 64 << 20;
+    c.read_chunk_size = 64 << 20;
+    c
+}
+
+fn tung_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+}
+
+/// An in-memory stream for tungstenite: reads hand out `feed` bytes at a
+/// time; writes are discarded (counted).
+struct Mem<'a> {
+    data: &'a [u8],
+    pos: usize,
+    feed: usize,
+    written: usize,
+}
+
+impl Read for Mem<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.feed.min(buf.len()).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Mem<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    DecodeProto,
+    DecodeTung,
+    EncodeProtoServer,
+    EncodeTungServer,
+    EncodeProtoClient,
+    EncodeTungClient,
+    Memcpy,
+    Unmask,
+    FromUtf8,
+}
+
+const OPS: [Op; 9] = [
+    Op::DecodeProto,
+    Op::DecodeTung,
+    Op::EncodeProtoServer,
+    Op::EncodeTungServer,
+    Op::EncodeProtoClient,
+    Op::EncodeTungClient,
+    Op::Memcpy,
+    Op::Unmask,
+    Op::FromUtf8,
+];
+
+/// One case's prepared data.
+struct Case {
+    kind: Kind,
+    size: usize,
+    count: usize,
+    feed: usize,
+    payload: Vec<u8>,
+    text: String,
+    input: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Case {
+    fn new(kind: Kind, size: usize, count: usize, feed: usize) -> Case {
+        let payload = payload(kind, size);
+        let frame = client_frame(kind.opcode(), false, &payload);
+        let mut input = Vec::with_capacity(frame.len() * count);
+        for _ in 0..count {
+            input.extend_from_slice(&frame);
+        }
+        let text = String::from_utf8(payload.clone()).unwrap_or_default();
+        Case {
+            kind,
+            size,
+            count,
+            feed,
+            payload,
+            text,
+            scratch: vec![0u8; input.len()],
+            input,
+        }
+    }
+
+    /// Runs `op` once over the case; the messages handled.
+    fn run(&mut self, op: Op) -> usize {
+        let now = Instant::now();
+        match op {
+            Op::DecodeProto => {
+                let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
+                let mut asm = Assembler::new();
+                let mut msgs = 0;
+                for piece in self.input.chunks(self.feed) {
+                    c.handle_data(now, piece);
+                    while let Some(ev) = c.poll_event() {
+                        if let Some(m) = asm.push(ev) {
+                            black_box(&m);
+                            msgs += 1;
+                        }
+                    }
+                }
+                assert_eq!(msgs, self.count);
+                msgs
+            }
+            Op::DecodeTung => {
+                let mem = Mem {
+                    data: &self.input,
+                    pos: 0,
+                    feed: self.feed,
+                    written: 0,
+                };
+                let mut ws = tungstenite::WebSocket::from_raw_socket(
+                    mem,
+                    tungstenite::protocol::Role::Server,
+                    Some(tung_config()),
+                );
+                for _ in 0..self.count {
+                    black_box(ws.read().expect("tungstenite read"));
+                }
+                self.count
+            }
+            Op::EncodeProtoServer | Op::EncodeProtoClient => {
+                let role = if op == Op::EncodeProtoServer {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
+                let mut c = Connection::new(role, big_config(), now, [5; 32]);
+                let mut out = Vec::new();
+                let mut total = 0;
+                for _ in 0..self.count {
+                    if self.kind == Kind::Binary {
+                        c.send_binary(&self.payload).unwrap();
+                    } else {
+                        c.send_text(&self.text).unwrap();
+                    }
+                    out.clear();
+                    let _ = c.poll_transmit(&mut out);
+                    total += black_box(&out).len();
+                }
+                assert!(total >= self.count * self.size);
+                self.count
+            }
+            Op::EncodeTungServer | Op::EncodeTungClient => {
+                let role = if op == Op::EncodeTungServer {
+                    tungstenite::protocol::Role::Server
+                } else {
+                    tungstenite::protocol::Role::Client
+                };
+                let mem = Mem {
+                    data: &[],
+                    pos: 0,
+                    feed: 1,
+                    written: 0,
+                };
+                let mut ws =
+                    tungstenite::WebSocket::from_raw_socket(mem, role, Some(tung_config()));
+                let bin = Bytes::from(self.payload.clone());
+                let text = tungstenite::Utf8Bytes::from(self.text.clone());
+                for _ in 0..self.count {
+                    let m = if self.kind == Kind::Binary {
+                        tungstenite::Message::Binary(bin.clone())
+                    } else {
+                        tungstenite::Message::Text(text.clone())
+                    };
+                    ws.send(m).expect("tungstenite send");
+                }
+                assert!(ws.get_ref().written >= self.count * self.size);
+                self.count
+            }
+            Op::Memcpy => {
+                self.scratch.copy_from_slice(&self.input);
+                black_box(&self.scratch);
+                self.count
+            }
+            Op::Unmask => {
+                let mask = u64::from_ne_bytes([0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56, 0x78]);
+                let mut words = self.scratch.chunks_exact_mut(8);
+                for w in &mut words {
+                    let v = u64::from_ne_bytes(w.try_into().unwrap()) ^ mask;
+                    w.copy_from_slice(&v.to_ne_bytes());
+                }
+                for (i, b) in words.into_remainder().iter_mut().enumerate() {
+                    *b ^= [0x12, 0x34, 0x56, 0x78][i % 4];
+                }
+                black_box(&self.scratch);
+                self.count
+            }
+            Op::FromUtf8 => {
+                for _ in 0..self.count {
+                    black_box(std::str::from_utf8(black_box(&self.payload)).is_ok());
+                }
+                self.count
+            }
+        }
+    }
+
+    /// Median nanoseconds per message over `samples` samples of at least
+    /// `min` each.
+    fn time(&mut self, op: Op, samples: usize, min: Duration) -> f64 {
+        self.run(op); // warm-up
+        let mut per_msg = Vec::new();
+        for _ in 0..samples {
+            let start = Instant::now();
+            let mut msgs = 0;
+            while start.elapsed() < min {
+                msgs += self.run(op);
+            }
+            per_msg.push(start.elapsed().as_nanos() as f64 / msgs as f64);
+        }
+        per_msg.sort_by(f64::total_cmp);
+        per_msg[per_msg.len() / 2]
+    }
+}
+
+fn fmt_size(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+fn gbps(size: usize, ns: f64) -> f64 {
+    size as f64 / ns
+}
+
+/// Instructions per message of `op` on a case, by callgrind: the
+/// difference between 3 and 1 iterations, so setup cancels out.
+fn callgrind(kind: Kind, size: usize, op: Op) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let mut ir = Vec::new();
+    for iters in [1usize, 3] {
+        let out = std::env::temp_dir().join(format!("codec-cg-{}-{iters}.out", std::process::id()));
+        let status = Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(&exe)
+            .args([
+                "--count",
+                &format!("{kind:?}"),
+                &size.to_string(),
+                &format!("{op:?}"),
+                &iters.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+        let text = std::fs::read_to_string(&out).ok()?;
+        let _ = std::fs::remove_file(&out);
+        let total: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("summary: ")
+                    .or_else(|| l.strip_prefix("totals: "))
+            })?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        ir.push(total);
+    }
+    let count = count_for(size).min(20_000);
+    Some((ir[1] - ir[0]) / (2 * count) as f64)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--count") {
+        let kind = match args[1].as_str() {
+            "Binary" => Kind::Binary,
+            "Ascii" => Kind::Ascii,
+            _ => Kind::Multibyte,
+        };
+        let size: usize = args[2].parse().unwrap();
+        let op = OPS
+            .into_iter()
+            .find(|o| format!("{o:?}") == args[3])
+            .unwrap();
+        let iters: usize = args[4].parse().unwrap();
+        let mut case = Case::new(kind, size, count_for(size).min(20_000), usize::MAX);
+        for _ in 0..iters {
+            case.run(op);
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let with_callgrind = args.iter().any(|a| a == "--callgrind");
+    let (samples, min) = if quick {
+        (3, Duration::from_millis(50))
+    } else {
+        (5, Duration::from_millis(200))
+    };
+    let sizes = [16usize, 1 << 10, 64 << 10, 1 << 20];
+    let kinds = [Kind::Binary, Kind::Ascii, Kind::Multibyte];
+
+    println!("### A1. Decode: masked frames in, whole messages out (server role)\n");
+    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | memcpy GB/s | XOR unmask GB/s | from_utf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for kind in kinds {
+        for size in sizes {
+            let mut c = Case::new(kind, size, count_for(size), usize::MAX);
+            let p = c.time(Op::DecodeProto, samples, min);
+            let t = c.time(Op::DecodeTung, samples, min);
+            let m = c.time(Op::Memcpy, samples, min);
+            let u = c.time(Op::Unmask, samples, min);
+            let (utf, utf_ratio) = if kind == Kind::Binary {
+                ("-".to_string(), "-".to_string())
+            } else {
+                let f = c.time(Op::FromUtf8, samples, min);
+                (format!("{:.2}", gbps(size, f)), format!("{:.2}x", f / p))
+            };
+            println!(
+                "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {:.2} | {} | {:.0}% | {} |",
+                kind.name(),
+                fmt_size(size),
+                p,
+                t,
+                t / p,
+                gbps(size, p),
+                gbps(size, m),
+                gbps(size, u),
+                utf,
+                100.0 * u / p,
+                utf_ratio
+            );
+        }
+    }
+
+    println!("\n### A2. Encode (one message, then take the bytes)\n");
+    println!("| payload | size | role | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s |");
+    println!("|---|---|---|---|---|---|---|");
+    for kind in kinds {
+        for size in sizes {
+            let mut c = Case::new(kind, size, count_for(size), usize::MAX);
+            for (role, po, to) in [
+                ("server", Op::EncodeProtoServer, Op::EncodeTungServer),
+                (
+                    "client (masked)",
+                    Op::EncodeProtoClient,
+                    Op::EncodeTungClient,
+                ),
+            ] {
+                let p = c.time(po, samples, min);
+                let t = c.time(to, samples, min);
+                println!(
+                    "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} |",
+                    kind.name(),
+                    fmt_size(size),
+                    role,
+                    p,
+                    t,
+                    t / p,
+                    gbps(size, p)
+                );
+            }
+        }
+    }
+
+    println!("\n### A3. Decode with the input fed in pieces\n");
+    println!("| payload | size | piece | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s |");
+    println!("|---|---|---|---|---|---|");
+    for (kind, size) in [(Kind::Ascii, 1 << 10), (Kind::Binary, 64 << 10)] {
+        for feed in [1usize, 7, 1460, 64 << 10] {
+            // Byte-at-a-time feeds are slow: fewer messages per iteration.
+            let count = if feed < 100 {
+                (256 << 10) / size
+            } else {
+                count_for(size)
+            };
+            let mut c = Case::new(kind, size, count, feed);
+            let p = c.time(Op::DecodeProto, samples, min);
+            let t = c.time(Op::DecodeTung, samples, min);
+            println!(
+                "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** |",
+                kind.name(),
+                fmt_size(size),
+                fmt_size(feed),
+                p,
+                t,
+                t / p
+            );
+        }
+    }
+
+    if with_callgrind {
+        println!("\n### A4. Instructions per message (callgrind)\n");
+        println!(
+            "| payload | size | operation | ws-proto | tungstenite | tungstenite / ws-proto |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for kind in kinds {
+            for size in [16usize, 1 << 10] {
+                for (name, po, to) in [
+                    ("decode", Op::DecodeProto, Op::DecodeTung),
+                    ("encode server", Op::EncodeProtoServer, Op::EncodeTungServer),
+                    ("encode client", Op::EncodeProtoClient, Op::EncodeTungClient),
+                ] {
+                    let (Some(p), Some(t)) = (callgrind(kind, size, po), callgrind(kind, size, to))
+                    else {
+                        println!(
+                            "| {} | {} | {name} | valgrind failed | | |",
+                            kind.name(),
+                            fmt_size(size)
+                        );
+                        continue;
+                    };
+                    println!(
+                        "| {} | {} | {name} | {:.0} | {:.0} | **{:.2}x** |",
+                        kind.name(),
+                        fmt_size(size),
+                        p,
+                        t,
+                        t / p
+                    );
+                }
+            }
+        }
+    }
+    let _ = MessageKind::Text;
+}

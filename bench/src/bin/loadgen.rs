@@ -1,0 +1,290 @@
+//! The load generator (not a contender): one thread, many connections.
+//!
+//! - `loadgen echo ADDR --conns N --size BYTES [--binary] [--depth D]
+//!   [--secs T] [--warmup W] [--interval I]`: N connections, each with D
+//!   masked messages in flight, closed loop. Prints `start` when the warm-up
+//!   ends, a `sample RATE` line per interval, then `end ECHOES SECONDS`.
+//! - `loadgen idle ADDR --conns N [--deflate]`: opens N upgraded
+//!   connections (with `--deflate`, offers permessage-deflate and exchanges
+//!   one compressed message on each), prints `ready N`, and holds them until
+//!   stdin closes.
+//! - `loadgen handshake ADDR --conns C [--secs T] [--warmup W]`: C clients
+//!   each repeating connect, upgrade request, response, close. Prints
+//!   `end HANDSHAKES SECONDS`.
+
+use std::cell::Cell;
+use std::io::{self, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use ws_bench::{client_frame, head_end, server_frame_len, upgrade_request};
+
+struct Args {
+    mode: String,
+    addr: SocketAddr,
+    conns: usize,
+    size: usize,
+    binary: bool,
+    depth: usize,
+    secs: f64,
+    warmup: f64,
+    interval: f64,
+    deflate: bool,
+}
+
+fn args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let mode = it.next().expect("mode: echo, idle or handshake");
+    let addr = it.next().expect("ADDR").parse().expect("ADDR is ip:port");
+    let mut a = Args {
+        mode,
+        addr,
+        conns: 1,
+        size: 20,
+        binary: false,
+        depth: 1,
+        secs: 3.0,
+        warmup: 0.5,
+        interval: 0.5,
+        deflate: false,
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().expect("flag value");
+        match flag.as_str() {
+            "--conns" => a.conns = val().parse().unwrap(),
+            "--size" => a.size = val().parse().unwrap(),
+            "--depth" => a.depth = val().parse().unwrap(),
+            "--secs" => a.secs = val().parse().unwrap(),
+            "--warmup" => a.warmup = val().parse().unwrap(),
+            "--interval" => a.interval = val().parse().unwrap(),
+            "--binary" => a.binary = true,
+            "--deflate" => a.deflate = true,
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn upgrade(addr: SocketAddr, extensions: Option<&str>) -> io::Result<Async<TcpStream>> {
+    let mut s = Async::<TcpStream>::connect(addr).await?;
+    s.get_ref().set_nodelay(true)?;
+    s.write_all(&upgrade_request(&addr.to_string(), extensions))
+        .await?;
+    let mut head = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head_end(&head) {
+            if !head.starts_with(b"HTTP/1.1 101") {
+                return Err(io::Error::other(
+                    String::from_utf8_lossy(&head).into_owned(),
+                ));
+            }
+            if end != head.len() {
+                return Err(io::Error::other("bytes after the 101 head"));
+            }
+            return Ok(s);
+        }
+    }
+}
+
+fn payload(size: usize, binary: bool) -> Vec<u8> {
+    (0..size)
+        .map(|i| {
+            if binary {
+                (i.wrapping_mul(2654435761) >> 7) as u8
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
+        .collect()
+}
+
+fn main() {
+    let a = args();
+    let ex = Rc::new(smol::LocalExecutor::new());
+    match a.mode.as_str() {
+        "echo" => smol::block_on(ex.run(echo(&a, &ex))),
+        "idle" => smol::block_on(ex.run(idle(&a, &ex))),
+        "handshake" => smol::block_on(ex.run(handshakes(&a, &ex))),
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+async fn echo(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
+    let frame = Rc::new(client_frame(
+        if a.binary { 2 } else { 1 },
+        false,
+        &payload(a.size, a.binary),
+    ));
+    let echo_len = server_frame_len(a.size);
+    let count = Rc::new(Cell::new(0u64));
+    let failed = Rc::new(Cell::new(0u32));
+    let ready = Rc::new(Cell::new(0usize));
+    for _ in 0..a.conns {
+        let (frame, count, failed, ready) =
+            (frame.clone(), count.clone(), failed.clone(), ready.clone());
+        let (addr, depth) = (a.addr, a.depth);
+        ex.spawn(async move {
+            let r: io::Result<()> = async {
+                let mut s = upgrade(addr, None).await?;
+                ready.set(ready.get() + 1);
+                let mut batch = Vec::with_capacity(frame.len() * depth);
+                for _ in 0..depth {
+                    batch.extend_from_slice(&frame);
+                }
+                s.write_all(&batch).await?;
+                let mut buf = vec![0u8; (echo_len * depth).clamp(4096, 1 << 20)];
+                let mut partial = 0usize;
+                loop {
+                    let n = s.read(&mut buf).await?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    partial += n;
+                    let done = partial / echo_len;
+                    partial %= echo_len;
+                    if done > 0 {
+                        count.set(count.get() + done as u64);
+                        batch.clear();
+                        for _ in 0..done {
+                            batch.extend_from_slice(&frame);
+                        }
+                        s.write_all(&batch).await?;
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = r {
+                if failed.get() == 0 {
+                    eprintln!("connection failed: {e}");
+                }
+                failed.set(failed.get() + 1);
+            }
+        })
+        .detach();
+    }
+    while ready.get() + (failed.get() as usize) < a.conns {
+        Timer::after(Duration::from_millis(5)).await;
+    }
+    Timer::after(Duration::from_secs_f64(a.warmup)).await;
+    say("start");
+    let start = Instant::now();
+    let first = count.get();
+    let mut last = first;
+    let mut t = start;
+    while t.duration_since(start).as_secs_f64() < a.secs {
+        Timer::after(Duration::from_secs_f64(a.interval)).await;
+        let now = Instant::now();
+        let c = count.get();
+        say(&format!(
+            "sample {:.0}",
+            (c - last) as f64 / now.duration_since(t).as_secs_f64()
+        ));
+        last = c;
+        t = now;
+    }
+    say(&format!(
+        "end {} {:.6} failed={}",
+        count.get() - first,
+        t.duration_since(start).as_secs_f64(),
+        failed.get()
+    ));
+    std::process::exit(0);
+}
+
+/// A compressed text message (RFC 7692: raw DEFLATE, sync flush, tail
+/// removed) from a fresh context.
+fn compressed_frame() -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let text = "{\"id\": 1, \"name\": \"an idle client says hello\"} ".repeat(20);
+    let mut c = Compress::new(Compression::new(6), false);
+    let mut out = Vec::with_capacity(4096);
+    c.compress_vec(text.as_bytes(), &mut out, FlushCompress::Sync)
+        .unwrap();
+    out.truncate(out.len() - 4);
+    client_frame(1, true, &out)
+}
+
+async fn idle(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
+    let held = Rc::new(std::cell::RefCell::new(Vec::with_capacity(a.conns)));
+    let frame = Rc::new(compressed_frame());
+    let mut opened = 0;
+    // Batches, so the listen backlog never overflows.
+    while opened < a.conns {
+        let n = (a.conns - opened).min(100);
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (held, frame, addr, deflate) = (held.clone(), frame.clone(), a.addr, a.deflate);
+            tasks.push(ex.spawn(async move {
+                let ext = deflate.then_some("permessage-deflate; client_max_window_bits");
+                let mut s = upgrade(addr, ext).await.expect("upgrade");
+                if deflate {
+                    s.write_all(&frame).await.unwrap();
+                    let mut buf = [0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0 && buf[0] & 0x40 != 0, "a compressed echo");
+                }
+                held.borrow_mut().push(s);
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        opened += n;
+    }
+    say(&format!("ready {}", held.borrow().len()));
+    // Hold until stdin closes.
+    let mut sink = [0u8; 64];
+    while io::stdin().read(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+}
+
+async fn handshakes(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
+    let count = Rc::new(Cell::new(0u64));
+    for _ in 0..a.conns {
+        let (count, addr) = (count.clone(), a.addr);
+        ex.spawn(async move {
+            loop {
+                match upgrade_or_exchange(addr).await {
+                    Ok(()) => count.set(count.get() + 1),
+                    Err(e) => {
+                        eprintln!("handshake failed: {e}");
+                        Timer::after(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+    Timer::after(Duration::from_secs_f64(a.warmup)).await;
+    let first = count.get();
+    let start = Instant::now();
+    Timer::after(Duration::from_secs_f64(a.secs)).await;
+    say(&format!(
+        "end {} {:.6}",
+        count.get() - first,
+        start.elapsed().as_secs_f64()
+    ));
+    std::process::exit(0);
+}
+
+/// One upgrade (or, against the raw-tcp server, the same-sized exchange),
+/// then close.
+async fn upgrade_or_exchange(addr: SocketAddr) -> io::Result<()> {
+    let s = upgrade(addr, None).await?;
+    drop(s);
+    Ok(())
+}

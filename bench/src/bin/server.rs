@@ -1,0 +1,234 @@
+//! One echo server per contender, each on a single thread (or, for
+//! ws-blocking, a thread per connection), for the loopback benchmarks.
+//!
+//! `server IMPL PORT [--deflate]`; IMPL is ws-smol, ws-blocking,
+//! async-tungstenite, tokio-tungstenite, fastwebsockets or raw-tcp (answers
+//! an upgrade request with a canned response of the same size, then
+//! closes: the baseline of the handshake benchmark). Prints
+//! `listening PORT`; on the stdin line `mem` prints `mem HEAP RSS`; exits
+//! when stdin closes.
+
+use std::net::SocketAddr;
+
+use ws_bench::{announce, control_thread, head_end, upgrade_response};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().expect("usage: server IMPL PORT [--deflate]");
+    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let deflate = args.any(|a| a == "--deflate");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    control_thread();
+    match which.as_str() {
+        "ws-smol" => ws_smol_server(addr, deflate),
+        "ws-blocking" => ws_blocking_server(addr, deflate),
+        "async-tungstenite" => async_tungstenite_server(addr),
+        "tokio-tungstenite" => tokio_tungstenite_server(addr),
+        "fastwebsockets" => fastwebsockets_server(addr),
+        "raw-tcp" => raw_tcp_server(addr),
+        other => panic!("unknown server {other}"),
+    }
+}
+
+fn deflate_config(on: bool) -> Option<ws_proto::DeflateConfig> {
+    on.then(|| ws_proto::DeflateConfig {
+        threshold: 0,
+        ..ws_proto::DeflateConfig::default()
+    })
+}
+
+fn ws_smol_server(addr: SocketAddr, deflate: bool) {
+    use ws_smol::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+    smol::block_on(async {
+        let mut options = ServerOptions::default();
+        options.ip = addr.ip();
+        options.port = addr.port();
+        options.max_clients = 20_000;
+        options.max_connections_per_ip = 20_000;
+        options.config.deflate = deflate_config(deflate);
+        let server = Server::start(options).await.expect("start");
+        let handle = server.handle();
+        server.on(ServerEventKind::MessageReceive, move |event| match event {
+            ServerEvent::Message(conn, Message::Text(t)) => {
+                let _ = handle.queue_text(conn, t);
+            }
+            ServerEvent::Message(conn, Message::Binary(b)) => {
+                let _ = handle.queue_binary(conn, b);
+            }
+            _ => {}
+        });
+        announce(server.local_addr().port());
+        futures_lite::future::pending::<()>().await;
+    })
+}
+
+fn ws_blocking_server(addr: SocketAddr, deflate: bool) {
+    use ws_blocking::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+    let mut options = ServerOptions::default();
+    options.ip = addr.ip();
+    options.port = addr.port();
+    options.max_clients = 20_000;
+    options.max_connections_per_ip = 20_000;
+    options.config.deflate = deflate_config(deflate);
+    let server = Server::start(options).expect("start");
+    let handle = server.handle();
+    server.on(ServerEventKind::MessageReceive, move |event| match event {
+        ServerEvent::Message(conn, Message::Text(t)) => {
+            let _ = handle.send_text(conn, t);
+        }
+        ServerEvent::Message(conn, Message::Binary(b)) => {
+            let _ = handle.send_binary(conn, b);
+        }
+        _ => {}
+    });
+    announce(server.local_addr().port());
+    loop {
+        std::thread::park();
+    }
+}
+
+fn async_tungstenite_server(addr: SocketAddr) {
+    use futures_util::StreamExt;
+    let ex: &'static smol::LocalExecutor = Box::leak(Box::new(smol::LocalExecutor::new()));
+    smol::block_on(ex.run(async {
+        let listener = async_net::TcpListener::bind(addr).await.expect("bind");
+        announce(listener.local_addr().unwrap().port());
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            ex.spawn(async move {
+                let Ok(mut ws) = async_tungstenite::accept_async(sock).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+    }))
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn tokio_tungstenite_server(addr: SocketAddr) {
+    use futures_util::{SinkExt, StreamExt};
+    tokio_runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        announce(listener.local_addr().unwrap().port());
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(sock).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Reads an HTTP head from a tokio stream; the bytes after it are not
+/// expected (clients wait for the answer).
+async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if head_end(&buf).is_some() {
+            return Some(buf);
+        }
+        if buf.len() > 16 << 10 {
+            return None;
+        }
+    }
+}
+
+fn fastwebsockets_server(addr: SocketAddr) {
+    use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
+    use tokio::io::AsyncWriteExt;
+    tokio_runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        announce(listener.local_addr().unwrap().port());
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut sock).await else {
+                    return;
+                };
+                let Some(resp) = upgrade_response(&head) else {
+                    return;
+                };
+                if sock.write_all(&resp).await.is_err() {
+                    return;
+                }
+                let mut ws = WebSocket::after_handshake(sock, Role::Server);
+                ws.set_auto_close(true);
+                ws.set_auto_pong(true);
+                let mut ws = FragmentCollector::new(ws);
+                while let Ok(frame) = ws.read_frame().await {
+                    let echo = matches!(frame.opcode, OpCode::Text | OpCode::Binary);
+                    if frame.opcode == OpCode::Close || echo && ws.write_frame(frame).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+}
+
+fn raw_tcp_server(addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Same size as the 101 answer to the generator's request.
+    let canned = upgrade_response(&ws_bench::upgrade_request("127.0.0.1", None)).unwrap();
+    let canned: &'static [u8] = Box::leak(canned.into_boxed_slice());
+    tokio_runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        announce(listener.local_addr().unwrap().port());
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            tokio::spawn(async move {
+                if read_head(&mut sock).await.is_none() {
+                    return;
+                }
+                if sock.write_all(canned).await.is_err() {
+                    return;
+                }
+                let mut rest = [0u8; 256];
+                while let Ok(n) = sock.read(&mut rest).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+}
