@@ -84,11 +84,13 @@ impl Assembler {
             // Every text chunk is valid UTF-8 and chunks break only at code
             // point boundaries, so the whole is valid; the check cannot fail
             // for events from a Connection. `forbid(unsafe_code)` rules out
-            // the unchecked conversion.
-            MessageKind::Text => Message::Text(
-                String::from_utf8(Vec::from(whole))
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            ),
+            // the unchecked conversion, so the text is checked again, by
+            // SIMD (about ten times std's speed on non-ASCII text), and
+            // copied once into the String.
+            MessageKind::Text => Message::Text(match simdutf8::basic::from_utf8(&whole) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(&whole).into_owned(),
+            }),
         })
     }
 }

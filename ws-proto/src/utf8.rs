@@ -69,7 +69,7 @@ impl Utf8Validator {
             let mut seq = self.partial;
             seq[have..have + take].copy_from_slice(&input[..take]);
             let seq_len = have + take;
-            match std::str::from_utf8(&seq[..seq_len]) {
+            match simdutf8::compat::from_utf8(&seq[..seq_len]) {
                 Ok(_) => {}
                 Err(e) if e.error_len().is_none() => {
                     // Still a valid prefix; the piece was too short to finish it.
@@ -82,7 +82,9 @@ impl Utf8Validator {
             self.partial_len = 0;
             input = &input[take..];
         }
-        match std::str::from_utf8(input) {
+        // SIMD validation (simdutf8): the bulk of every text payload goes
+        // through here.
+        match simdutf8::compat::from_utf8(input) {
             Ok(_) => Ok(()),
             Err(e) => match e.error_len() {
                 Some(_) => Err(Utf8Error),
