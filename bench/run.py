@@ -105,14 +105,24 @@ def fmt_rate(r):
     return f"{r / 1000:.1f}k" if r >= 1000 else f"{r:.0f}"
 
 
-def table_b(rounds, secs, quick):
+def table_b(rounds, secs, quick, only=None):
     conns_list = [1, 10, 100] if quick else [1, 10, 100, 1000]
     sizes = [20, 1024, 16384]
+    servers = SERVERS
+    if only:
+        # "CONNSxSIZE,...:server,server" reruns a few rows.
+        rows, names = only.split(":")
+        pairs = [tuple(int(x) for x in r.split("x")) for r in rows.split(",")]
+        conns_list = sorted({c for c, _ in pairs})
+        sizes = sorted({z for _, z in pairs})
+        servers = names.split(",")
     results = {}
     for rnd in range(rounds):
-        order = SERVERS[rnd % len(SERVERS):] + SERVERS[:rnd % len(SERVERS)]
+        order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
         for conns in conns_list:
             for size in sizes:
+                if only and (conns, size) not in pairs:
+                    continue
                 for impl in order:
                     if impl == "ws-blocking" and conns > 100:
                         continue
@@ -125,13 +135,15 @@ def table_b(rounds, secs, quick):
           "Ratio: to tokio-tungstenite in the same round, median over rounds. "
           "CPU: the server's user / system microseconds per echo. "
           "† marks a server that was not CPU-bound (below 90% of its core), where the rate measures latency, not cost.\n")
-    print("| conns x size | " + " | ".join(SERVERS) + " |")
-    print("|---|" + "---|" * len(SERVERS))
+    print("| conns x size | " + " | ".join(servers) + " |")
+    print("|---|" + "---|" * len(servers))
     for conns in conns_list:
         for size in sizes:
+            if only and (conns, size) not in pairs:
+                continue
             cells = []
             base = results.get((conns, size, "tokio-tungstenite"))
-            for impl in SERVERS:
+            for impl in servers:
                 rs = results.get((conns, size, impl))
                 if not rs:
                     cells.append("-")
@@ -244,9 +256,10 @@ def main():
     ap.add_argument("--tables", default="BCDZ")
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", help="rows and servers of table B, as 100x20,10x1024:ws-smol,tokio-tungstenite")
     a = ap.parse_args()
     if "B" in a.tables:
-        table_b(a.rounds, a.secs, a.quick)
+        table_b(a.rounds, a.secs, a.quick, a.only)
     if "C" in a.tables:
         table_c(a.idle)
     if "D" in a.tables:

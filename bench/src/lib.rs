@@ -4,11 +4,15 @@
 
 use std::io::{BufRead, Write};
 
-/// Bytes the process has in use from malloc (glibc's `mallinfo2`), and its
+/// Bytes the process has in use from malloc (glibc's `mallinfo2`: heap
+/// chunks and mmapped blocks), and its
 /// resident set size.
 pub fn memory() -> (u64, u64) {
     // SAFETY: mallinfo2 only reads the allocator's counters.
-    let heap = unsafe { libc::mallinfo2() }.uordblks as u64;
+    let info = unsafe { libc::mallinfo2() };
+    // In-use heap chunks plus blocks malloc served with mmap (128 KiB and
+    // more: zlib contexts, large read buffers).
+    let heap = (info.uordblks + info.hblkhd) as u64;
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())

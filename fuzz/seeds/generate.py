@@ -3,6 +3,7 @@
 wrapped in each target's input grammar (see fuzz/src/lib.rs)."""
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -114,6 +115,26 @@ def main():
             + b"\x03\x00\x10" + b"\x00\x05\x03\xe8" + blob(b"bye") + b"\x02\xff\xff\x03\xff\xff" + b"\x04\x03\x00")
     write("pair", "conversation", pair)
     write("pair", "cut", b"\x00\x01" + blob(b"xyz") + b"\x05\x00" + b"\x02\xff\xff\x04\x10\x00")
+
+    # permessage-deflate: the pair conversation under a few parameter sets
+    # (byte 0: client config, byte 1: server config, byte 2: level), and a
+    # deflate server fed compressed frames (RFC 7692 §7.2.3.1 "Hello", a
+    # fragmented one, a final-block one, garbage, a bomb).
+    for name, cfg in [("defaults", b"\xff\xff\x60"), ("no_takeover", b"\x03\x03\x60"),
+                      ("small_windows", b"\x00\x00\x10")]:
+        write("deflate_pair", name, cfg + pair)
+    hello = bytes([0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    text = c.compress(b"A compressed message. " * 20) + c.flush(zlib.Z_SYNC_FLUSH)
+    text = text[:-4]
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    final = c.compress(b"final block") + c.flush(zlib.Z_FINISH)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = (c.compress(b"\0" * 200000) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    frames = [frame(0xC1, hello, KEY), frame(0x41, text[:10], KEY), frame(0x80, text[10:], KEY),
+              frame(0xC1, final, KEY), frame(0xC2, b"\xff" * 20, KEY)]
+    write("deflate_server", "conversation", b"\xff" + b"".join(data_step(f) for f in frames))
+    write("deflate_server", "bomb", b"\x00" + data_step(frame(0xC2, bomb, KEY)))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,43 @@
 use std::time::{Duration, Instant};
 
 use ws_proto::{
-    Assembler, CloseCode, CloseInfo, Config, Connection, Event, Message, MessageKind, Role,
-    State, Transmit,
+    Accept, Assembler, ClientHandshake, ClientRequest, CloseCode, CloseInfo, Config, Connection,
+    DeflateConfig, Event, Incoming, Message, MessageKind, Role, ServerHandshake, State, Transmit,
 };
+
+/// A permessage-deflate configuration from one byte: the context-takeover
+/// flags and window sizes 8-15 of both sides.
+pub fn deflate_config(b: u8, c: u8) -> DeflateConfig {
+    DeflateConfig {
+        level: (c >> 4) as u32 % 10,
+        threshold: 0,
+        server_no_context_takeover: b & 1 != 0,
+        client_no_context_takeover: b & 2 != 0,
+        server_max_window_bits: 8 + ((b >> 2) & 7),
+        client_max_window_bits: 8 + ((b >> 5) & 7),
+    }
+}
+
+/// A client and a server connection that negotiated permessage-deflate
+/// through a real handshake (small limits), each offering/accepting with
+/// its own configuration.
+pub fn deflate_pair(now: Instant, client: DeflateConfig, server: DeflateConfig) -> (Connection, Connection) {
+    let mut cc = small_config();
+    cc.deflate = Some(client);
+    let mut sc = small_config();
+    sc.deflate = Some(server);
+    let req = ClientRequest::new("ws://localhost/").unwrap();
+    let mut hs = ClientHandshake::new(&req, cc, [1; 32]).unwrap();
+    let mut sh = ServerHandshake::new(sc);
+    let Ok(Some(Incoming::Upgrade(up))) = sh.handle_data(hs.request()) else {
+        panic!("our own request is an upgrade")
+    };
+    let mut resp = Vec::new();
+    let server = up.accept(now, &Accept::new(), &mut resp).unwrap();
+    let (_, client) = hs.handle_data(now, &resp).unwrap().unwrap();
+    assert_eq!(client.deflate(), server.deflate(), "both ends agree");
+    (client, server)
+}
 
 /// Small limits so the fuzzer reaches them.
 pub fn small_config() -> Config {
@@ -194,9 +228,16 @@ pub enum Step {
 
 /// Feeds arbitrary bytes, ticks and commands to one connection.
 pub fn run_connection(role: Role, steps: Vec<Step>) {
-    let start = Instant::now();
+    let now = Instant::now();
+    run_connection_with(Connection::new(role, small_config(), now, [3; 32]), now, steps);
+}
+
+/// The same with a connection made elsewhere (one that negotiated
+/// permessage-deflate, say).
+pub fn run_connection_with(conn: Connection, start: Instant, steps: Vec<Step>) {
+    let role = conn.role();
     let mut now = start;
-    let mut side = Checked::new(Connection::new(role, small_config(), now, [3; 32]));
+    let mut side = Checked::new(conn);
     let mut input = 0u64;
     let mut commanded = 0u64;
     let mut partial = None;
@@ -284,9 +325,17 @@ fn deliver(from: &mut Checked, to: &mut Checked, link: &mut Link, max: usize, no
 /// transport was cut or a side failed, everything after a clean close), and
 /// both sides end closed within the close timeout.
 pub fn run_pair(steps: Vec<PairStep>) {
-    let mut now = Instant::now();
-    let mut client = Checked::new(Connection::new(Role::Client, small_config(), now, [1; 32]));
-    let mut server = Checked::new(Connection::new(Role::Server, small_config(), now, [2; 32]));
+    let now = Instant::now();
+    let client = Connection::new(Role::Client, small_config(), now, [1; 32]);
+    let server = Connection::new(Role::Server, small_config(), now, [2; 32]);
+    run_pair_with(client, server, now, steps);
+}
+
+/// The same with connections made elsewhere.
+pub fn run_pair_with(client: Connection, server: Connection, start: Instant, steps: Vec<PairStep>) {
+    let mut now = start;
+    let mut client = Checked::new(client);
+    let mut server = Checked::new(server);
     let mut to_server = Link { delivered_eof: false, cut: false };
     let mut to_client = Link { delivered_eof: false, cut: false };
     let (mut sent_by_client, mut sent_by_server) = (Vec::new(), Vec::new());

@@ -173,9 +173,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
         loop {
             if let Some(ev) = self.conn.poll_event() {
-                // Replies (Pong, Close) go out as soon as they can; if the
+                // Replies (Pong, Close) and what the application queued
+                // while handling the previous events go out with the last
+                // event of what was read: a batch of pipelined messages
+                // gets its answers in one write, not one write each. If the
                 // socket is full they stay queued for the next poll.
-                let _ = self.poll_flush_for_receiver(cx);
+                if self.conn.buffered_input() == 0 {
+                    let _ = self.poll_flush_for_receiver(cx);
+                }
                 return Poll::Ready(Ok(Some(ev)));
             }
             if let Poll::Ready(Err(_)) = self.poll_flush_for_receiver(cx) {
