@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     config.max_headers = 1 + (r.u8() % 32) as usize;
     config.max_error_body = r.u8() as usize;
     let split = r.u8() as usize + 1;
-    let request = ClientRequest::new("ws://example.com/chat").unwrap().protocol("chat").protocol("superchat");
+    let request = ClientRequest::new("ws://example.com/chat")
+        .unwrap()
+        .protocol("chat")
+        .protocol("superchat");
     let mut hs = ClientHandshake::new(&request, config, [9; 32]).unwrap();
     let accept = accept_key(hs.key().as_bytes());
     let rest = r.bytes(usize::MAX);

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws_proto::Role;
 use ws_fuzz::{decode_steps, run_connection};
+use ws_proto::Role;
 
 fuzz_target!(|data: &[u8]| {
     run_connection(Role::Server, decode_steps(data));

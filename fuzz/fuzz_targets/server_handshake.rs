@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
                     Some(p) => Accept::new().protocol(p),
                     None => Accept::new(),
                 };
-                let mut conn = u.accept(Instant::now(), &accept, &mut out).expect("an offered protocol is accepted");
+                let mut conn = u
+                    .accept(Instant::now(), &accept, &mut out)
+                    .expect("an offered protocol is accepted");
                 assert!(out.starts_with(b"HTTP/1.1 101 "));
                 assert!(conn.buffered_input() <= fed);
                 while conn.poll_event().is_some() {}
@@ -39,12 +41,15 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(Some(Incoming::Http(req))) => {
                 let mut out = Vec::new();
-                req.respond(404, &[], b"not here", &mut out).expect("a valid response");
+                req.respond(404, &[], b"not here", &mut out)
+                    .expect("a valid response");
                 assert!(out.starts_with(b"HTTP/1.1 404 "));
                 return;
             }
             Err(e) => {
-                let status = e.http_status().expect("every server-side error has a status");
+                let status = e
+                    .http_status()
+                    .expect("every server-side error has a status");
                 let mut out = Vec::new();
                 e.write_response(&mut out);
                 assert!(out.starts_with(format!("HTTP/1.1 {status} ").as_bytes()));

@@ -30,7 +30,11 @@ pub fn deflate_config(b: u8, c: u8) -> DeflateConfig {
 /// A client and a server connection that negotiated permessage-deflate
 /// through a real handshake (small limits), each offering/accepting with
 /// its own configuration.
-pub fn deflate_pair(now: Instant, client: DeflateConfig, server: DeflateConfig) -> (Connection, Connection) {
+pub fn deflate_pair(
+    now: Instant,
+    client: DeflateConfig,
+    server: DeflateConfig,
+) -> (Connection, Connection) {
     let mut cc = small_config();
     cc.deflate = Some(client);
     let mut sc = small_config();
@@ -67,10 +71,17 @@ pub fn small_config() -> Config {
 pub enum Command {
     Text(String),
     Binary(Vec<u8>),
-    Chunk { text: bool, data: Vec<u8>, fin: bool },
+    Chunk {
+        text: bool,
+        data: Vec<u8>,
+        fin: bool,
+    },
     Ping(Vec<u8>),
     Pong(Vec<u8>),
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -92,7 +103,11 @@ impl Command {
                 (ok, ok.then(|| Message::Binary(b.clone().into())))
             }
             Command::Chunk { text, data, fin } => {
-                let kind = if *text { MessageKind::Text } else { MessageKind::Binary };
+                let kind = if *text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
                 if conn.send_chunk(kind, data, *fin).is_err() {
                     return (false, None);
                 }
@@ -192,7 +207,10 @@ impl Checked {
             }
         }
         if self.conn.is_finished() {
-            assert!(self.closed.is_some(), "finished before Closed was delivered");
+            assert!(
+                self.closed.is_some(),
+                "finished before Closed was delivered"
+            );
         }
     }
 
@@ -213,8 +231,14 @@ impl Checked {
         let timeout = self.conn.config().close_timeout.unwrap_or(Duration::ZERO);
         now += timeout + Duration::from_millis(1);
         self.tick(now);
-        assert!(self.closed.is_some(), "not closed after EOF and the close timeout");
-        assert!(self.conn.is_finished(), "not finished after EOF and the close timeout");
+        assert!(
+            self.closed.is_some(),
+            "not closed after EOF and the close timeout"
+        );
+        assert!(
+            self.conn.is_finished(),
+            "not finished after EOF and the close timeout"
+        );
     }
 }
 
@@ -229,13 +253,16 @@ pub enum Step {
 /// Feeds arbitrary bytes, ticks and commands to one connection.
 pub fn run_connection(role: Role, steps: Vec<Step>) {
     let now = Instant::now();
-    run_connection_with(Connection::new(role, small_config(), now, [3; 32]), now, steps);
+    run_connection_with(
+        Connection::new(role, small_config(), now, [3; 32]),
+        now,
+        steps,
+    );
 }
 
 /// The same with a connection made elsewhere (one that negotiated
 /// permessage-deflate, say).
 pub fn run_connection_with(conn: Connection, start: Instant, steps: Vec<Step>) {
-    let role = conn.role();
     let mut now = start;
     let mut side = Checked::new(conn);
     let mut input = 0u64;
@@ -294,7 +321,9 @@ pub enum PairStep {
     ToClient(u16),
     Advance(u16),
     /// The transport towards one side breaks: it sees EOF, and gets nothing more.
-    Cut { to_client: bool },
+    Cut {
+        to_client: bool,
+    },
 }
 
 struct Link {
@@ -336,8 +365,14 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
     let mut now = start;
     let mut client = Checked::new(client);
     let mut server = Checked::new(server);
-    let mut to_server = Link { delivered_eof: false, cut: false };
-    let mut to_client = Link { delivered_eof: false, cut: false };
+    let mut to_server = Link {
+        delivered_eof: false,
+        cut: false,
+    };
+    let mut to_client = Link {
+        delivered_eof: false,
+        cut: false,
+    };
     let (mut sent_by_client, mut sent_by_server) = (Vec::new(), Vec::new());
     let (mut c_partial, mut s_partial) = (None, None);
     for step in steps {
@@ -354,8 +389,12 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
                 }
                 server.pump();
             }
-            PairStep::ToServer(n) => deliver(&mut client, &mut server, &mut to_server, n as usize, now),
-            PairStep::ToClient(n) => deliver(&mut server, &mut client, &mut to_client, n as usize, now),
+            PairStep::ToServer(n) => {
+                deliver(&mut client, &mut server, &mut to_server, n as usize, now)
+            }
+            PairStep::ToClient(n) => {
+                deliver(&mut server, &mut client, &mut to_client, n as usize, now)
+            }
             PairStep::Advance(ms) => {
                 now += Duration::from_millis(ms as u64 % 2000);
                 client.tick(now);
@@ -517,7 +556,9 @@ pub fn decode_pair_steps(data: &[u8]) -> Vec<PairStep> {
             2 => PairStep::ToServer(r.u16()),
             3 => PairStep::ToClient(r.u16()),
             4 => PairStep::Advance(r.u16()),
-            _ => PairStep::Cut { to_client: r.u8() & 1 == 1 },
+            _ => PairStep::Cut {
+                to_client: r.u8() & 1 == 1,
+            },
         });
     }
     steps
