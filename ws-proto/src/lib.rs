@@ -40,6 +40,12 @@
 //! 3. [`Event`]s carry the message kind on every chunk and never expose
 //!    continuation frames; text chunks are already valid UTF-8. An
 //!    [`Assembler`] turns chunks into whole [`Message`]s.
+//! 4. permessage-deflate (RFC 7692), behind the default-on `deflate` cargo
+//!    feature, is part of the connection: set
+//!    `Config::deflate` on either side and the handshakes negotiate
+//!    it; compressed messages then come out of `poll_event` as ordinary
+//!    chunks. See the `deflate` module for the parameters,
+//!    the limits and the memory it costs.
 //!
 //! # The run loop
 //!

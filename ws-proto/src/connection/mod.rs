@@ -459,7 +459,7 @@ impl Connection {
     /// [`Config::send_fragment_size`]).
     ///
     /// With permessage-deflate negotiated, a message of at least
-    /// [`DeflateConfig::threshold`](crate::DeflateConfig::threshold) bytes is
+    /// `DeflateConfig::threshold` bytes is
     /// compressed.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.send_message(MessageKind::Text, text.as_bytes(), true)

@@ -309,7 +309,7 @@ impl Default for Accept {
 
 impl Accept {
     /// No subprotocol, no extra headers; permessage-deflate accepted if
-    /// [`Config::deflate`](crate::Config::deflate) allows it.
+    /// `Config::deflate` allows it.
     pub fn new() -> Self {
         Self::default()
     }
