@@ -176,9 +176,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 // Replies (Pong, Close) and what the application queued
                 // while handling the previous events go out with the last
                 // event of what was read: a batch of pipelined messages
-                // gets its answers in one write, not one write each. If the
-                // socket is full they stay queued for the next poll.
-                if self.conn.buffered_input() == 0 {
+                // gets its answers in one write, not one write each. A
+                // Ping's Pong leaves at once: the core keeps one pending
+                // Pong, and the next Ping in the batch would replace it
+                // (every Ping gets its Pong while the application keeps
+                // reading; Autobahn 2.10). If the socket is full they stay
+                // queued for the next poll.
+                if self.conn.buffered_input() == 0 || matches!(ev, Event::Ping(_)) {
                     let _ = self.poll_flush_for_receiver(cx);
                 }
                 return Poll::Ready(Ok(Some(ev)));
