@@ -25,7 +25,7 @@ NODE_DIR = os.path.join(ROOT, "scripts", "node")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, GEN_CORE = "1", "0"
 
-SERVERS = ["ws-smol", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
+SERVERS = ["ws-smol", "ws-smol-global", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
 
 
 class Server:
@@ -221,6 +221,54 @@ def table_d(rounds, secs):
     print()
 
 
+IO_CALLS = ["read", "recvfrom", "recvmsg", "readv", "write", "sendto", "sendmsg", "writev"]
+WAIT_CALLS = ["epoll_ctl", "epoll_wait", "epoll_pwait", "futex"]
+
+
+def strace_run(impl, conns, depth, secs):
+    """System calls per echo of a server, by `strace -c -f` attached while the generator runs."""
+    s = Server(impl)
+    out = f"/tmp/bench-strace-{os.getpid()}.txt"
+    try:
+        st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(s.p.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        g = loadgen(["echo", s.addr, "--conns", str(conns), "--size", "20", "--secs", str(secs),
+                     "--warmup", "0", "--depth", str(depth)])
+        echoes = 0
+        for line in g.stdout:
+            w = line.split()
+            if w[0] == "end":
+                echoes = int(w[1])
+        g.wait()
+        st.send_signal(2)
+        st.wait()
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 5 and w[-1].isidentifier() and w[3].isdigit():
+                    calls[w[-1]] = int(w[3])
+        os.unlink(out)
+        return {k: v / max(echoes, 1) for k, v in calls.items()}
+    finally:
+        s.stop()
+
+
+def table_s(secs):
+    print("### S. System calls per echo (20 B text; `strace -c -f` on the server)\n")
+    print("strace slows every server, so rates are not comparable here; the counts per echo are.\n")
+    print("| server | load | I/O calls | " + " | ".join(IO_CALLS + WAIT_CALLS) + " |")
+    print("|---|---|---|" + "---|" * len(IO_CALLS + WAIT_CALLS))
+    for conns, depth in [(1, 1), (100, 1), (10, 8)]:
+        for impl in ["ws-smol", "ws-smol-global", "tokio-tungstenite", "fastwebsockets"]:
+            c = strace_run(impl, conns, depth, secs)
+            io_total = sum(c.get(k, 0) for k in IO_CALLS)
+            cells = [f"{c.get(k, 0):.2f}" for k in IO_CALLS + WAIT_CALLS]
+            print(f"| {impl} | {conns} conn x {depth} in flight | **{io_total:.2f}** | " + " | ".join(cells) + " |")
+    print()
+
+
 def table_z(conns):
     """permessage-deflate: compression and idle memory against Node's ws."""
     print("### Z. permessage-deflate (RFC 7692) against Node's ws (perMessageDeflate on)\n")
@@ -266,6 +314,8 @@ def main():
         table_d(a.rounds, a.secs)
     if "Z" in a.tables:
         table_z(min(a.idle, 2000))
+    if "S" in a.tables:
+        table_s(a.secs)
 
 
 if __name__ == "__main__":

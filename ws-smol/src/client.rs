@@ -33,6 +33,18 @@ pub enum MaybeTls {
     Server(Box<server::TlsStream<Async<std::net::TcpStream>>>),
 }
 
+impl MaybeTls {
+    /// Waits for readability of a plain TCP stream without reading. A TLS
+    /// session may hold decrypted bytes the socket no longer shows, so it
+    /// is always ready: the read itself decides.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            MaybeTls::Plain(s) => s.poll_readable(cx),
+            MaybeTls::Client(_) | MaybeTls::Server(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 impl std::fmt::Debug for MaybeTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -365,7 +377,9 @@ pub async fn connect_with(
                 MaybeTls::Client(Box::new(tls))
             }
         };
-        WebSocket::handshake(stream, &request, options.config.clone()).await
+        let ws = WebSocket::handshake(stream, &request, options.config.clone()).await?;
+        ws.tx.set_read_ready(MaybeTls::poll_read_ready);
+        Ok(ws)
     })
     .await
 }

@@ -18,7 +18,9 @@
 //! - [`Server`]: the spec's `WebSocketServer` ([`ServerOptions`]: address,
 //!   port, TLS, subprotocol, connection limits, handshake timeout), with
 //!   events as a `Stream` and as on/off callbacks; send, list, close one,
-//!   stop. Works on smol's multi-threaded global executor.
+//!   stop. Runs on smol's multi-threaded global executor, or on an
+//!   executor of your own ([`Server::start_on`]), such as one thread that
+//!   runs both the tasks and the I/O reactor.
 //!
 //! Errors are [`Error`], shared with `ws-blocking`, whose
 //! [`code`](Error::code) is the spec's number.

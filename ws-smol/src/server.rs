@@ -1,5 +1,5 @@
 //! The async server: an accept task and a task per connection, on smol's
-//! global executor (multi-threaded).
+//! global executor (multi-threaded) or on an executor the application runs.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +33,8 @@ struct Shared {
     events: Mutex<Option<async_channel::Sender<ServerEvent>>>,
     stopping: AtomicBool,
     tasks: Mutex<Vec<Task<()>>>,
+    /// Where the tasks run: `None` is smol's global executor.
+    executor: Option<Arc<smol::Executor<'static>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -40,6 +42,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Task<T> {
+        match &self.executor {
+            Some(ex) => ex.spawn(fut),
+            None => smol::spawn(fut),
+        }
+    }
+
     async fn emit(&self, ev: ServerEvent) {
         emit_shared(&self.callbacks, ev.kind(), &ev);
         let tx = lock(&self.events).clone();
@@ -145,7 +157,48 @@ impl Server {
     /// Starts listening (`start`). Errors: 2302004 when the address is not
     /// local, 2302005 when the port is taken or forbidden, 2302002 for a
     /// missing certificate file, 401 for zero limits.
+    ///
+    /// The accept task and the connection tasks run on smol's global
+    /// executor, whose threads are not the ones that wait for I/O: each
+    /// wake-up crosses threads. See [`start_on`](Self::start_on) for a
+    /// server on an executor of your own.
     pub async fn start(options: ServerOptions) -> Result<Server, Error> {
+        Self::start_with(options, None).await
+    }
+
+    /// Starts listening, with the accept task and every connection task on
+    /// `executor` instead of smol's global one. Run the executor on the
+    /// thread (or threads) of your choice with
+    /// `smol::block_on(executor.run(..))`: a thread that runs the executor
+    /// inside `block_on` also drives the I/O reactor, so a connection's
+    /// read, callback and reply happen on one thread, with no cross-thread
+    /// wake-up. One such thread is the single-core server of the
+    /// benchmarks (`BENCHMARKS.md`); run `executor.run` on N threads for N
+    /// cores.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use ws_smol::{Server, ServerOptions};
+    /// let ex = Arc::new(smol::Executor::new());
+    /// smol::block_on(ex.run(async {
+    ///     let server = Server::start_on(ex.clone(), ServerOptions::default()).await?;
+    ///     // ... register callbacks, then wait
+    ///     # let _ = server;
+    ///     Ok::<(), ws_smol::Error>(())
+    /// }))?;
+    /// # Ok::<(), ws_smol::Error>(())
+    /// ```
+    pub async fn start_on(
+        executor: Arc<smol::Executor<'static>>,
+        options: ServerOptions,
+    ) -> Result<Server, Error> {
+        Self::start_with(options, Some(executor)).await
+    }
+
+    async fn start_with(
+        options: ServerOptions,
+        executor: Option<Arc<smol::Executor<'static>>>,
+    ) -> Result<Server, Error> {
         options.validate()?;
         let tls = options
             .cert
@@ -165,8 +218,9 @@ impl Server {
             events: Mutex::new(None),
             stopping: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            executor,
         });
-        let accept = smol::spawn(accept_loop(listener, shared.clone()));
+        let accept = shared.spawn(accept_loop(listener, shared.clone()));
         Ok(Server {
             handle: ServerHandle { shared },
             addr,
@@ -264,7 +318,7 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
         let admitted = lock(&shared.conns).admit(peer);
         match admitted {
             Err(Refusal { status, reason }) => {
-                smol::spawn(refuse(sock, status, reason)).detach();
+                shared.spawn(refuse(sock, status, reason)).detach();
                 shared
                     .emit(ServerEvent::Error(
                         None,
@@ -274,7 +328,7 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
             }
             Ok(info) => {
                 let s = shared.clone();
-                let task = smol::spawn(async move {
+                let task = shared.spawn(async move {
                     serve(sock, info, &s).await;
                     lock(&s.conns).release(&info);
                 });
@@ -375,6 +429,7 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
         }
     };
     let (tx, mut rx) = halves(conn, stream);
+    tx.set_read_ready(MaybeTls::poll_read_ready);
     lock(&shared.conns).insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {
         let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");

@@ -46,9 +46,19 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
 }
 
+/// Waits until a stream is readable without reading from it.
+pub(crate) type ReadReady<S> = fn(&S, &mut Context<'_>) -> Poll<io::Result<()>>;
+
 struct State<S> {
     conn: Connection,
     stream: S,
+    /// For streams that can wait for readability (plain TCP): after a read
+    /// that did not fill the buffer, wait for the reactor's readiness event
+    /// instead of reading again, which would only say `EAGAIN` (one system
+    /// call less per message when one message is in flight).
+    ready: Option<ReadReady<S>>,
+    /// The last read did not fill the buffer: the socket was drained.
+    short_read: bool,
     out: Vec<u8>,
     written: usize,
     shutdown_pending: bool,
@@ -205,7 +215,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                     continue;
                 }
                 Some(deadline) => {
-                    if self.timer.as_ref().is_none_or(|(d, _)| *d != deadline) {
+                    // A later deadline keeps the armed timer: when it fires
+                    // early, the core finds nothing due and the timer is
+                    // set again for the new deadline. The keepalive
+                    // deadline moves with every message received, and
+                    // re-arming for each one would cost the reactor a
+                    // wake-up (eventfd write and read, epoll_ctl) per
+                    // message.
+                    if self.timer.as_ref().is_none_or(|(d, _)| deadline < *d) {
                         self.timer = Some((deadline, Timer::at(deadline)));
                     }
                     if let Some((_, t)) = &mut self.timer {
@@ -228,20 +245,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 // the wait wakes us when it is done).
                 return Poll::Pending;
             }
+            if self.short_read {
+                if let Some(ready) = self.ready {
+                    // An error here comes back from the read below.
+                    if ready(&self.stream, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                self.short_read = false;
+            }
             let stream = &mut self.stream;
             let conn = &mut self.conn;
+            let can_wait = self.ready.is_some();
+            let short_read = &mut self.short_read;
             let r = SCRATCH.with(|s| {
                 let mut buf = s.borrow_mut();
                 match Pin::new(stream).poll_read(cx, &mut buf) {
                     Poll::Ready(Ok(n)) => {
                         if n > 0 {
                             conn.handle_data(Instant::now(), &buf[..n]);
+                            *short_read = can_wait && n < buf.len();
                         }
                         Poll::Ready(Ok(n))
                     }
                     other => other,
                 }
             });
+            if self.short_read {
+                if let Some(ready) = self.ready {
+                    // The readiness event behind this read may still be
+                    // recorded (async-io reports an event once, to the
+                    // next poll): consume it now, so the wait after this
+                    // short read waits for new data.
+                    let _ = ready(&self.stream, &mut Context::from_waker(Waker::noop()));
+                }
+            }
             match r {
                 Poll::Ready(Ok(0)) => {
                     self.eof = true;
@@ -316,6 +354,14 @@ impl<S> Drop for OwnerGuard<'_, S> {
 impl<S> std::fmt::Debug for Sender<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender").finish()
+    }
+}
+
+impl<S> Sender<S> {
+    /// Lets the receiver wait for readability with `ready` after a short
+    /// read (see `State::ready`).
+    pub(crate) fn set_read_ready(&self, ready: ReadReady<S>) {
+        self.shared.lock().ready = Some(ready);
     }
 }
 
@@ -549,6 +595,8 @@ pub(crate) fn halves<S>(conn: Connection, stream: S) -> (Sender<S>, Receiver<S>)
         state: Mutex::new(State {
             conn,
             stream,
+            ready: None,
+            short_read: false,
             out: Vec::new(),
             written: 0,
             shutdown_pending: false,
@@ -571,4 +619,115 @@ pub(crate) fn halves<S>(conn: Connection, stream: S) -> (Sender<S>, Receiver<S>)
             asm: Assembler::new(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_io::Async;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use ws_proto::{Config, Role};
+
+    /// Loopback TCP that counts the reads that found nothing to read.
+    struct Counting {
+        inner: Async<TcpStream>,
+        empty_reads: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.inner.get_ref().read_nonblocking(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.empty_reads.fetch_add(1, Ordering::SeqCst);
+                }
+                other => return Poll::Ready(other),
+            }
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    trait ReadNonblocking {
+        fn read_nonblocking(&self, buf: &mut [u8]) -> io::Result<usize>;
+    }
+
+    impl ReadNonblocking for TcpStream {
+        fn read_nonblocking(&self, buf: &mut [u8]) -> io::Result<usize> {
+            use std::io::Read;
+            (&mut &*self).read(buf)
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_close(cx)
+        }
+    }
+
+    fn counting_ready(s: &Counting, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        s.inner.poll_readable(cx)
+    }
+
+    /// Runs 50 one-in-flight round trips against a receiver; the reads
+    /// that found the socket empty.
+    fn empty_reads(wait_for_readiness: bool) -> usize {
+        smol::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut peer = Async::<TcpStream>::connect(addr).await.unwrap();
+            let (ours, _) = listener.accept().unwrap();
+            let empty = Arc::new(AtomicUsize::new(0));
+            let stream = Counting {
+                inner: Async::new(ours).unwrap(),
+                empty_reads: empty.clone(),
+            };
+            let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
+            let (tx, mut rx) = halves(conn, stream);
+            if wait_for_readiness {
+                tx.set_read_ready(counting_ready);
+            }
+            let reader = async {
+                for i in 0..50u8 {
+                    assert_eq!(rx.recv().await.unwrap(), Message::Binary(vec![i].into()));
+                    // Tell the peer to send the next one.
+                    tx.send_binary(&[i]).await.unwrap();
+                }
+            };
+            let writer = async {
+                let mut buf = [0u8; 7];
+                for i in 0..50u8 {
+                    peer.write_all(&[0x82, 1, i]).await.unwrap();
+                    // Our masked reply: 2 + 4 + 1 bytes.
+                    peer.read_exact(&mut buf).await.unwrap();
+                }
+            };
+            futures_lite::future::zip(reader, writer).await;
+            empty.load(Ordering::SeqCst)
+        })
+    }
+
+    #[test]
+    fn after_a_short_read_the_receiver_waits_for_readiness_instead_of_reading() {
+        let plain = empty_reads(false);
+        let waiting = empty_reads(true);
+        // Without readiness every message costs a read that finds nothing
+        // (the one before the wait); with it, none should.
+        assert!(plain >= 45, "{plain} empty reads without readiness");
+        assert!(waiting <= 2, "{waiting} empty reads with readiness");
+    }
 }

@@ -885,3 +885,39 @@ fn a_batch_of_pings_gets_every_pong_and_echoes_come_back_in_order() {
         assert_eq!(texts, (b'0'..=b'9').collect::<Vec<u8>>());
     });
 }
+
+#[test]
+fn start_on_runs_the_server_on_the_callers_executor() {
+    // One thread runs the executor inside block_on, so it also drives the
+    // reactor: the server's callbacks must run on this very thread (with
+    // `Server::start` they run on smol's global executor threads).
+    let ex = Arc::new(smol::Executor::new());
+    let here = std::thread::current().id();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    run(ex.clone().run(async move {
+        let mut server = Server::start_on(ex.clone(), local()).await.unwrap();
+        let h = server.handle();
+        for kind in [ServerEventKind::Connect, ServerEventKind::MessageReceive] {
+            let seen = seen.clone();
+            let h = h.clone();
+            server.on(kind, move |ev| {
+                seen.lock().unwrap().push(std::thread::current().id());
+                if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                    let _ = h.queue_text(c, t);
+                }
+            });
+        }
+        let mut ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        for i in 0..20 {
+            ws.send_text(&format!("m{i}")).await.unwrap();
+            assert_eq!(ws.recv().await.unwrap(), Message::Text(format!("m{i}")));
+        }
+        ws.close_and_wait(CloseCode::NORMAL, "").await.unwrap();
+        server.stop().await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 21, "one Connect and 20 messages");
+        assert!(seen.iter().all(|id| *id == here), "{seen:?} vs {here:?}");
+    }));
+}

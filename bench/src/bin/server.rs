@@ -1,8 +1,10 @@
 //! One echo server per contender, each on a single thread (or, for
 //! ws-blocking, a thread per connection), for the loopback benchmarks.
 //!
-//! `server IMPL PORT [--deflate]`; IMPL is ws-smol, ws-blocking,
-//! async-tungstenite, tokio-tungstenite, fastwebsockets or raw-tcp (answers
+//! `server IMPL PORT [--deflate]`; IMPL is ws-smol (on an executor run by
+//! the main thread, `Server::start_on`), ws-smol-global (smol's global
+//! executor, `Server::start`), ws-blocking, async-tungstenite,
+//! tokio-tungstenite, fastwebsockets or raw-tcp (answers
 //! an upgrade request with a canned response of the same size, then
 //! closes: the baseline of the handshake benchmark). Prints
 //! `listening PORT`; on the stdin line `mem` prints `mem HEAP RSS`; exits
@@ -20,7 +22,8 @@ fn main() {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     control_thread();
     match which.as_str() {
-        "ws-smol" => ws_smol_server(addr, deflate),
+        "ws-smol" => ws_smol_server(addr, deflate, true),
+        "ws-smol-global" => ws_smol_server(addr, deflate, false),
         "ws-blocking" => ws_blocking_server(addr, deflate),
         "async-tungstenite" => async_tungstenite_server(addr),
         "tokio-tungstenite" => tokio_tungstenite_server(addr),
@@ -37,16 +40,23 @@ fn deflate_config(on: bool) -> Option<ws_proto::DeflateConfig> {
     })
 }
 
-fn ws_smol_server(addr: SocketAddr, deflate: bool) {
+fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool) {
+    use std::sync::Arc;
     use ws_smol::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
-    smol::block_on(async {
+    let ex = Arc::new(smol::Executor::new());
+    smol::block_on(ex.run(async {
         let mut options = ServerOptions::default();
         options.ip = addr.ip();
         options.port = addr.port();
         options.max_clients = 20_000;
         options.max_connections_per_ip = 20_000;
         options.config.deflate = deflate_config(deflate);
-        let server = Server::start(options).await.expect("start");
+        let server = if own_executor {
+            Server::start_on(ex.clone(), options).await
+        } else {
+            Server::start(options).await
+        }
+        .expect("start");
         let handle = server.handle();
         server.on(ServerEventKind::MessageReceive, move |event| match event {
             ServerEvent::Message(conn, Message::Text(t)) => {
@@ -59,7 +69,7 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool) {
         });
         announce(server.local_addr().port());
         futures_lite::future::pending::<()>().await;
-    })
+    }))
 }
 
 fn ws_blocking_server(addr: SocketAddr, deflate: bool) {
