@@ -38,13 +38,93 @@ fn mask_rotated(mask: [u8; 4], offset: usize) -> [u8; 4] {
     ]
 }
 
-/// Appends `src` masked with `mask` to `dst`: one copy, then one in-place pass
-/// over bytes that are already in cache.
+/// Bytes masked per block by [`extend_masked`]: small enough to stay in L1.
+const BLOCK: usize = 512;
+
+/// Appends `src` masked with `mask` (starting at byte `offset` of the mask
+/// cycle) to `dst`.
+///
+/// Short inputs are copied and then masked in place. Longer ones are masked
+/// block by block into a buffer on the stack, each block appended from
+/// there: `src` is read once and `dst` written once, where copying first
+/// and masking in place would pass over `dst` twice (safe code cannot write
+/// into a `Vec`'s spare capacity directly).
 #[inline]
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
-    let start = dst.len();
-    dst.extend_from_slice(src);
-    apply_mask(&mut dst[start..], mask, 0);
+    extend_masked_at(dst, src, mask, 0);
+}
+
+/// A growable byte buffer [`extend_masked_at`] can append to.
+pub trait ByteSink {
+    /// Bytes held.
+    fn held(&self) -> usize;
+    /// Room for `n` more bytes.
+    fn reserve_more(&mut self, n: usize);
+    /// Appends `s`.
+    fn append(&mut self, s: &[u8]);
+    /// The bytes from `from` on.
+    fn tail_mut(&mut self, from: usize) -> &mut [u8];
+}
+
+impl ByteSink for Vec<u8> {
+    fn held(&self) -> usize {
+        self.len()
+    }
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n);
+    }
+    fn append(&mut self, s: &[u8]) {
+        self.extend_from_slice(s);
+    }
+    fn tail_mut(&mut self, from: usize) -> &mut [u8] {
+        &mut self[from..]
+    }
+}
+
+impl ByteSink for bytes::BytesMut {
+    fn held(&self) -> usize {
+        self.len()
+    }
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n);
+    }
+    fn append(&mut self, s: &[u8]) {
+        self.extend_from_slice(s);
+    }
+    fn tail_mut(&mut self, from: usize) -> &mut [u8] {
+        &mut self[from..]
+    }
+}
+
+/// [`extend_masked`] into any [`ByteSink`], from byte `offset` of the mask
+/// cycle.
+pub fn extend_masked_at<B: ByteSink>(dst: &mut B, src: &[u8], mask: [u8; 4], offset: usize) {
+    if src.len() < BLOCK {
+        let start = dst.held();
+        dst.append(src);
+        apply_mask(dst.tail_mut(start), mask, offset);
+        return;
+    }
+    dst.reserve_more(src.len());
+    let rot = mask_rotated(mask, offset);
+    let word = u64::from_ne_bytes([
+        rot[0], rot[1], rot[2], rot[3], rot[0], rot[1], rot[2], rot[3],
+    ]);
+    let mut block = [0u8; BLOCK];
+    let mut blocks = src.chunks_exact(BLOCK);
+    for chunk in &mut blocks {
+        for (d, s) in block.chunks_exact_mut(8).zip(chunk.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(s);
+            d.copy_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
+        }
+        dst.append(&block);
+    }
+    // Every block is a multiple of 4 bytes, so the mask phase is unchanged.
+    let rest = blocks.remainder();
+    let start = dst.held();
+    dst.append(rest);
+    apply_mask(dst.tail_mut(start), rot, 0);
 }
 
 #[cfg(test)]
@@ -68,6 +148,22 @@ mod tests {
                 apply_mask(&mut a, mask, offset);
                 naive(&mut b, mask, offset);
                 assert_eq!(a, b, "len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn extend_masked_matches_the_definition_across_block_sizes() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        for len in [0, 1, 7, 511, 512, 513, 1024, 1031, 4096 + 3] {
+            for offset in 0..4 {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+                let mut want = data.clone();
+                naive(&mut want, mask, offset);
+                let mut got = vec![9u8; 3];
+                extend_masked_at(&mut got, &data, mask, offset);
+                assert_eq!(&got[..3], &[9, 9, 9]);
+                assert_eq!(&got[3..], &want[..], "len {len} offset {offset}");
             }
         }
     }

@@ -987,3 +987,44 @@ fn an_idle_connection_gives_back_its_read_buffer() {
         s.input_capacity()
     );
 }
+
+#[test]
+fn large_masked_frames_split_anywhere_are_unmasked_exactly() {
+    // Payload that continues a frame is unmasked while it is copied in
+    // (512-byte blocks on the stack); every split and mask phase must give
+    // the bytes back.
+    let binary: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let text = "Grüße, 世界! 🌍 ".repeat(150);
+    let mut cfg = Config::default();
+    cfg.send_fragment_size = 1777;
+    let mut client = Connection::new(Role::Client, cfg, Instant::now(), common::seed(7));
+    client.send_binary(&binary).unwrap();
+    client.send_text(&text).unwrap();
+    client.send_binary(&binary[..513]).unwrap();
+    let mut wire = Vec::new();
+    let _ = client.poll_transmit(&mut wire);
+    for piece in [1, 3, 7, 100, 511, 512, 513, 1460, 4096, wire.len()] {
+        let mut server = Connection::new(Role::Server, Config::default(), Instant::now(), [0; 32]);
+        let mut asm = ws_proto::Assembler::new();
+        let mut got = Vec::new();
+        for p in wire.chunks(piece) {
+            server.handle_data(Instant::now(), p);
+            while let Some(ev) = server.poll_event() {
+                if let Some(m) = asm.push(ev) {
+                    got.push(m);
+                }
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                Message::Binary(binary.clone().into()),
+                Message::Text(text.clone()),
+                Message::Binary(binary[..513].to_vec().into()),
+            ],
+            "pieces of {piece}"
+        );
+    }
+}

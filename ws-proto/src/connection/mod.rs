@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{ConnectionError, ProtocolError, SendError};
 use crate::event::{CloseInfo, Event, Initiator, MessageKind};
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::mask::{apply_mask, extend_masked};
+use crate::mask::{apply_mask, extend_masked, extend_masked_at};
 use crate::utf8::Utf8Validator;
 
 /// RSV1: the first frame of a compressed message (RFC 7692 §6).
@@ -23,6 +23,12 @@ const RSV1: u8 = 0b100;
 /// Input capacity an idle connection keeps; more is released once every
 /// buffered byte has been handed out.
 const IDLE_INPUT_CAPACITY: usize = 4 << 10;
+
+/// At most this much room is reserved ahead for the rest of a frame being
+/// received (its header announced the size; the bytes are not here yet).
+/// Only once payload of the frame arrives; pages not yet written are not
+/// resident.
+const RESERVE_AHEAD_MAX: usize = 1 << 20;
 
 /// Which end of the connection this is. It decides the masking rules: "a
 /// client MUST mask all frames that it sends to the server" and "A server
@@ -79,6 +85,8 @@ struct RxFrame {
     consumed: u64,
     /// Bytes at the start of `inbuf` already unmasked and validated.
     checked: usize,
+    /// Bytes at the start of `inbuf` already unmasked (at least `checked`).
+    unmasked: usize,
 }
 
 /// A WebSocket connection after the opening handshake: bytes in, events and
@@ -265,9 +273,33 @@ impl Connection {
     /// after the right Close frame was queued. Input after a Close or a
     /// failure is ignored ("nothing processed after close").
     pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
-        if self.note_input(now, data.len()) {
-            self.inbuf.extend_from_slice(data);
+        if !self.note_input(now, data.len()) {
+            return;
         }
+        let mut data = data;
+        // Payload that continues the data frame being received, with
+        // nothing else buffered before it, is unmasked as it is copied in:
+        // one pass instead of a copy and a second pass.
+        if let Some(rx) = &mut self.rx {
+            if let Some(mask) = rx.header.mask {
+                if !rx.header.opcode.is_control() && self.inbuf.len() == rx.unmasked {
+                    let to_come = rx.remaining - rx.unmasked as u64;
+                    let n = (data.len() as u64).min(to_come) as usize;
+                    if n > 0 {
+                        // Room for the rest of the frame at once, up to
+                        // a bound: growing by doubling would copy what is
+                        // already buffered at each step.
+                        let ahead = to_come.min(RESERVE_AHEAD_MAX as u64) as usize;
+                        self.inbuf.reserve(ahead);
+                        let phase = (rx.consumed as usize).wrapping_add(rx.unmasked);
+                        extend_masked_at(&mut self.inbuf, &data[..n], mask, phase);
+                        rx.unmasked += n;
+                        data = &data[n..];
+                    }
+                }
+            }
+        }
+        self.inbuf.extend_from_slice(data);
     }
 
     /// Bytes from the peer, handed over as an owned buffer: the zero-copy
@@ -598,6 +630,7 @@ impl Connection {
                         remaining: header.len,
                         consumed: 0,
                         checked: 0,
+                        unmasked: 0,
                     };
                     self.rx = Some(rx);
                     rx
@@ -715,11 +748,19 @@ impl Connection {
     fn on_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
         let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
-        if avail > rx.checked {
-            let fresh = &mut self.inbuf[rx.checked..avail];
+        if avail > rx.unmasked {
             if let Some(mask) = rx.header.mask {
-                apply_mask(fresh, mask, (rx.consumed as usize).wrapping_add(rx.checked));
+                let fresh = &mut self.inbuf[rx.unmasked..avail];
+                apply_mask(
+                    fresh,
+                    mask,
+                    (rx.consumed as usize).wrapping_add(rx.unmasked),
+                );
             }
+            rx.unmasked = avail;
+        }
+        if avail > rx.checked {
+            let fresh = &self.inbuf[rx.checked..avail];
             if kind == MessageKind::Text {
                 // Fail fast: the byte that makes the text invalid fails the
                 // connection when it arrives (§8.1).
@@ -764,6 +805,7 @@ impl Connection {
         rx.remaining -= from_buf as u64;
         rx.consumed += from_buf as u64;
         rx.checked -= from_buf;
+        rx.unmasked -= from_buf;
         if frame_done {
             self.rx = None;
             if rx.header.fin {
@@ -799,12 +841,16 @@ impl Connection {
     fn on_compressed_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
         let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
-        if avail > rx.checked {
+        if avail > rx.unmasked {
             if let Some(mask) = rx.header.mask {
-                let fresh = &mut self.inbuf[rx.checked..avail];
-                apply_mask(fresh, mask, (rx.consumed as usize).wrapping_add(rx.checked));
+                let fresh = &mut self.inbuf[rx.unmasked..avail];
+                apply_mask(
+                    fresh,
+                    mask,
+                    (rx.consumed as usize).wrapping_add(rx.unmasked),
+                );
             }
-            rx.checked = avail;
+            rx.unmasked = avail;
         }
         let frame_in = avail as u64 == rx.remaining;
         if !frame_in && avail < self.config.read_chunk_size {
@@ -853,7 +899,7 @@ impl Connection {
         self.inbuf.advance(used);
         rx.remaining -= used as u64;
         rx.consumed += used as u64;
-        rx.checked -= used;
+        rx.unmasked -= used;
         if kind == MessageKind::Text {
             self.rx_utf8
                 .feed(&buf[carried..filled])
