@@ -66,35 +66,27 @@ pub trait ByteSink {
     fn tail_mut(&mut self, from: usize) -> &mut [u8];
 }
 
-impl ByteSink for Vec<u8> {
-    fn held(&self) -> usize {
-        self.len()
-    }
-    fn reserve_more(&mut self, n: usize) {
-        self.reserve(n);
-    }
-    fn append(&mut self, s: &[u8]) {
-        self.extend_from_slice(s);
-    }
-    fn tail_mut(&mut self, from: usize) -> &mut [u8] {
-        &mut self[from..]
-    }
+macro_rules! byte_sink {
+    ($t:ty) => {
+        impl ByteSink for $t {
+            fn held(&self) -> usize {
+                self.len()
+            }
+            fn reserve_more(&mut self, n: usize) {
+                self.reserve(n);
+            }
+            fn append(&mut self, s: &[u8]) {
+                self.extend_from_slice(s);
+            }
+            fn tail_mut(&mut self, from: usize) -> &mut [u8] {
+                &mut self[from..]
+            }
+        }
+    };
 }
 
-impl ByteSink for bytes::BytesMut {
-    fn held(&self) -> usize {
-        self.len()
-    }
-    fn reserve_more(&mut self, n: usize) {
-        self.reserve(n);
-    }
-    fn append(&mut self, s: &[u8]) {
-        self.extend_from_slice(s);
-    }
-    fn tail_mut(&mut self, from: usize) -> &mut [u8] {
-        &mut self[from..]
-    }
-}
+byte_sink!(Vec<u8>);
+byte_sink!(bytes::BytesMut);
 
 /// [`extend_masked`] into any [`ByteSink`], from byte `offset` of the mask
 /// cycle.

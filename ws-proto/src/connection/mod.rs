@@ -748,17 +748,7 @@ impl Connection {
     fn on_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
         let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
-        if avail > rx.unmasked {
-            if let Some(mask) = rx.header.mask {
-                let fresh = &mut self.inbuf[rx.unmasked..avail];
-                apply_mask(
-                    fresh,
-                    mask,
-                    (rx.consumed as usize).wrapping_add(rx.unmasked),
-                );
-            }
-            rx.unmasked = avail;
-        }
+        self.unmask_up_to(&mut rx, avail);
         if avail > rx.checked {
             let fresh = &self.inbuf[rx.checked..avail];
             if kind == MessageKind::Text {
@@ -841,17 +831,7 @@ impl Connection {
     fn on_compressed_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
         let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
-        if avail > rx.unmasked {
-            if let Some(mask) = rx.header.mask {
-                let fresh = &mut self.inbuf[rx.unmasked..avail];
-                apply_mask(
-                    fresh,
-                    mask,
-                    (rx.consumed as usize).wrapping_add(rx.unmasked),
-                );
-            }
-            rx.unmasked = avail;
-        }
+        self.unmask_up_to(&mut rx, avail);
         let frame_in = avail as u64 == rx.remaining;
         if !frame_in && avail < self.config.read_chunk_size {
             self.rx = Some(rx);
@@ -949,6 +929,17 @@ impl Connection {
     #[cfg(not(feature = "deflate"))]
     fn on_compressed_data(&mut self, _rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         Err(ProtocolError::ReservedBits(RSV1))
+    }
+
+    /// Unmasks the payload in `inbuf` up to `avail` bytes.
+    fn unmask_up_to(&mut self, rx: &mut RxFrame, avail: usize) {
+        if avail > rx.unmasked {
+            if let Some(mask) = rx.header.mask {
+                let phase = (rx.consumed as usize).wrapping_add(rx.unmasked);
+                apply_mask(&mut self.inbuf[rx.unmasked..avail], mask, phase);
+            }
+            rx.unmasked = avail;
+        }
     }
 
     /// Builds a text chunk when a code point straddles frames: the carried
