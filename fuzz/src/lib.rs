@@ -143,6 +143,9 @@ impl Command {
 pub struct Checked {
     pub conn: Connection,
     pub asm: Assembler,
+    /// Take whole messages from `Connection::poll_message` instead of
+    /// events through `asm`.
+    pub whole: bool,
     pub messages: Vec<Message>,
     pub closed: Option<CloseInfo>,
     pub shut_down: bool,
@@ -156,6 +159,7 @@ impl Checked {
         Checked {
             conn,
             asm: Assembler::new(),
+            whole: false,
             messages: Vec::new(),
             closed: None,
             shut_down: false,
@@ -164,9 +168,18 @@ impl Checked {
         }
     }
 
-    /// Drains events and output, checking: no event after Closed, Closed
-    /// exactly once, no data after the shutdown, bounded buffering.
-    pub fn pump(&mut self) {
+    fn pump_messages(&mut self) {
+        while let Some(m) = self.conn.poll_message() {
+            assert!(self.closed.is_none(), "message after Closed: {m:?}");
+            if let Message::Closed(info) = &m {
+                assert_eq!(self.conn.state(), State::Closed);
+                self.closed = Some(info.clone());
+            }
+            self.messages.push(m);
+        }
+    }
+
+    fn pump_events(&mut self) {
         while let Some(ev) = self.conn.poll_event() {
             assert!(self.closed.is_none(), "event after Closed: {ev:?}");
             if let Event::Text { data, .. } = &ev {
@@ -179,6 +192,16 @@ impl Checked {
             if let Some(m) = self.asm.push(ev) {
                 self.messages.push(m);
             }
+        }
+    }
+
+    /// Drains events and output, checking: no event after Closed, Closed
+    /// exactly once, no data after the shutdown, bounded buffering.
+    pub fn pump(&mut self) {
+        if self.whole {
+            self.pump_messages();
+        } else {
+            self.pump_events();
         }
         assert!(self.closed.is_some() || self.conn.state() != State::Closed);
         // After draining, at most one partial frame is buffered, and of a
@@ -265,6 +288,7 @@ pub fn run_connection(role: Role, steps: Vec<Step>) {
 pub fn run_connection_with(conn: Connection, start: Instant, steps: Vec<Step>) {
     let mut now = start;
     let mut side = Checked::new(conn);
+    side.whole = steps.len() % 2 == 1;
     let mut input = 0u64;
     let mut commanded = 0u64;
     let mut partial = None;
@@ -365,6 +389,7 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
     let mut now = start;
     let mut client = Checked::new(client);
     let mut server = Checked::new(server);
+    server.whole = true;
     let mut to_server = Link {
         delivered_eof: false,
         cut: false,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use ws_proto::api::tls::rustls;
 use ws_proto::api::Error;
-use ws_proto::{Assembler, CloseCode, Connection, Event, Message, MessageKind, State, Transmit};
+use ws_proto::{CloseCode, Connection, Event, Message, MessageKind, State, Transmit};
 
 /// The longest a receiver sleeps in `read` before it looks at the timers
 /// again (a Close queued by another thread starts a close timeout that the
@@ -291,7 +291,6 @@ pub struct Receiver {
     shared: Shared,
     sock: TcpStream,
     buf: BytesMut,
-    asm: Assembler,
     done: bool,
 }
 
@@ -308,11 +307,17 @@ impl Receiver {
     /// bounded memory), a ping, a pong, or the close. `Ok(None)` once the
     /// connection is finished and the close was reported.
     pub fn recv_event(&mut self) -> Result<Option<Event>, Error> {
+        self.recv_next(Connection::poll_event)
+    }
+
+    /// The run loop around `next` (`Connection::poll_event` or
+    /// `Connection::poll_message`).
+    fn recv_next<T>(&mut self, next: fn(&mut Connection) -> Option<T>) -> Result<Option<T>, Error> {
         loop {
             let ev = {
                 let mut g = lock(&self.shared.state);
                 g.drain_plaintext(Instant::now());
-                g.conn.poll_event()
+                next(&mut g.conn)
             };
             // Replies (Pong, Close) leave before the event is handed out; a
             // sender busy writing takes them along.
@@ -329,10 +334,10 @@ impl Receiver {
                 if let Err(e) = flushed {
                     // The peer is gone; let the core report 1006.
                     g.conn.handle_eof(Instant::now());
-                    if g.conn.poll_event().is_none() {
-                        return Err(e);
-                    }
-                    continue;
+                    return match next(&mut g.conn) {
+                        Some(ev) => Ok(Some(ev)),
+                        None => Err(e),
+                    };
                 }
                 g.conn.poll_timeout()
             };
@@ -380,17 +385,11 @@ impl Receiver {
 
     /// The next whole message (or ping, pong, close). After
     /// [`Message::Closed`], returns [`Error::Closed`].
+    /// A text message is checked for UTF-8 once, as it arrives, and built
+    /// into its `String` by that pass ([`Connection::poll_message`]).
     pub fn recv(&mut self) -> Result<Message, Error> {
-        loop {
-            match self.recv_event()? {
-                Some(ev) => {
-                    if let Some(m) = self.asm.push(ev) {
-                        return Ok(m);
-                    }
-                }
-                None => return Err(Error::Closed),
-            }
-        }
+        self.recv_next(Connection::poll_message)?
+            .ok_or(Error::Closed)
     }
 }
 
@@ -422,7 +421,6 @@ pub(crate) fn split(
             shared,
             sock,
             buf: BytesMut::new(),
-            asm: Assembler::new(),
             done: false,
         },
     ))

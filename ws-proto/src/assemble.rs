@@ -47,6 +47,11 @@ impl Assembler {
         Self::default()
     }
 
+    /// Whether a message has begun and not ended.
+    pub fn in_progress(&self) -> bool {
+        self.kind.is_some()
+    }
+
     /// Number of bytes of an unfinished message held.
     pub fn buffered(&self) -> usize {
         self.buf.len()

@@ -42,6 +42,23 @@ fn sequence_len(lead: u8) -> usize {
     }
 }
 
+/// Bytes at the end of `input` that begin a code point without finishing it
+/// (0 to 3): a lead byte among the last three bytes whose sequence runs past
+/// the end. Bytes that could never lead are left for validation to refuse.
+#[inline]
+fn incomplete_tail(input: &[u8]) -> usize {
+    let n = input.len();
+    for back in 1..=3.min(n) {
+        let b = input[n - back];
+        if b & 0xc0 != 0x80 {
+            // Not a continuation byte: it leads (or is ASCII or invalid).
+            let need = sequence_len(b);
+            return if need > back { back } else { 0 };
+        }
+    }
+    0
+}
+
 impl Utf8Validator {
     /// A validator at the start of a stream.
     pub fn new() -> Self {
@@ -96,6 +113,52 @@ impl Utf8Validator {
                 }
             },
         }
+    }
+
+    /// Like [`feed`](Self::feed), and appends the text validated so far to
+    /// `out`: each byte is checked once, and the checked `&str` is what is
+    /// copied (safe code has no other way from bytes to a `String`). A code
+    /// point split across pieces is appended once it is complete.
+    pub fn feed_into(&mut self, mut input: &[u8], out: &mut String) -> Result<(), Utf8Error> {
+        if self.partial_len > 0 {
+            let have = self.partial_len as usize;
+            let need = sequence_len(self.partial[0]);
+            let take = (need - have).min(input.len());
+            let mut seq = self.partial;
+            seq[have..have + take].copy_from_slice(&input[..take]);
+            let seq_len = have + take;
+            match simdutf8::compat::from_utf8(&seq[..seq_len]) {
+                Ok(s) => out.push_str(s),
+                Err(e) if e.error_len().is_none() => {
+                    self.partial = seq;
+                    self.partial_len = seq_len as u8;
+                    return Ok(());
+                }
+                Err(_) => return Err(Utf8Error),
+            }
+            self.partial_len = 0;
+            input = &input[take..];
+        }
+        // Validate up to the last code point boundary in one pass, so the
+        // checked text comes back as a `&str`; a code point cut off at the
+        // end (at most 3 bytes) waits in `partial`.
+        let cut = input.len() - incomplete_tail(input);
+        match simdutf8::compat::from_utf8(&input[..cut]) {
+            Ok(s) => out.push_str(s),
+            Err(_) => return Err(Utf8Error),
+        }
+        let tail = &input[cut..];
+        if !tail.is_empty() {
+            // A lead byte and too few continuation bytes: valid so far only
+            // if they can still start a code point.
+            match simdutf8::compat::from_utf8(tail) {
+                Err(e) if e.error_len().is_none() && e.valid_up_to() == 0 => {}
+                _ => return Err(Utf8Error),
+            }
+            self.partial[..tail.len()].copy_from_slice(tail);
+            self.partial_len = tail.len() as u8;
+        }
+        Ok(())
     }
 
     /// Ends the stream: fails if it stopped inside a code point.
@@ -153,6 +216,50 @@ mod tests {
         assert_eq!(check_split(&[0xf4, 0x90, 0x80, 0x80]), Some(1));
         assert_eq!(check_split(&[0xf5]), Some(0));
         assert_eq!(check_split(&[0xc0, 0x80]), Some(0));
+    }
+
+    /// Feeds `bytes` cut at `cuts` through `feed_into`; the text, or the
+    /// index of the piece that failed.
+    fn feed_into_pieces(bytes: &[u8], cuts: &[usize]) -> Result<String, usize> {
+        let mut v = Utf8Validator::new();
+        let mut out = String::new();
+        let mut start = 0;
+        for (i, &end) in cuts.iter().chain(std::iter::once(&bytes.len())).enumerate() {
+            v.feed_into(&bytes[start..end], &mut out).map_err(|_| i)?;
+            start = end;
+        }
+        v.finish().map_err(|_| cuts.len() + 1)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn feed_into_rebuilds_the_text_and_fails_where_feed_fails() {
+        let s = "aκόσμε 𝄞 ascii € \u{10ffff}z";
+        let b = s.as_bytes();
+        for i in 0..=b.len() {
+            for j in i..=b.len() {
+                assert_eq!(
+                    feed_into_pieces(b, &[i, j]).as_deref(),
+                    Ok(s),
+                    "cuts {i} {j}"
+                );
+            }
+        }
+        // Invalid input fails in the same piece as `feed`, byte by byte.
+        for bad in [
+            &[0xed, 0xa0, 0x80][..],
+            &[0xf4, 0x90, 0x80, 0x80],
+            &[0xf5],
+            &[0xc0, 0x80],
+            &[0x80],
+            &[b'a', 0xe2, 0x82, b'b'],
+            &[0xe2, 0x82],
+            &[0xf0, 0x9d, 0x84],
+        ] {
+            let cuts: Vec<usize> = (1..bad.len()).collect();
+            let by_into = feed_into_pieces(bad, &cuts).err();
+            assert_eq!(by_into, check_split(bad), "{bad:x?}");
+        }
     }
 
     #[test]

@@ -1028,3 +1028,49 @@ fn large_masked_frames_split_anywhere_are_unmasked_exactly() {
         );
     }
 }
+
+#[test]
+fn poll_message_fails_fast_on_invalid_utf8_and_builds_split_code_points() {
+    // Autobahn 6.4.1 through poll_message: the bad bytes in the middle of a
+    // frame whose end has not arrived fail the connection at once.
+    let (mut s, now) = server();
+    let mut payload = "κόσμε".as_bytes().to_vec();
+    payload.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]);
+    payload.extend_from_slice(b"edited");
+    let frame = client_frame(0x81, &payload);
+    let cut = 6 + "κόσμε".len() + 2;
+    s.handle_data(now, &frame[..cut]);
+    match s.poll_message() {
+        Some(Message::Closed(c)) => assert_eq!(c.code, CloseCode::INVALID_PAYLOAD),
+        other => panic!("{other:?}"),
+    }
+    let mut out = Vec::new();
+    while s.poll_transmit(&mut out) != Transmit::Nothing {}
+    assert_eq!(close_code_on_wire(&out), 1007);
+
+    // A message in three fragments, a code point cut by each boundary, a
+    // Ping in between, and the input fed byte by byte.
+    let (mut s, now) = server();
+    let text = "a€𝄞b";
+    let b = text.as_bytes();
+    let mut input = client_frame(0x01, &b[..2]);
+    input.extend(client_frame(0x89, b"p"));
+    input.extend(client_frame(0x00, &b[2..6]));
+    input.extend(client_frame(0x80, &b[6..]));
+    input.extend(client_frame(0x81, b""));
+    let mut got = Vec::new();
+    for byte in input.chunks(1) {
+        s.handle_data(now, byte);
+        while let Some(m) = s.poll_message() {
+            got.push(m);
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::Text(text.into()),
+            Message::Text(String::new()),
+        ]
+    );
+}

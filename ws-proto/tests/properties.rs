@@ -68,9 +68,30 @@ fn client_bytes(ops: &[Op], fragment: usize) -> Vec<u8> {
     out
 }
 
+/// How the server side takes its input apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reader {
+    /// `poll_event` and an `Assembler`.
+    Events,
+    /// `poll_message`.
+    Messages,
+    /// Both, switching after each message (the documented rule: a
+    /// message's chunks all go to one reader).
+    Mixed,
+}
+
 /// Feeds `input` to a server in pieces cut at `cuts`; returns the whole
 /// messages and the bytes the server wrote.
 fn server_sees(input: &[u8], cuts: &[usize], chunk_size: usize) -> (Vec<Message>, Vec<u8>) {
+    server_reads(input, cuts, chunk_size, Reader::Events)
+}
+
+fn server_reads(
+    input: &[u8],
+    cuts: &[usize],
+    chunk_size: usize,
+    reader: Reader,
+) -> (Vec<Message>, Vec<u8>) {
     let now = Instant::now();
     let mut cfg = Config::default();
     cfg.read_chunk_size = chunk_size;
@@ -85,7 +106,23 @@ fn server_sees(input: &[u8], cuts: &[usize], chunk_size: usize) -> (Vec<Message>
     for cut in cuts {
         s.handle_data(now, &input[last..cut]);
         last = cut;
-        while let Some(ev) = s.poll_event() {
+        loop {
+            let data_msgs = msgs
+                .iter()
+                .filter(|m| matches!(m, Message::Text(_) | Message::Binary(_)))
+                .count();
+            if reader == Reader::Messages || reader == Reader::Mixed && data_msgs % 2 == 1 {
+                match s.poll_message() {
+                    Some(m) => {
+                        msgs.push(m);
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let Some(ev) = s.poll_event() else {
+                break;
+            };
             if let Event::Text { data, .. } = &ev {
                 assert!(
                     std::str::from_utf8(data).is_ok(),
@@ -154,7 +191,13 @@ proptest! {
         let (whole, whole_out) = server_sees(&input, &[], 1 << 16);
         prop_assert_eq!(&whole, &expected(&ops));
         let (split, split_out) = server_sees(&input, &cuts, chunk_size);
-        prop_assert_eq!(whole, split);
+        prop_assert_eq!(&whole, &split);
+        // Whole messages from the connection itself, and turns of both.
+        for reader in [Reader::Messages, Reader::Mixed] {
+            let (msgs, out) = server_reads(&input, &cuts, chunk_size, reader);
+            prop_assert_eq!(&whole, &msgs);
+            prop_assert_eq!(frames_of(&out).1, frames_of(&split_out).1);
+        }
         // Pongs may be coalesced differently (RFC 6455 §5.5.3 lets an
         // endpoint answer only the latest Ping), but the last Pong answers
         // the last Ping, and every other frame is the same.

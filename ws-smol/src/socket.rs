@@ -23,8 +23,7 @@ use futures_lite::future::poll_fn;
 use futures_sink::Sink;
 use ws_proto::api::Error;
 use ws_proto::{
-    Assembler, CloseCode, Connection, Event, Message, MessageKind, SendError, State as ConnState,
-    Transmit,
+    CloseCode, Connection, Event, Message, MessageKind, SendError, State as ConnState, Transmit,
 };
 
 /// Bytes read per `poll_read`, into a per-thread scratch buffer, so an idle
@@ -180,9 +179,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     }
 
     /// The next event: the receive half of the run loop.
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
+    /// The next item out of `next` (`Connection::poll_event` for events,
+    /// `Connection::poll_message` for whole messages); `is_ping` tells a
+    /// Ping.
+    fn poll_next<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        next: fn(&mut Connection) -> Option<T>,
+        is_ping: fn(&T) -> bool,
+    ) -> Poll<Result<Option<T>, Error>> {
         loop {
-            if let Some(ev) = self.conn.poll_event() {
+            if let Some(ev) = next(&mut self.conn) {
                 // Replies (Pong, Close) and what the application queued
                 // while handling the previous events go out with the last
                 // event of what was read: a batch of pipelined messages
@@ -192,7 +199,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 // (every Ping gets its Pong while the application keeps
                 // reading; Autobahn 2.10). If the socket is full they stay
                 // queued for the next poll.
-                if self.conn.buffered_input() == 0 || matches!(ev, Event::Ping(_)) {
+                if self.conn.buffered_input() == 0 || is_ping(&ev) {
                     let _ = self.poll_flush_for_receiver(cx);
                 }
                 return Poll::Ready(Ok(Some(ev)));
@@ -536,7 +543,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
 /// nothing, and the next call continues where they stopped.
 pub struct Receiver<S> {
     shared: Arc<Shared<S>>,
-    asm: Assembler,
 }
 
 impl<S> std::fmt::Debug for Receiver<S> {
@@ -548,7 +554,9 @@ impl<S> std::fmt::Debug for Receiver<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// Polls for the next chunk event.
     pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
-        self.shared.lock().poll_event(cx)
+        self.shared
+            .lock()
+            .poll_next(cx, Connection::poll_event, |e| matches!(e, Event::Ping(_)))
     }
 
     /// The next chunk event (huge messages stream in bounded memory); `None`
@@ -558,22 +566,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     }
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
-        loop {
-            match self.poll_event(cx) {
-                Poll::Ready(Ok(Some(ev))) => {
-                    if let Some(m) = self.asm.push(ev) {
-                        return Poll::Ready(Ok(Some(m)));
-                    }
-                }
-                Poll::Ready(Ok(None)) => return Poll::Ready(Ok(None)),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.shared
+            .lock()
+            .poll_next(cx, Connection::poll_message, |m| {
+                matches!(m, Message::Ping(_))
+            })
     }
 
     /// The next whole message, ping, pong or the close; then
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]. A text message is checked for UTF-8 once, as it
+    /// arrives, and built into its `String` by that pass
+    /// ([`Connection::poll_message`]).
     pub async fn recv(&mut self) -> Result<Message, Error> {
         poll_fn(|cx| self.poll_message(cx))
             .await?
@@ -614,10 +617,7 @@ pub(crate) fn halves<S>(conn: Connection, stream: S) -> (Sender<S>, Receiver<S>)
             shared: shared.clone(),
             sink_owned: false,
         },
-        Receiver {
-            shared,
-            asm: Assembler::new(),
-        },
+        Receiver { shared },
     )
 }
 

@@ -1,7 +1,7 @@
 //! Table A: the codec in memory, same binary, same run.
 //!
 //! `codec [--quick]` prints markdown tables: decode (masked frames in, whole
-//! messages out, server role) and encode (server and client role) for
+//! messages out of `Connection::poll_message`, server role) and encode (server and client role) for
 //! ws-proto and tungstenite over an in-memory stream, next to the ceilings
 //! measured in the same run (memcpy, a word-wise XOR unmask,
 //! `std::str::from_utf8`); then the same decode input fed in 1 B, 7 B,
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ws_bench::client_frame;
-use ws_proto::{Assembler, Config, Connection, MessageKind, Role};
+use ws_proto::{Config, Connection, MessageKind, Role};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -176,16 +176,14 @@ impl Case {
         let now = Instant::now();
         match op {
             Op::DecodeProto => {
+                // Whole messages as the adapters take them: poll_message.
                 let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
-                let mut asm = Assembler::new();
                 let mut msgs = 0;
                 for piece in self.input.chunks(self.feed) {
                     c.handle_data(now, piece);
-                    while let Some(ev) = c.poll_event() {
-                        if let Some(m) = asm.push(ev) {
-                            black_box(&m);
-                            msgs += 1;
-                        }
+                    while let Some(m) = c.poll_message() {
+                        black_box(&m);
+                        msgs += 1;
                     }
                 }
                 assert_eq!(msgs, self.count);

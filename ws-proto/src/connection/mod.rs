@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+use crate::assemble::{Assembler, Message};
 use crate::close::CloseCode;
 use crate::config::Config;
 use crate::error::{ConnectionError, ProtocolError, SendError};
@@ -116,6 +117,18 @@ pub struct Connection {
     #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
     rx_msg_out: u64,
     rx_utf8: Utf8Validator,
+    /// The next text message is built as a `String` while it is validated
+    /// (`poll_message` was called last, not `poll_event`).
+    whole_text: bool,
+    /// The text message being received is built in `rx_text`.
+    rx_whole_text: bool,
+    /// The text of that message so far, each byte validated once.
+    rx_text: String,
+    /// `rx_text` holds a whole message: the event just returned stands
+    /// for it.
+    rx_text_done: bool,
+    /// Joins binary messages and compressed text for `poll_message`.
+    asm: Assembler,
     /// Bytes of a code point split across frames, handed out with the next chunk.
     carry: [u8; 4],
     carry_len: u8,
@@ -178,6 +191,11 @@ impl Connection {
             rx_compressed: false,
             rx_msg_out: 0,
             rx_utf8: Utf8Validator::new(),
+            whole_text: false,
+            rx_whole_text: false,
+            rx_text: String::new(),
+            rx_text_done: false,
+            asm: Assembler::new(),
             carry: [0; 4],
             carry_len: 0,
             reading: true,
@@ -398,7 +416,54 @@ impl Connection {
     /// The next event, parsed lazily from buffered input; `None` when more
     /// input is needed. An event may queue output (a Pong, a Close), so drain
     /// [`poll_transmit`](Self::poll_transmit) after draining events.
+    ///
+    /// Use either this or [`poll_message`](Self::poll_message) for a
+    /// connection. If a text message began under `poll_message`, it comes
+    /// out here as one final chunk.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.whole_text = false;
+        let ev = self.next_event()?;
+        if self.rx_text_done {
+            self.rx_text_done = false;
+            let text = std::mem::take(&mut self.rx_text);
+            return Some(Event::Text {
+                data: Bytes::from(text),
+                fin: true,
+            });
+        }
+        Some(ev)
+    }
+
+    /// The next whole message (or Ping, Pong, close); `None` when more input
+    /// is needed. The same as [`poll_event`](Self::poll_event) followed by an
+    /// [`Assembler`], except that a text message is checked for UTF-8 once,
+    /// as it arrives (failing fast as ever), and built into its `String` by
+    /// that same pass: the `Assembler` has to check whole text again,
+    /// because safe code turns bytes into a `String` only by checking them.
+    /// Memory is bounded by
+    /// [`Config::max_message_size`](crate::Config::max_message_size).
+    pub fn poll_message(&mut self) -> Option<Message> {
+        self.whole_text = true;
+        loop {
+            let ev = self.next_event()?;
+            if self.rx_text_done {
+                self.rx_text_done = false;
+                return Some(Message::Text(std::mem::take(&mut self.rx_text)));
+            }
+            let ev = match ev {
+                // A whole binary message in one chunk needs no assembly.
+                Event::Binary { data, fin: true } if !self.asm.in_progress() => {
+                    return Some(Message::Binary(data))
+                }
+                other => other,
+            };
+            if let Some(m) = self.asm.push(ev) {
+                return Some(m);
+            }
+        }
+    }
+
+    fn next_event(&mut self) -> Option<Event> {
         if self.reading {
             match self.next_frame_event() {
                 Ok(Some(ev)) => return Some(ev),
@@ -436,6 +501,8 @@ impl Connection {
         let ev = self.closed.take().map(Event::Closed);
         if ev.is_some() {
             self.closed_delivered = true;
+            self.rx_text = String::new();
+            self.rx_text_done = false;
         }
         ev
     }
@@ -736,6 +803,9 @@ impl Connection {
                 max: self.config.max_fragments,
             });
         }
+        if self.rx_msg.is_none() {
+            self.rx_whole_text = self.whole_text && kind == MessageKind::Text && !compressed;
+        }
         self.rx_msg = Some(kind);
         self.rx_compressed = compressed;
         self.rx_msg_len = size;
@@ -749,6 +819,9 @@ impl Connection {
         let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
         let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
         self.unmask_up_to(&mut rx, avail);
+        if kind == MessageKind::Text && self.rx_whole_text {
+            return self.on_whole_text(rx, avail);
+        }
         if avail > rx.checked {
             let fresh = &self.inbuf[rx.checked..avail];
             if kind == MessageKind::Text {
@@ -819,6 +892,47 @@ impl Connection {
                 data,
                 fin: msg_done,
             },
+        }))
+    }
+
+    /// The text path of `poll_message`: validates the new payload into
+    /// `rx_text` (failing fast) and drops it from the input at once.
+    fn on_whole_text(
+        &mut self,
+        mut rx: RxFrame,
+        avail: usize,
+    ) -> Result<Option<Event>, ProtocolError> {
+        if avail > 0 {
+            self.rx_utf8
+                .feed_into(&self.inbuf[..avail], &mut self.rx_text)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            self.inbuf.advance(avail);
+            rx.remaining -= avail as u64;
+            rx.consumed += avail as u64;
+            rx.checked = 0;
+            rx.unmasked = 0;
+        }
+        if rx.remaining > 0 {
+            self.rx = Some(rx);
+            return Ok(None);
+        }
+        self.rx = None;
+        if !rx.header.fin {
+            return Ok(None);
+        }
+        self.rx_utf8
+            .finish()
+            .map_err(|_| ProtocolError::InvalidUtf8)?;
+        self.rx_msg = None;
+        self.rx_msg_len = 0;
+        self.rx_msg_frames = 0;
+        self.rx_utf8.reset();
+        self.rx_whole_text = false;
+        self.rx_text_done = true;
+        // Stands for the text in `rx_text` (see `poll_event`).
+        Ok(Some(Event::Text {
+            data: Bytes::new(),
+            fin: true,
         }))
     }
 
