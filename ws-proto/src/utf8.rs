@@ -78,7 +78,22 @@ impl Utf8Validator {
 
     /// Feeds the next piece of the stream. Fails as soon as the stream can no
     /// longer be valid UTF-8, whatever follows.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), Utf8Error> {
+    pub fn feed(&mut self, input: &[u8]) -> Result<(), Utf8Error> {
+        self.feed_with(input, |_| {})
+    }
+
+    /// Like [`feed`](Self::feed), and appends the text validated so far to
+    /// `out`: each byte is checked once, and the checked `&str` is what is
+    /// copied (safe code has no other way from bytes to a `String`). A code
+    /// point split across pieces is appended once it is complete.
+    pub fn feed_into(&mut self, input: &[u8], out: &mut String) -> Result<(), Utf8Error> {
+        self.feed_with(input, |s| out.push_str(s))
+    }
+
+    /// Validates `input` after what came before, handing each validated
+    /// run of whole code points to `emit`.
+    #[inline]
+    fn feed_with(&mut self, mut input: &[u8], mut emit: impl FnMut(&str)) -> Result<(), Utf8Error> {
         if self.partial_len > 0 {
             let have = self.partial_len as usize;
             let need = sequence_len(self.partial[0]);
@@ -87,7 +102,7 @@ impl Utf8Validator {
             seq[have..have + take].copy_from_slice(&input[..take]);
             let seq_len = have + take;
             match simdutf8::compat::from_utf8(&seq[..seq_len]) {
-                Ok(_) => {}
+                Ok(s) => emit(s),
                 Err(e) if e.error_len().is_none() => {
                     // Still a valid prefix; the piece was too short to finish it.
                     self.partial = seq;
@@ -99,52 +114,12 @@ impl Utf8Validator {
             self.partial_len = 0;
             input = &input[take..];
         }
-        // SIMD validation (simdutf8): the bulk of every text payload goes
-        // through here.
-        match simdutf8::compat::from_utf8(input) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.error_len() {
-                Some(_) => Err(Utf8Error),
-                None => {
-                    let tail = &input[e.valid_up_to()..];
-                    self.partial[..tail.len()].copy_from_slice(tail);
-                    self.partial_len = tail.len() as u8;
-                    Ok(())
-                }
-            },
-        }
-    }
-
-    /// Like [`feed`](Self::feed), and appends the text validated so far to
-    /// `out`: each byte is checked once, and the checked `&str` is what is
-    /// copied (safe code has no other way from bytes to a `String`). A code
-    /// point split across pieces is appended once it is complete.
-    pub fn feed_into(&mut self, mut input: &[u8], out: &mut String) -> Result<(), Utf8Error> {
-        if self.partial_len > 0 {
-            let have = self.partial_len as usize;
-            let need = sequence_len(self.partial[0]);
-            let take = (need - have).min(input.len());
-            let mut seq = self.partial;
-            seq[have..have + take].copy_from_slice(&input[..take]);
-            let seq_len = have + take;
-            match simdutf8::compat::from_utf8(&seq[..seq_len]) {
-                Ok(s) => out.push_str(s),
-                Err(e) if e.error_len().is_none() => {
-                    self.partial = seq;
-                    self.partial_len = seq_len as u8;
-                    return Ok(());
-                }
-                Err(_) => return Err(Utf8Error),
-            }
-            self.partial_len = 0;
-            input = &input[take..];
-        }
-        // Validate up to the last code point boundary in one pass, so the
-        // checked text comes back as a `&str`; a code point cut off at the
-        // end (at most 3 bytes) waits in `partial`.
+        // SIMD validation (simdutf8) up to the last code point boundary, in
+        // one pass, so the checked text comes back as a `&str`; a code point
+        // cut off at the end (at most 3 bytes) waits in `partial`.
         let cut = input.len() - incomplete_tail(input);
         match simdutf8::compat::from_utf8(&input[..cut]) {
-            Ok(s) => out.push_str(s),
+            Ok(s) => emit(s),
             Err(_) => return Err(Utf8Error),
         }
         let tail = &input[cut..];
