@@ -54,6 +54,28 @@ pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
     extend_masked_at(dst, src, mask, 0);
 }
 
+/// Writes `src` masked with `mask` (from byte `offset` of the mask cycle)
+/// into `dst`, which must have the same length: a copy and the XOR in one
+/// pass.
+#[inline]
+pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
+    assert_eq!(dst.len(), src.len());
+    let rot = mask_rotated(mask, offset);
+    let word = u64::from_ne_bytes([
+        rot[0], rot[1], rot[2], rot[3], rot[0], rot[1], rot[2], rot[3],
+    ]);
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(s);
+        d.copy_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
+    }
+    for (i, (d, s)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
+        *d = s ^ rot[i & 3];
+    }
+}
+
 /// A growable byte buffer [`extend_masked_at`] can append to.
 pub trait ByteSink {
     /// Bytes held.
@@ -99,17 +121,10 @@ pub fn extend_masked_at<B: ByteSink>(dst: &mut B, src: &[u8], mask: [u8; 4], off
     }
     dst.reserve_more(src.len());
     let rot = mask_rotated(mask, offset);
-    let word = u64::from_ne_bytes([
-        rot[0], rot[1], rot[2], rot[3], rot[0], rot[1], rot[2], rot[3],
-    ]);
     let mut block = [0u8; BLOCK];
     let mut blocks = src.chunks_exact(BLOCK);
     for chunk in &mut blocks {
-        for (d, s) in block.chunks_exact_mut(8).zip(chunk.chunks_exact(8)) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(s);
-            d.copy_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
-        }
+        mask_into(&mut block, chunk, rot, 0);
         dst.append(&block);
     }
     // Every block is a multiple of 4 bytes, so the mask phase is unchanged.
@@ -156,6 +171,21 @@ mod tests {
                 extend_masked_at(&mut got, &data, mask, offset);
                 assert_eq!(&got[..3], &[9, 9, 9]);
                 assert_eq!(&got[3..], &want[..], "len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn mask_into_matches_the_definition() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..40 {
+            for offset in 0..8 {
+                let data: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(31)).collect();
+                let mut want = data.clone();
+                naive(&mut want, mask, offset);
+                let mut got = vec![0u8; len];
+                mask_into(&mut got, &data, mask, offset);
+                assert_eq!(got, want, "len {len} offset {offset}");
             }
         }
     }

@@ -1005,12 +1005,20 @@ fn large_masked_frames_split_anywhere_are_unmasked_exactly() {
     client.send_binary(&binary[..513]).unwrap();
     let mut wire = Vec::new();
     let _ = client.poll_transmit(&mut wire);
-    for piece in [1, 3, 7, 100, 511, 512, 513, 1460, 4096, wire.len()] {
+    let pieces = [1, 3, 7, 100, 511, 512, 513, 1460, 4096, 5000, wire.len()];
+    for (piece, whole) in pieces.iter().flat_map(|&p| [(p, false), (p, true)]) {
+        // Events through an Assembler, and poll_message (whose text path
+        // unmasks and validates 4 KiB blocks on the stack).
         let mut server = Connection::new(Role::Server, Config::default(), Instant::now(), [0; 32]);
         let mut asm = ws_proto::Assembler::new();
         let mut got = Vec::new();
         for p in wire.chunks(piece) {
             server.handle_data(Instant::now(), p);
+            if whole {
+                while let Some(m) = server.poll_message() {
+                    got.push(m);
+                }
+            }
             while let Some(ev) = server.poll_event() {
                 if let Some(m) = asm.push(ev) {
                     got.push(m);
@@ -1024,7 +1032,7 @@ fn large_masked_frames_split_anywhere_are_unmasked_exactly() {
                 Message::Text(text.clone()),
                 Message::Binary(binary[..513].to_vec().into()),
             ],
-            "pieces of {piece}"
+            "pieces of {piece}, whole {whole}"
         );
     }
 }
@@ -1047,6 +1055,20 @@ fn poll_message_fails_fast_on_invalid_utf8_and_builds_split_code_points() {
     let mut out = Vec::new();
     while s.poll_transmit(&mut out) != Transmit::Nothing {}
     assert_eq!(close_code_on_wire(&out), 1007);
+
+    // The same when the header came first: the rest of the frame then goes
+    // straight from the input to the message's text, and the bad bytes
+    // fail it with nothing more read.
+    let (mut s, now) = server();
+    s.handle_data(now, &frame[..6 + 3]);
+    assert_eq!(s.poll_message(), None);
+    s.handle_data(now, &frame[6 + 3..cut]);
+    match s.poll_message() {
+        Some(Message::Closed(c)) => assert_eq!(c.code, CloseCode::INVALID_PAYLOAD),
+        other => panic!("{other:?}"),
+    }
+    s.handle_data(now, &frame[cut..]);
+    assert_eq!(s.poll_message(), None);
 
     // A message in three fragments, a code point cut by each boundary, a
     // Ping in between, and the input fed byte by byte.

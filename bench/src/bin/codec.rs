@@ -369,7 +369,9 @@ fn main() {
             .find(|o| format!("{o:?}") == args[3])
             .unwrap();
         let iters: usize = args[4].parse().unwrap();
-        let mut case = Case::new(kind, size, count_for(size).min(20_000), usize::MAX);
+        // An optional sixth argument: the feed size.
+        let feed = args.get(5).map_or(usize::MAX, |f| f.parse().unwrap());
+        let mut case = Case::new(kind, size, count_for(size).min(20_000), feed);
         for _ in 0..iters {
             case.run(op);
         }
@@ -422,24 +424,38 @@ fn main() {
         }
     }
 
-    println!("\n### A1b. Large binary decode fed in 64 KiB reads, as the adapters read\n");
-    println!("| size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | XOR unmask GB/s | ws-proto / unmask |");
-    println!("|---|---|---|---|---|---|---|");
-    for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
-        let mut c = Case::new(Kind::Binary, size, count_for(size), 64 << 10);
-        let p = c.time(Op::DecodeProto, samples, min);
-        let t = c.time(Op::DecodeTung, samples, min);
-        let u = c.time(Op::Unmask, samples, min);
-        println!(
-            "| {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | **{:.0}%** |",
-            fmt_size(size),
-            p,
-            t,
-            t / p,
-            gbps(size, p),
-            gbps(size, u),
-            100.0 * u / p
-        );
+    println!("\n### A1b. Large messages fed in 64 KiB reads, as the adapters read\n");
+    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | XOR unmask GB/s | from_utf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for kind in kinds {
+        for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
+            let mut c = Case::new(kind, size, count_for(size), 64 << 10);
+            let p = c.time(Op::DecodeProto, samples, min);
+            let t = c.time(Op::DecodeTung, samples, min);
+            let u = c.time(Op::Unmask, samples, min);
+            let (utf, utf_ratio) = if kind == Kind::Binary {
+                ("-".to_string(), "-".to_string())
+            } else {
+                let f = c.time(Op::FromUtf8, samples, min);
+                (
+                    format!("{:.2}", gbps(size, f)),
+                    format!("**{:.2}x**", f / p),
+                )
+            };
+            println!(
+                "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {} | **{:.0}%** | {} |",
+                kind.name(),
+                fmt_size(size),
+                p,
+                t,
+                t / p,
+                gbps(size, p),
+                gbps(size, u),
+                utf,
+                100.0 * u / p,
+                utf_ratio
+            );
+        }
     }
 
     println!("\n### A2. Encode (one message, then take the bytes)\n");

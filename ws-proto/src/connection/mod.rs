@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{ConnectionError, ProtocolError, SendError};
 use crate::event::{CloseInfo, Event, Initiator, MessageKind};
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::mask::{apply_mask, extend_masked, extend_masked_at};
+use crate::mask::{apply_mask, extend_masked, extend_masked_at, mask_into};
 use crate::utf8::Utf8Validator;
 
 /// RSV1: the first frame of a compressed message (RFC 7692 §6).
@@ -24,6 +24,38 @@ const RSV1: u8 = 0b100;
 /// Input capacity an idle connection keeps; more is released once every
 /// buffered byte has been handed out.
 const IDLE_INPUT_CAPACITY: usize = 4 << 10;
+
+/// Text unmasked per block on the stack by the direct text path.
+const TEXT_BLOCK: usize = 4096;
+
+/// Validates masked text into `out`, unmasking it block by block on the
+/// stack (`offset` is the mask phase of `src[0]`).
+fn feed_masked(
+    utf8: &mut Utf8Validator,
+    src: &[u8],
+    mask: [u8; 4],
+    offset: usize,
+    out: &mut String,
+) -> Result<(), crate::utf8::Utf8Error> {
+    let mut block = [0u8; TEXT_BLOCK];
+    // Blocks are a multiple of 4 bytes: the phase is the same for each.
+    for chunk in src.chunks(TEXT_BLOCK) {
+        let b = &mut block[..chunk.len()];
+        mask_into(b, chunk, mask, offset);
+        utf8.feed_into(b, out)?;
+    }
+    Ok(())
+}
+
+/// Room in `text` for the rest of the frame being received (at most
+/// [`RESERVE_AHEAD_MAX`] ahead), so that a message arriving in many reads
+/// is not copied each time its `String` doubles.
+fn reserve_text(text: &mut String, remaining: u64) {
+    let want = remaining.min(RESERVE_AHEAD_MAX as u64) as usize;
+    if text.capacity() - text.len() < want {
+        text.reserve_exact(want);
+    }
+}
 
 /// At most this much room is reserved ahead for the rest of a frame being
 /// received (its header announced the size; the bytes are not here yet).
@@ -129,6 +161,8 @@ pub struct Connection {
     rx_text_done: bool,
     /// Joins binary messages and compressed text for `poll_message`.
     asm: Assembler,
+    /// Input that `handle_data` found bad, for the next poll to report.
+    rx_failed: Option<ProtocolError>,
     /// Bytes of a code point split across frames, handed out with the next chunk.
     carry: [u8; 4],
     carry_len: u8,
@@ -196,6 +230,7 @@ impl Connection {
             rx_text: String::new(),
             rx_text_done: false,
             asm: Assembler::new(),
+            rx_failed: None,
             carry: [0; 4],
             carry_len: 0,
             reading: true,
@@ -291,15 +326,41 @@ impl Connection {
     /// after the right Close frame was queued. Input after a Close or a
     /// failure is ignored ("nothing processed after close").
     pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
-        if !self.note_input(now, data.len()) {
+        if !self.note_input(now, data.len()) || self.rx_failed.is_some() {
             return;
         }
         let mut data = data;
+        let whole_text = self.rx_whole_text && self.rx_failed.is_none() && !self.rx_compressed;
         // Payload that continues the data frame being received, with
         // nothing else buffered before it, is unmasked as it is copied in:
         // one pass instead of a copy and a second pass.
         if let Some(rx) = &mut self.rx {
-            if let Some(mask) = rx.header.mask {
+            if whole_text && !rx.header.opcode.is_control() && self.inbuf.is_empty() {
+                // Text for `poll_message`: unmasked a block at a time on
+                // the stack, validated and appended to the message's
+                // String from there, never buffered.
+                let n = (data.len() as u64).min(rx.remaining) as usize;
+                let (text, rest) = data.split_at(n);
+                reserve_text(&mut self.rx_text, rx.remaining);
+                let r = match rx.header.mask {
+                    Some(mask) => feed_masked(
+                        &mut self.rx_utf8,
+                        text,
+                        mask,
+                        rx.consumed as usize,
+                        &mut self.rx_text,
+                    ),
+                    None => self.rx_utf8.feed_into(text, &mut self.rx_text),
+                };
+                rx.remaining -= n as u64;
+                rx.consumed += n as u64;
+                if r.is_err() {
+                    // Reported by the next poll; the rest is never read.
+                    self.rx_failed = Some(ProtocolError::InvalidUtf8);
+                    return;
+                }
+                data = rest;
+            } else if let Some(mask) = rx.header.mask {
                 if !rx.header.opcode.is_control() && self.inbuf.len() == rx.unmasked {
                     let to_come = rx.remaining - rx.unmasked as u64;
                     let n = (data.len() as u64).min(to_come) as usize;
@@ -470,8 +531,14 @@ impl Connection {
                 Ok(None) => {
                     // Idle: give back a large read buffer (an idle
                     // connection should hold a few KiB, not the size of the
-                    // adapter's last read).
-                    if self.inbuf.is_empty() && self.inbuf.capacity() > IDLE_INPUT_CAPACITY {
+                    // adapter's last read). Not in the middle of a message:
+                    // its next read would only allocate it again (and
+                    // glibc may have trimmed the heap in between).
+                    if self.inbuf.is_empty()
+                        && self.inbuf.capacity() > IDLE_INPUT_CAPACITY
+                        && self.rx.is_none()
+                        && self.rx_msg.is_none()
+                    {
                         self.inbuf = BytesMut::new();
                     }
                     if self.eof && self.reading {
@@ -683,6 +750,9 @@ impl Connection {
     // ----- receiving -----------------------------------------------------------
 
     fn next_frame_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        if let Some(e) = self.rx_failed.take() {
+            return Err(e);
+        }
         loop {
             let rx = match self.rx {
                 Some(rx) => rx,
@@ -903,6 +973,7 @@ impl Connection {
         avail: usize,
     ) -> Result<Option<Event>, ProtocolError> {
         if avail > 0 {
+            reserve_text(&mut self.rx_text, rx.remaining);
             self.rx_utf8
                 .feed_into(&self.inbuf[..avail], &mut self.rx_text)
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
