@@ -202,6 +202,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 if self.conn.buffered_input() == 0 || is_ping(&ev) {
                     let _ = self.poll_flush_for_receiver(cx);
                 }
+                // The receiver is running: a message queued before its
+                // next poll (by a callback in its own task, typically)
+                // leaves with that poll, without waking it.
+                self.reader = None;
                 return Poll::Ready(Ok(Some(ev)));
             }
             if let Poll::Ready(Err(_)) = self.poll_flush_for_receiver(cx) {
@@ -718,6 +722,49 @@ mod tests {
             };
             futures_lite::future::zip(reader, writer).await;
             empty.load(Ordering::SeqCst)
+        })
+    }
+
+    struct CountWakes(AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_reply_queued_while_the_receiver_runs_leaves_without_waking_it() {
+        smol::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut peer = Async::<TcpStream>::connect(addr).await.unwrap();
+            let (ours, _) = listener.accept().unwrap();
+            let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
+            let (tx, mut rx) = halves(conn, Async::new(ours).unwrap());
+            let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+            let waker = Waker::from(wakes.clone());
+            let mut cx = Context::from_waker(&waker);
+            peer.write_all(&[0x82, 1, 7]).await.unwrap();
+            let got = loop {
+                match rx.poll_message(&mut cx) {
+                    Poll::Ready(m) => break m.unwrap(),
+                    Poll::Pending => Timer::after(std::time::Duration::from_millis(1)).await,
+                };
+            };
+            assert_eq!(got, Some(Message::Binary(vec![7].into())));
+            // A callback answering in the receiver's task: no wake-up (the
+            // task is running and polls again), and the next poll sends it.
+            let before = wakes.0.load(Ordering::SeqCst);
+            tx.queue_binary(&[8]).unwrap();
+            assert_eq!(wakes.0.load(Ordering::SeqCst), before);
+            assert!(rx.poll_message(&mut cx).is_pending());
+            let mut reply = [0u8; 7];
+            peer.read_exact(&mut reply).await.unwrap();
+            assert_eq!(&reply[..2], &[0x82, 0x81]);
+            // While the receiver waits, a message queued elsewhere wakes it.
+            tx.queue_binary(&[9]).unwrap();
+            assert_eq!(wakes.0.load(Ordering::SeqCst), before + 1);
         })
     }
 
