@@ -761,6 +761,16 @@ impl Connection {
                         return Ok(None);
                     };
                     self.check_header(&header)?;
+                    if header.fin
+                        && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+                        && !self.rx_compressed
+                        && (self.inbuf.len() - n) as u64 >= header.len
+                        && header.len as usize <= self.config.read_chunk_size
+                    {
+                        // The common case, short: a whole message in one
+                        // frame, all here.
+                        return self.whole_frame(header, n).map(Some);
+                    }
                     self.inbuf.advance(n);
                     let rx = RxFrame {
                         header,
@@ -801,6 +811,41 @@ impl Connection {
                 return Ok(None);
             }
         }
+    }
+
+    /// A whole uncompressed message in one frame whose payload is all in
+    /// `inbuf` after its `n`-byte header (checked already): the event
+    /// without the general chunking path.
+    fn whole_frame(&mut self, header: FrameHeader, n: usize) -> Result<Event, ProtocolError> {
+        self.inbuf.advance(n);
+        let mut data = self.inbuf.split_to(header.len as usize);
+        if let Some(mask) = header.mask {
+            apply_mask(&mut data, mask, 0);
+        }
+        let kind = self.rx_msg.take().unwrap_or(MessageKind::Binary);
+        self.rx_msg_len = 0;
+        self.rx_msg_frames = 0;
+        if kind == MessageKind::Binary {
+            return Ok(Event::Binary {
+                data: data.freeze(),
+                fin: true,
+            });
+        }
+        let text = simdutf8::basic::from_utf8(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+        if self.rx_whole_text {
+            // For poll_message: the String straight from the one check.
+            self.rx_whole_text = false;
+            self.rx_text = String::from(text);
+            self.rx_text_done = true;
+            return Ok(Event::Text {
+                data: Bytes::new(),
+                fin: true,
+            });
+        }
+        Ok(Event::Text {
+            data: data.freeze(),
+            fin: true,
+        })
     }
 
     /// The rules that depend on the connection, checked before any payload
