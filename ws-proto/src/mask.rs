@@ -51,7 +51,14 @@ const BLOCK: usize = 512;
 /// into a `Vec`'s spare capacity directly).
 #[inline]
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
-    extend_masked_at(dst, src, mask, 0);
+    if src.len() < BLOCK {
+        // Small frames (most of them): inlined, phase 0.
+        let start = dst.len();
+        dst.extend_from_slice(src);
+        apply_mask(&mut dst[start..], mask, 0);
+    } else {
+        extend_masked_at(dst, src, mask, 0);
+    }
 }
 
 /// Writes `src` masked with `mask` (from byte `offset` of the mask cycle)
