@@ -157,6 +157,27 @@ def table_b(rounds, secs, quick, only=None):
                 cells.append(f"{fmt_rate(rate)} ({ratio:.2f}x) {user:.1f}/{sys_:.1f} µs{mark}")
             print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
     print()
+    # Ours against fastwebsockets, per round.
+    ours = [i for i in servers if i.startswith("ws-")]
+    if "fastwebsockets" in servers and ours:
+        print("Ratio to fastwebsockets in the same round (median over rounds, then the range):\n")
+        print("| conns x size | " + " | ".join(ours) + " |")
+        print("|---|" + "---|" * len(ours))
+        for conns in conns_list:
+            for size in sizes:
+                if only and (conns, size) not in pairs:
+                    continue
+                fws = results.get((conns, size, "fastwebsockets"))
+                cells = []
+                for impl in ours:
+                    rs = results.get((conns, size, impl))
+                    if not rs or not fws:
+                        cells.append("-")
+                        continue
+                    ratios = [r["rate"] / f["rate"] for r, f in zip(rs, fws)]
+                    cells.append(f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
+                print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
+        print()
 
 
 def idle_memory(impl, conns, deflate=False):
