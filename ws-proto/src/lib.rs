@@ -34,12 +34,15 @@
 //!      [`send_binary`](Connection::send_binary), streaming
 //!      [`send_chunk`](Connection::send_chunk), [`ping`](Connection::ping),
 //!      [`pong`](Connection::pong), [`close`](Connection::close);
-//!    - outputs: [`poll_event`](Connection::poll_event),
+//!    - outputs: [`poll_event`](Connection::poll_event) (or
+//!      [`poll_message`](Connection::poll_message)),
 //!      [`poll_transmit`](Connection::poll_transmit),
 //!      [`poll_timeout`](Connection::poll_timeout).
 //! 3. [`Event`]s carry the message kind on every chunk and never expose
 //!    continuation frames; text chunks are already valid UTF-8. An
-//!    [`Assembler`] turns chunks into whole [`Message`]s.
+//!    [`Assembler`] turns chunks into whole [`Message`]s; or take whole
+//!    messages from [`poll_message`](Connection::poll_message), which
+//!    builds a text message's `String` in the pass that validates it.
 //! 4. permessage-deflate (RFC 7692), behind the default-on `deflate` cargo
 //!    feature, is part of the connection: set
 //!    `Config::deflate` on either side and the handshakes negotiate
