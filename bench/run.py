@@ -116,20 +116,18 @@ def table_b(rounds, secs, quick, only=None):
         conns_list = sorted({c for c, _ in pairs})
         sizes = sorted({z for _, z in pairs})
         servers = names.split(",")
+    rows = [(c, z) for c in conns_list for z in sizes if not only or (c, z) in pairs]
     results = {}
     for rnd in range(rounds):
         order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
-        for conns in conns_list:
-            for size in sizes:
-                if only and (conns, size) not in pairs:
+        for conns, size in rows:
+            for impl in order:
+                if impl == "ws-blocking" and conns > 100:
                     continue
-                for impl in order:
-                    if impl == "ws-blocking" and conns > 100:
-                        continue
-                    r = echo_run(impl, conns, size, secs)
-                    results.setdefault((conns, size, impl), []).append(r)
-                    print(f"round {rnd + 1} {conns}x{size} {impl}: {r['rate']:.0f}/s busy {r['busy']:.2f}",
-                          file=sys.stderr)
+                r = echo_run(impl, conns, size, secs)
+                results.setdefault((conns, size, impl), []).append(r)
+                print(f"round {rnd + 1} {conns}x{size} {impl}: {r['rate']:.0f}/s busy {r['busy']:.2f}",
+                      file=sys.stderr)
     print("### B. Loopback echo: echoes per second (median of rounds)\n")
     print("Server pinned to one core, generator to the other; one masked text message in flight per connection. "
           "Ratio: to tokio-tungstenite in the same round, median over rounds. "
@@ -137,25 +135,22 @@ def table_b(rounds, secs, quick, only=None):
           "† marks a server that was not CPU-bound (below 90% of its core), where the rate measures latency, not cost.\n")
     print("| conns x size | " + " | ".join(servers) + " |")
     print("|---|" + "---|" * len(servers))
-    for conns in conns_list:
-        for size in sizes:
-            if only and (conns, size) not in pairs:
+    for conns, size in rows:
+        cells = []
+        base = results.get((conns, size, "tokio-tungstenite"))
+        for impl in servers:
+            rs = results.get((conns, size, impl))
+            if not rs:
+                cells.append("-")
                 continue
-            cells = []
-            base = results.get((conns, size, "tokio-tungstenite"))
-            for impl in servers:
-                rs = results.get((conns, size, impl))
-                if not rs:
-                    cells.append("-")
-                    continue
-                rate = statistics.median(r["rate"] for r in rs)
-                ratio = statistics.median(r["rate"] / b["rate"] for r, b in zip(rs, base)) if base else 0
-                user = statistics.median(r["user_us"] for r in rs)
-                sys_ = statistics.median(r["sys_us"] for r in rs)
-                busy = statistics.median(r["busy"] for r in rs)
-                mark = "" if busy >= 0.9 else " †"
-                cells.append(f"{fmt_rate(rate)} ({ratio:.2f}x) {user:.1f}/{sys_:.1f} µs{mark}")
-            print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
+            rate = statistics.median(r["rate"] for r in rs)
+            ratio = statistics.median(r["rate"] / b["rate"] for r, b in zip(rs, base)) if base else 0
+            user = statistics.median(r["user_us"] for r in rs)
+            sys_ = statistics.median(r["sys_us"] for r in rs)
+            busy = statistics.median(r["busy"] for r in rs)
+            mark = "" if busy >= 0.9 else " †"
+            cells.append(f"{fmt_rate(rate)} ({ratio:.2f}x) {user:.1f}/{sys_:.1f} µs{mark}")
+        print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
     print()
     # Ours against fastwebsockets, per round.
     ours = [i for i in servers if i.startswith("ws-")]
@@ -163,20 +158,17 @@ def table_b(rounds, secs, quick, only=None):
         print("Ratio to fastwebsockets in the same round (median over rounds, then the range):\n")
         print("| conns x size | " + " | ".join(ours) + " |")
         print("|---|" + "---|" * len(ours))
-        for conns in conns_list:
-            for size in sizes:
-                if only and (conns, size) not in pairs:
+        for conns, size in rows:
+            fws = results.get((conns, size, "fastwebsockets"))
+            cells = []
+            for impl in ours:
+                rs = results.get((conns, size, impl))
+                if not rs or not fws:
+                    cells.append("-")
                     continue
-                fws = results.get((conns, size, "fastwebsockets"))
-                cells = []
-                for impl in ours:
-                    rs = results.get((conns, size, impl))
-                    if not rs or not fws:
-                        cells.append("-")
-                        continue
-                    ratios = [r["rate"] / f["rate"] for r, f in zip(rs, fws)]
-                    cells.append(f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
-                print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
+                ratios = [r["rate"] / f["rate"] for r, f in zip(rs, fws)]
+                cells.append(f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
+            print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
         print()
 
 

@@ -11,9 +11,7 @@
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let rot = mask_rotated(mask, offset);
-    let word = u64::from_ne_bytes([
-        rot[0], rot[1], rot[2], rot[3], rot[0], rot[1], rot[2], rot[3],
-    ]);
+    let word = mask_word(rot);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut w = [0u8; 8];
@@ -24,6 +22,14 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
         *b ^= rot[i & 3];
     }
+}
+
+/// The (rotated) mask twice over, for a word at a time.
+#[inline]
+fn mask_word(rot: [u8; 4]) -> u64 {
+    u64::from_ne_bytes([
+        rot[0], rot[1], rot[2], rot[3], rot[0], rot[1], rot[2], rot[3],
+    ])
 }
 
 /// The mask as seen from payload byte `offset`.
@@ -53,12 +59,18 @@ const BLOCK: usize = 512;
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
     if src.len() < BLOCK {
         // Small frames (most of them): inlined, phase 0.
-        let start = dst.len();
-        dst.extend_from_slice(src);
-        apply_mask(&mut dst[start..], mask, 0);
+        append_then_mask(dst, src, mask, 0);
     } else {
         extend_masked_at(dst, src, mask, 0);
     }
+}
+
+/// Appends `src`, then masks it in place: the way for short inputs.
+#[inline]
+fn append_then_mask<B: ByteSink>(dst: &mut B, src: &[u8], mask: [u8; 4], offset: usize) {
+    let start = dst.held();
+    dst.append(src);
+    apply_mask(dst.tail_mut(start), mask, offset);
 }
 
 /// Writes `src` masked with `mask` (from byte `offset` of the mask cycle)
@@ -68,9 +80,7 @@ pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
 pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
     assert_eq!(dst.len(), src.len());
     let rot = mask_rotated(mask, offset);
-    let word = u64::from_ne_bytes([
-        rot[0], rot[1], rot[2], rot[3], rot[0], rot[1], rot[2], rot[3],
-    ]);
+    let word = mask_word(rot);
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);
     for (d, s) in (&mut d).zip(&mut s) {
@@ -121,9 +131,7 @@ byte_sink!(bytes::BytesMut);
 /// cycle.
 pub fn extend_masked_at<B: ByteSink>(dst: &mut B, src: &[u8], mask: [u8; 4], offset: usize) {
     if src.len() < BLOCK {
-        let start = dst.held();
-        dst.append(src);
-        apply_mask(dst.tail_mut(start), mask, offset);
+        append_then_mask(dst, src, mask, offset);
         return;
     }
     dst.reserve_more(src.len());
@@ -135,10 +143,7 @@ pub fn extend_masked_at<B: ByteSink>(dst: &mut B, src: &[u8], mask: [u8; 4], off
         dst.append(&block);
     }
     // Every block is a multiple of 4 bytes, so the mask phase is unchanged.
-    let rest = blocks.remainder();
-    let start = dst.held();
-    dst.append(rest);
-    apply_mask(dst.tail_mut(start), rot, 0);
+    append_then_mask(dst, blocks.remainder(), rot, 0);
 }
 
 #[cfg(test)]

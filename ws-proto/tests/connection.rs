@@ -345,16 +345,22 @@ fn ping_flood_keeps_one_pong() {
     assert_eq!(out, [0x8a, 0x02, 0x03, 0xe7]);
 }
 
+/// Autobahn 6.4.1's frame: valid text, then bytes no UTF-8 can continue,
+/// then more text; and where the input is cut: the header, the valid text
+/// and two bad bytes.
+fn autobahn_6_4_1_frame() -> (Vec<u8>, usize) {
+    let mut payload = "κόσμε".as_bytes().to_vec();
+    payload.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]);
+    payload.extend_from_slice(b"edited");
+    (client_frame(0x81, &payload), 6 + "κόσμε".len() + 2)
+}
+
 #[test]
 fn invalid_utf8_fails_fast_with_1007() {
     // Autobahn 6.4.1: the bad bytes arrive in the middle of a frame whose end
     // has not arrived; the failure must not wait for the rest.
     let (mut s, now) = server();
-    let mut payload = "κόσμε".as_bytes().to_vec();
-    payload.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]);
-    payload.extend_from_slice(b"edited");
-    let frame = client_frame(0x81, &payload);
-    let cut = 6 + "κόσμε".len() + 2; // header + valid text + two bad bytes
+    let (frame, cut) = autobahn_6_4_1_frame();
     s.handle_data(now, &frame[..cut]);
     let (events, out, _) = drain(&mut s);
     assert!(
@@ -1042,11 +1048,7 @@ fn poll_message_fails_fast_on_invalid_utf8_and_builds_split_code_points() {
     // Autobahn 6.4.1 through poll_message: the bad bytes in the middle of a
     // frame whose end has not arrived fail the connection at once.
     let (mut s, now) = server();
-    let mut payload = "κόσμε".as_bytes().to_vec();
-    payload.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]);
-    payload.extend_from_slice(b"edited");
-    let frame = client_frame(0x81, &payload);
-    let cut = 6 + "κόσμε".len() + 2;
+    let (frame, cut) = autobahn_6_4_1_frame();
     s.handle_data(now, &frame[..cut]);
     match s.poll_message() {
         Some(Message::Closed(c)) => assert_eq!(c.code, CloseCode::INVALID_PAYLOAD),

@@ -178,8 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         }
     }
 
-    /// The next event: the receive half of the run loop.
-    /// The next item out of `next` (`Connection::poll_event` for events,
+    /// The receive half of the run loop: the next item out of `next` (`Connection::poll_event` for events,
     /// `Connection::poll_message` for whole messages); `is_ping` tells a
     /// Ping.
     fn poll_next<T>(
@@ -267,29 +266,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             }
             let stream = &mut self.stream;
             let conn = &mut self.conn;
-            let can_wait = self.ready.is_some();
-            let short_read = &mut self.short_read;
+            let mut drained = false;
             let r = SCRATCH.with(|s| {
                 let mut buf = s.borrow_mut();
                 match Pin::new(stream).poll_read(cx, &mut buf) {
                     Poll::Ready(Ok(n)) => {
                         if n > 0 {
                             conn.handle_data(Instant::now(), &buf[..n]);
-                            *short_read = can_wait && n < buf.len();
+                            drained = n < buf.len();
                         }
                         Poll::Ready(Ok(n))
                     }
                     other => other,
                 }
             });
-            if self.short_read {
-                if let Some(ready) = self.ready {
-                    // The readiness event behind this read may still be
-                    // recorded (async-io reports an event once, to the
-                    // next poll): consume it now, so the wait after this
-                    // short read waits for new data.
-                    let _ = ready(&self.stream, &mut Context::from_waker(Waker::noop()));
-                }
+            if let (true, Some(ready)) = (drained, self.ready) {
+                // The readiness event behind this read may still be
+                // recorded (async-io reports an event once, to the next
+                // poll): consume it now, so the wait after this short read
+                // waits for new data.
+                let _ = ready(&self.stream, &mut Context::from_waker(Waker::noop()));
+                self.short_read = true;
             }
             match r {
                 Poll::Ready(Ok(0)) => {

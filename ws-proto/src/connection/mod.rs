@@ -51,7 +51,7 @@ fn feed_masked(
 /// [`RESERVE_AHEAD_MAX`] ahead), so that a message arriving in many reads
 /// is not copied each time its `String` doubles.
 fn reserve_text(text: &mut String, remaining: u64) {
-    let want = remaining.min(RESERVE_AHEAD_MAX as u64) as usize;
+    let want = reserve_ahead(remaining);
     if text.capacity() - text.len() < want {
         text.reserve_exact(want);
     }
@@ -62,6 +62,11 @@ fn reserve_text(text: &mut String, remaining: u64) {
 /// Only once payload of the frame arrives; pages not yet written are not
 /// resident.
 const RESERVE_AHEAD_MAX: usize = 1 << 20;
+
+/// Room to reserve for `remaining` bytes still to come.
+fn reserve_ahead(remaining: u64) -> usize {
+    remaining.min(RESERVE_AHEAD_MAX as u64) as usize
+}
 
 /// Which end of the connection this is. It decides the masking rules: "a
 /// client MUST mask all frames that it sends to the server" and "A server
@@ -330,7 +335,7 @@ impl Connection {
             return;
         }
         let mut data = data;
-        let whole_text = self.rx_whole_text && self.rx_failed.is_none() && !self.rx_compressed;
+        let whole_text = self.rx_whole_text && !self.rx_compressed;
         // Payload that continues the data frame being received, with
         // nothing else buffered before it, is unmasked as it is copied in:
         // one pass instead of a copy and a second pass.
@@ -368,8 +373,7 @@ impl Connection {
                         // Room for the rest of the frame at once, up to
                         // a bound: growing by doubling would copy what is
                         // already buffered at each step.
-                        let ahead = to_come.min(RESERVE_AHEAD_MAX as u64) as usize;
-                        self.inbuf.reserve(ahead);
+                        self.inbuf.reserve(reserve_ahead(to_come));
                         let phase = (rx.consumed as usize).wrapping_add(rx.unmasked);
                         extend_masked_at(&mut self.inbuf, &data[..n], mask, phase);
                         rx.unmasked += n;
@@ -822,6 +826,8 @@ impl Connection {
         if let Some(mask) = header.mask {
             apply_mask(&mut data, mask, 0);
         }
+        // The message ends here; of `end_message`'s resets only these apply
+        // to a whole uncompressed frame (this is the hot path).
         let kind = self.rx_msg.take().unwrap_or(MessageKind::Binary);
         self.rx_msg_len = 0;
         self.rx_msg_frames = 0;
@@ -987,10 +993,7 @@ impl Connection {
         if frame_done {
             self.rx = None;
             if rx.header.fin {
-                self.rx_msg = None;
-                self.rx_msg_len = 0;
-                self.rx_msg_frames = 0;
-                self.rx_utf8.reset();
+                self.end_message();
             }
         } else {
             self.rx = Some(rx);
@@ -1039,11 +1042,7 @@ impl Connection {
         self.rx_utf8
             .finish()
             .map_err(|_| ProtocolError::InvalidUtf8)?;
-        self.rx_msg = None;
-        self.rx_msg_len = 0;
-        self.rx_msg_frames = 0;
-        self.rx_utf8.reset();
-        self.rx_whole_text = false;
+        self.end_message();
         self.rx_text_done = true;
         // Stands for the text in `rx_text` (see `poll_event`).
         Ok(Some(Event::Text {
@@ -1129,12 +1128,7 @@ impl Connection {
         buf.truncate(filled);
         if done {
             self.rx = None;
-            self.rx_msg = None;
-            self.rx_msg_len = 0;
-            self.rx_msg_frames = 0;
-            self.rx_compressed = false;
-            self.rx_msg_out = 0;
-            self.rx_utf8.reset();
+            self.end_message();
         } else if rx.remaining == 0 && !last && !more_output {
             // This frame is all in; the message continues in the next one.
             self.rx = None;
@@ -1159,6 +1153,17 @@ impl Connection {
     #[cfg(not(feature = "deflate"))]
     fn on_compressed_data(&mut self, _rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         Err(ProtocolError::ReservedBits(RSV1))
+    }
+
+    /// The message being received ended: ready for the next one.
+    fn end_message(&mut self) {
+        self.rx_msg = None;
+        self.rx_msg_len = 0;
+        self.rx_msg_frames = 0;
+        self.rx_compressed = false;
+        self.rx_msg_out = 0;
+        self.rx_whole_text = false;
+        self.rx_utf8.reset();
     }
 
     /// Unmasks the payload in `inbuf` up to `avail` bytes.
