@@ -994,6 +994,28 @@ fn an_idle_connection_gives_back_its_read_buffer() {
     );
 }
 
+/// Feeds `wire` to a new server in `piece`-byte reads; the messages, from
+/// `poll_message` when `whole`, else from events through an `Assembler`.
+fn feed_server(cfg: Config, wire: &[u8], piece: usize, whole: bool) -> Vec<Message> {
+    let mut server = Connection::new(Role::Server, cfg, Instant::now(), [0; 32]);
+    let mut asm = ws_proto::Assembler::new();
+    let mut got = Vec::new();
+    for p in wire.chunks(piece) {
+        server.handle_data(Instant::now(), p);
+        if whole {
+            while let Some(m) = server.poll_message() {
+                got.push(m);
+            }
+        }
+        while let Some(ev) = server.poll_event() {
+            if let Some(m) = asm.push(ev) {
+                got.push(m);
+            }
+        }
+    }
+    got
+}
+
 #[test]
 fn large_masked_frames_split_anywhere_are_unmasked_exactly() {
     // Payload that continues a frame is unmasked while it is copied in
@@ -1015,22 +1037,7 @@ fn large_masked_frames_split_anywhere_are_unmasked_exactly() {
     for (piece, whole) in pieces.iter().flat_map(|&p| [(p, false), (p, true)]) {
         // Events through an Assembler, and poll_message (whose text path
         // unmasks and validates 4 KiB blocks on the stack).
-        let mut server = Connection::new(Role::Server, Config::default(), Instant::now(), [0; 32]);
-        let mut asm = ws_proto::Assembler::new();
-        let mut got = Vec::new();
-        for p in wire.chunks(piece) {
-            server.handle_data(Instant::now(), p);
-            if whole {
-                while let Some(m) = server.poll_message() {
-                    got.push(m);
-                }
-            }
-            while let Some(ev) = server.poll_event() {
-                if let Some(m) = asm.push(ev) {
-                    got.push(m);
-                }
-            }
-        }
+        let got = feed_server(Config::default(), &wire, piece, whole);
         assert_eq!(
             got,
             vec![
@@ -1041,6 +1048,80 @@ fn large_masked_frames_split_anywhere_are_unmasked_exactly() {
             "pieces of {piece}, whole {whole}"
         );
     }
+}
+
+#[test]
+fn large_frames_in_large_reads_are_followed_and_unmasked_on_the_way_in() {
+    // With 4 KiB or more in hand, handle_data reads the headers of large
+    // frames itself and unmasks their payload as it copies it; the poll
+    // path must then leave those bytes alone, also after a text message
+    // went straight into its String or a Ping came between.
+    let binary: Vec<u8> = (0..15629u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let text = "Grüße, 世界! 🌍 ".repeat(600);
+    let cut = (4200..).find(|&i| text.is_char_boundary(i)).unwrap();
+    let mut client = Connection::new(
+        Role::Client,
+        Config::default(),
+        Instant::now(),
+        common::seed(9),
+    );
+    client.send_binary(&binary).unwrap();
+    client.send_text(&text).unwrap();
+    client.ping(b"between").unwrap();
+    client.send_binary(&binary[..6871]).unwrap();
+    client.send_text(&text[..cut]).unwrap();
+    let mut wire = Vec::new();
+    let _ = client.poll_transmit(&mut wire);
+    let want = vec![
+        Message::Binary(binary.clone().into()),
+        Message::Text(text.clone()),
+        Message::Ping(Bytes::from_static(b"between")),
+        Message::Binary(binary[..6871].to_vec().into()),
+        Message::Text(text[..cut].to_string()),
+    ];
+    for piece in [4096, 5000, 8192, 19733, 65536, wire.len()] {
+        for (whole, chunk) in [(true, 64 << 10), (false, 64 << 10), (false, 1000)] {
+            let mut cfg = Config::default();
+            cfg.read_chunk_size = chunk;
+            let got = feed_server(cfg, &wire, piece, whole);
+            assert_eq!(got, want, "pieces of {piece}, whole {whole}, chunk {chunk}");
+        }
+    }
+}
+
+#[test]
+fn poll_message_keeps_a_large_binary_frame_in_the_input_until_it_is_whole() {
+    // Handed out in read_chunk_size pieces, the message would be copied
+    // into the assembler; kept in the input, it leaves without a copy.
+    let payload: Vec<u8> = (0..(1u32 << 20)).map(|i| (i >> 3) as u8).collect();
+    let mut client = Connection::new(
+        Role::Client,
+        Config::default(),
+        Instant::now(),
+        common::seed(3),
+    );
+    client.send_binary(&payload).unwrap();
+    let mut wire = Vec::new();
+    let _ = client.poll_transmit(&mut wire);
+    let (mut s, now) = server();
+    let mut fed = 0;
+    for piece in wire.chunks(64 << 10) {
+        s.handle_data(now, piece);
+        fed += piece.len();
+        if fed < wire.len() {
+            assert_eq!(s.poll_message(), None);
+            // All the payload so far, not one chunk of it.
+            assert!(
+                s.buffered_input() + 14 >= fed,
+                "{} of {fed}",
+                s.buffered_input()
+            );
+        }
+    }
+    assert_eq!(s.poll_message(), Some(Message::Binary(payload.into())));
+    assert_eq!(s.buffered_input(), 0);
 }
 
 #[test]

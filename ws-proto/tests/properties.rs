@@ -33,6 +33,19 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Messages of up to 20 000 bytes, large ones mostly, and small ones.
+fn large_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (4000usize..20_000, any::<u8>()).prop_map(|(len, k)| {
+            Op::Binary((0..len).map(|i| (i as u8).wrapping_mul(k | 1) ^ (i >> 8) as u8).collect())
+        }),
+        2 => (1usize..1500, 0usize..3).prop_map(|(n, pick)| {
+            Op::Text(["Grüße, 世界! 🌍 ", "ascii text, ", "a"][pick].repeat(n))
+        }),
+        1 => op(),
+    ]
+}
+
 /// The bytes a client produces for `ops`, followed by a Close.
 fn client_bytes(ops: &[Op], fragment: usize) -> Vec<u8> {
     let now = Instant::now();
@@ -83,14 +96,17 @@ enum Reader {
 /// Feeds `input` to a server in pieces cut at `cuts`; returns the whole
 /// messages and the bytes the server wrote.
 fn server_sees(input: &[u8], cuts: &[usize], chunk_size: usize) -> (Vec<Message>, Vec<u8>) {
-    server_reads(input, cuts, chunk_size, Reader::Events)
+    server_reads(input, cuts, chunk_size, Reader::Events, 0)
 }
 
+/// [`server_sees`] with a choice of reader; piece `i` goes in through
+/// `handle_bytes` when bit `i % 64` of `owned` is set, else `handle_data`.
 fn server_reads(
     input: &[u8],
     cuts: &[usize],
     chunk_size: usize,
     reader: Reader,
+    owned: u64,
 ) -> (Vec<Message>, Vec<u8>) {
     let now = Instant::now();
     let mut cfg = Config::default();
@@ -103,8 +119,12 @@ fn server_reads(
     cuts.sort();
     cuts.push(input.len());
     let mut last = 0;
-    for cut in cuts {
-        s.handle_data(now, &input[last..cut]);
+    for (i, cut) in cuts.into_iter().enumerate() {
+        if owned >> (i % 64) & 1 == 1 {
+            s.handle_bytes(now, bytes::BytesMut::from(&input[last..cut]));
+        } else {
+            s.handle_data(now, &input[last..cut]);
+        }
         last = cut;
         loop {
             let data_msgs = msgs
@@ -194,7 +214,7 @@ proptest! {
         prop_assert_eq!(&whole, &split);
         // Whole messages from the connection itself, and turns of both.
         for reader in [Reader::Messages, Reader::Mixed] {
-            let (msgs, out) = server_reads(&input, &cuts, chunk_size, reader);
+            let (msgs, out) = server_reads(&input, &cuts, chunk_size, reader, 0);
             prop_assert_eq!(&whole, &msgs);
             prop_assert_eq!(frames_of(&out).1, frames_of(&split_out).1);
         }
@@ -207,6 +227,30 @@ proptest! {
         prop_assert_eq!(w_pongs.last(), s_pongs.last());
         let last_ping = ops.iter().rev().find_map(|o| match o { Op::Ping(p) => Some(p.clone()), _ => None });
         prop_assert_eq!(s_pongs.last().cloned(), last_ping);
+    }
+
+    /// The same with frames large enough for `handle_data` to unmask them
+    /// on the way in and to follow their headers itself: any split, with
+    /// some pieces handed over through `handle_bytes`, any fragment size,
+    /// small frames and Pings between them.
+    #[test]
+    fn large_frames_any_split_gives_the_same_messages(
+        ops in proptest::collection::vec(large_op(), 1..6),
+        fragment in prop_oneof![1usize..200, 4000usize..20_000, Just(1 << 20)],
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        chunk_size in prop_oneof![1usize..100, Just(64 << 10)],
+        owned in any::<u64>(),
+    ) {
+        let input = client_bytes(&ops, fragment);
+        let want = expected(&ops);
+        let (_, whole_out) = server_reads(&input, &[], 1 << 16, Reader::Events, 0);
+        for reader in [Reader::Events, Reader::Messages, Reader::Mixed] {
+            for owned in [0, owned] {
+                let (msgs, out) = server_reads(&input, &cuts, chunk_size, reader, owned);
+                prop_assert_eq!(&msgs, &want, "{:?} owned {:x}", reader, owned);
+                prop_assert_eq!(frames_of(&out).1, frames_of(&whole_out).1);
+            }
+        }
     }
 
     /// Frame headers round-trip through encode and parse.

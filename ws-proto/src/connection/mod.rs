@@ -63,6 +63,11 @@ fn reserve_text(text: &mut String, remaining: u64) {
 /// resident.
 const RESERVE_AHEAD_MAX: usize = 1 << 20;
 
+/// Room reserved past the end of a large frame being received, for the
+/// start of the next frame arriving in the same read (at most the frame's
+/// size).
+const FOLLOW_ROOM: usize = 64 << 10;
+
 /// Room to reserve for `remaining` bytes still to come.
 fn reserve_ahead(remaining: u64) -> usize {
     remaining.min(RESERVE_AHEAD_MAX as u64) as usize
@@ -123,9 +128,31 @@ struct RxFrame {
     consumed: u64,
     /// Bytes at the start of `inbuf` already unmasked and validated.
     checked: usize,
-    /// Bytes at the start of `inbuf` already unmasked (at least `checked`).
-    unmasked: usize,
 }
+
+/// Where the end of the input buffer stands in the peer's frame stream,
+/// when `handle_data` knows it: it then unmasks payload while copying it
+/// in (one pass) and reads the headers that follow on its own.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    /// Payload bytes of the current frame still to come; 0 at a header.
+    left: u64,
+    mask: [u8; 4],
+    /// The mask phase of the next payload byte.
+    phase: usize,
+    /// The rest of the frame may be reserved ahead: its header passed
+    /// `check_header`, or at least announced a data frame within
+    /// `max_frame_size`.
+    reserve: bool,
+    /// Stream offset where the frame's bytes in `inbuf` begin.
+    base: u64,
+}
+
+/// `handle_data` reads a header itself only with at least this much input
+/// in hand, and keeps unmasking on the way in only for frames whose payload
+/// is at least this long: for small frames the second header parse costs
+/// more than the pass it saves.
+const SCAN_MIN: usize = 4096;
 
 /// A WebSocket connection after the opening handshake: bytes in, events and
 /// bytes out. See the [crate documentation](crate) for the run loop.
@@ -144,6 +171,14 @@ pub struct Connection {
 
     // Receiving.
     inbuf: BytesMut,
+    /// Bytes ever added to `inbuf` or consumed straight from the input:
+    /// the stream offset of the end of `inbuf`.
+    fed: u64,
+    /// Stream offset before which every payload byte is unmasked (and
+    /// after which none is). Headers are never changed.
+    unmasked_to: u64,
+    /// Set while `handle_data` knows where the end of `inbuf` stands.
+    scan: Option<Scan>,
     rx: Option<RxFrame>,
     rx_msg: Option<MessageKind>,
     rx_msg_len: u64,
@@ -223,6 +258,9 @@ impl Connection {
             #[cfg(feature = "deflate")]
             deflate: None,
             inbuf: BytesMut::new(),
+            fed: 0,
+            unmasked_to: 0,
+            scan: None,
             rx: None,
             rx_msg: None,
             rx_msg_len: 0,
@@ -335,12 +373,12 @@ impl Connection {
             return;
         }
         let mut data = data;
-        let whole_text = self.rx_whole_text && !self.rx_compressed;
-        // Payload that continues the data frame being received, with
-        // nothing else buffered before it, is unmasked as it is copied in:
-        // one pass instead of a copy and a second pass.
         if let Some(rx) = &mut self.rx {
-            if whole_text && !rx.header.opcode.is_control() && self.inbuf.is_empty() {
+            if self.rx_whole_text
+                && !self.rx_compressed
+                && !rx.header.opcode.is_control()
+                && self.inbuf.is_empty()
+            {
                 // Text for `poll_message`: unmasked a block at a time on
                 // the stack, validated and appended to the message's
                 // String from there, never buffered.
@@ -359,30 +397,119 @@ impl Connection {
                 };
                 rx.remaining -= n as u64;
                 rx.consumed += n as u64;
+                self.fed += n as u64;
+                // Known again from `rx` when needed.
+                self.scan = None;
                 if r.is_err() {
                     // Reported by the next poll; the rest is never read.
                     self.rx_failed = Some(ProtocolError::InvalidUtf8);
                     return;
                 }
                 data = rest;
-            } else if let Some(mask) = rx.header.mask {
-                if !rx.header.opcode.is_control() && self.inbuf.len() == rx.unmasked {
-                    let to_come = rx.remaining - rx.unmasked as u64;
-                    let n = (data.len() as u64).min(to_come) as usize;
-                    if n > 0 {
-                        // Room for the rest of the frame at once, up to
-                        // a bound: growing by doubling would copy what is
-                        // already buffered at each step.
-                        self.inbuf.reserve(reserve_ahead(to_come));
-                        let phase = (rx.consumed as usize).wrapping_add(rx.unmasked);
-                        extend_masked_at(&mut self.inbuf, &data[..n], mask, phase);
-                        rx.unmasked += n;
-                        data = &data[n..];
-                    }
-                }
             }
         }
-        self.inbuf.extend_from_slice(data);
+        if self.role == Role::Server && !data.is_empty() {
+            data = self.scan_in(data);
+        }
+        if !data.is_empty() {
+            self.scan = None;
+            self.fed += data.len() as u64;
+            self.inbuf.extend_from_slice(data);
+        }
+    }
+
+    /// Copies masked payload in unmasked (one pass instead of a copy and a
+    /// second pass), following the frames on its own while they are large;
+    /// returns the input it left for a plain copy. The poll path later
+    /// finds those payload bytes unmasked through `unmasked_to`.
+    fn scan_in<'a>(&mut self, mut data: &'a [u8]) -> &'a [u8] {
+        let Some(mut s) = self.scan.or_else(|| self.rescan()) else {
+            return data;
+        };
+        // All of `data` goes into `inbuf`, unmasked or not: room at once.
+        self.inbuf.reserve(data.len());
+        loop {
+            if s.left > 0 {
+                let n = (data.len() as u64).min(s.left) as usize;
+                if s.reserve && s.left > n as u64 && self.fed - s.base == self.inbuf.len() as u64 {
+                    // Room for the rest of the frame at once, up to a
+                    // bound: growing by doubling would copy what is
+                    // already buffered at each step. Only when nothing
+                    // else is buffered: earlier frames would be copied.
+                    // With room for the start of what follows the frame
+                    // in the same read, or that would copy the frame.
+                    self.inbuf
+                        .reserve(reserve_ahead(s.left) + (s.left as usize).min(FOLLOW_ROOM));
+                }
+                let (payload, rest) = data.split_at(n);
+                extend_masked_at(&mut self.inbuf, payload, s.mask, s.phase);
+                s.left -= n as u64;
+                s.phase = s.phase.wrapping_add(n);
+                self.fed += n as u64;
+                data = rest;
+            }
+            if data.is_empty() {
+                break;
+            }
+            // At a header: follow it if it starts a large masked frame.
+            let next = match FrameHeader::parse(data) {
+                Ok(Some((h, n))) if data.len() >= SCAN_MIN && h.len >= SCAN_MIN as u64 => {
+                    h.mask.map(|mask| (h, n, mask))
+                }
+                _ => None,
+            };
+            let Some((h, n, mask)) = next else {
+                self.scan = None;
+                self.unmasked_to = self.fed;
+                return data;
+            };
+            s = Scan {
+                left: h.len,
+                mask,
+                phase: 0,
+                reserve: !h.opcode.is_control() && h.len <= self.config.max_frame_size,
+                base: self.fed,
+            };
+            self.inbuf.extend_from_slice(&data[..n]);
+            self.fed += n as u64;
+            data = &data[n..];
+        }
+        self.scan = Some(s);
+        self.unmasked_to = self.fed;
+        data
+    }
+
+    /// Where the end of `inbuf` stands, if the poll path knows: at a header
+    /// when nothing is buffered, or in the frame being received when all
+    /// that is buffered is its payload, unmasked.
+    fn rescan(&self) -> Option<Scan> {
+        let buffered = self.inbuf.len();
+        let Some(rx) = &self.rx else {
+            return (buffered == 0).then_some(Scan {
+                left: 0,
+                mask: [0; 4],
+                phase: 0,
+                reserve: false,
+                base: self.fed,
+            });
+        };
+        let mask = rx.header.mask?;
+        if buffered as u64 > rx.remaining || self.unmasked_in_buf() < buffered {
+            return None;
+        }
+        Some(Scan {
+            left: rx.remaining - buffered as u64,
+            mask,
+            phase: (rx.consumed as usize).wrapping_add(buffered),
+            reserve: !rx.header.opcode.is_control(),
+            base: self.fed - buffered as u64,
+        })
+    }
+
+    /// Bytes at the start of `inbuf` whose payload is unmasked already.
+    fn unmasked_in_buf(&self) -> usize {
+        let start = self.fed - self.inbuf.len() as u64;
+        (self.unmasked_to.saturating_sub(start) as usize).min(self.inbuf.len())
     }
 
     /// Bytes from the peer, handed over as an owned buffer: the zero-copy
@@ -392,6 +519,8 @@ impl Connection {
     /// Otherwise the same as [`handle_data`](Self::handle_data).
     pub fn handle_bytes(&mut self, now: Instant, data: BytesMut) {
         if self.note_input(now, data.len()) {
+            self.scan = None;
+            self.fed += data.len() as u64;
             if self.inbuf.is_empty() {
                 self.inbuf = data;
             } else {
@@ -781,7 +910,6 @@ impl Connection {
                         remaining: header.len,
                         consumed: 0,
                         checked: 0,
-                        unmasked: 0,
                     };
                     self.rx = Some(rx);
                     rx
@@ -793,9 +921,10 @@ impl Connection {
                     return Ok(None);
                 }
                 self.rx = None;
+                let done = self.unmasked_in_buf().min(len);
                 let mut payload = self.inbuf.split_to(len);
                 if let Some(mask) = rx.header.mask {
-                    apply_mask(&mut payload, mask, 0);
+                    apply_mask(&mut payload[done..], mask, done);
                 }
                 if let Some(ev) = self.on_control(rx.header.opcode, payload.freeze())? {
                     return Ok(Some(ev));
@@ -822,9 +951,11 @@ impl Connection {
     /// without the general chunking path.
     fn whole_frame(&mut self, header: FrameHeader, n: usize) -> Result<Event, ProtocolError> {
         self.inbuf.advance(n);
-        let mut data = self.inbuf.split_to(header.len as usize);
+        let len = header.len as usize;
+        let done = self.unmasked_in_buf().min(len);
+        let mut data = self.inbuf.split_to(len);
         if let Some(mask) = header.mask {
-            apply_mask(&mut data, mask, 0);
+            apply_mask(&mut data[done..], mask, done);
         }
         // The message ends here; of `end_message`'s resets only these apply
         // to a whole uncompressed frame (this is the hot path).
@@ -939,7 +1070,7 @@ impl Connection {
     fn on_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
         let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
-        self.unmask_up_to(&mut rx, avail);
+        self.unmask_up_to(&rx, avail);
         if kind == MessageKind::Text && self.rx_whole_text {
             return self.on_whole_text(rx, avail);
         }
@@ -961,7 +1092,14 @@ impl Connection {
                 .finish()
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
         }
-        if !frame_done && avail < self.config.read_chunk_size {
+        // For `poll_message`, a binary message in one frame stays in the
+        // input until it is all here, then leaves without a copy; handed out
+        // in chunks, it would be copied into the assembler (memory is the
+        // same: the assembler would hold it all too).
+        let whole_binary = self.whole_text && kind == MessageKind::Binary && rx.header.fin;
+        if !frame_done
+            && (avail < self.config.read_chunk_size || whole_binary && self.rx_msg_frames == 1)
+        {
             self.rx = Some(rx);
             return Ok(None);
         }
@@ -989,7 +1127,6 @@ impl Connection {
         rx.remaining -= from_buf as u64;
         rx.consumed += from_buf as u64;
         rx.checked -= from_buf;
-        rx.unmasked -= from_buf;
         if frame_done {
             self.rx = None;
             if rx.header.fin {
@@ -1029,7 +1166,6 @@ impl Connection {
             rx.remaining -= avail as u64;
             rx.consumed += avail as u64;
             rx.checked = 0;
-            rx.unmasked = 0;
         }
         if rx.remaining > 0 {
             self.rx = Some(rx);
@@ -1060,7 +1196,7 @@ impl Connection {
     fn on_compressed_data(&mut self, mut rx: RxFrame) -> Result<Option<Event>, ProtocolError> {
         let kind = self.rx_msg.unwrap_or(MessageKind::Binary);
         let avail = (self.inbuf.len() as u64).min(rx.remaining) as usize;
-        self.unmask_up_to(&mut rx, avail);
+        self.unmask_up_to(&rx, avail);
         let frame_in = avail as u64 == rx.remaining;
         if !frame_in && avail < self.config.read_chunk_size {
             self.rx = Some(rx);
@@ -1108,7 +1244,6 @@ impl Connection {
         self.inbuf.advance(used);
         rx.remaining -= used as u64;
         rx.consumed += used as u64;
-        rx.unmasked -= used;
         if kind == MessageKind::Text {
             self.rx_utf8
                 .feed(&buf[carried..filled])
@@ -1166,14 +1301,17 @@ impl Connection {
         self.rx_utf8.reset();
     }
 
-    /// Unmasks the payload in `inbuf` up to `avail` bytes.
-    fn unmask_up_to(&mut self, rx: &mut RxFrame, avail: usize) {
-        if avail > rx.unmasked {
-            if let Some(mask) = rx.header.mask {
-                let phase = (rx.consumed as usize).wrapping_add(rx.unmasked);
-                apply_mask(&mut self.inbuf[rx.unmasked..avail], mask, phase);
-            }
-            rx.unmasked = avail;
+    /// Unmasks the payload of the frame being received in `inbuf` up to
+    /// `avail` bytes (`inbuf[0]` is its payload byte `rx.consumed`).
+    fn unmask_up_to(&mut self, rx: &RxFrame, avail: usize) {
+        let Some(mask) = rx.header.mask else {
+            return;
+        };
+        let done = self.unmasked_in_buf();
+        if avail > done {
+            let phase = (rx.consumed as usize).wrapping_add(done);
+            apply_mask(&mut self.inbuf[done..avail], mask, phase);
+            self.unmasked_to = self.fed - (self.inbuf.len() - avail) as u64;
         }
     }
 
