@@ -205,8 +205,16 @@ impl Checked {
         }
         assert!(self.closed.is_some() || self.conn.state() != State::Closed);
         // After draining, at most one partial frame is buffered, and of a
-        // data frame at most `read_chunk_size` bytes plus a code point.
-        let limit = self.conn.config().read_chunk_size + 14 + 125 + 4;
+        // data frame at most `read_chunk_size` bytes plus a code point;
+        // `poll_message` keeps a one-frame binary message until it is
+        // whole (where the assembler would hold it), so up to a frame.
+        let config = self.conn.config();
+        let frame = if self.whole {
+            (config.max_frame_size as usize).max(config.read_chunk_size)
+        } else {
+            config.read_chunk_size
+        };
+        let limit = frame + 14 + 125 + 4;
         assert!(
             self.conn.buffered_input() <= limit,
             "buffered {} > {limit}",
