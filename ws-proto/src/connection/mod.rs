@@ -957,10 +957,19 @@ impl Connection {
     fn whole_frame(&mut self, header: FrameHeader, n: usize) -> Result<Event, ProtocolError> {
         self.inbuf.advance(n);
         let len = header.len as usize;
-        let done = self.unmasked_in_buf().min(len);
+        // Small frames (the hot path) are never unmasked on the way in.
+        let done = if len < SCAN_MIN {
+            0
+        } else {
+            self.unmasked_in_buf().min(len)
+        };
         let mut data = self.inbuf.split_to(len);
         if let Some(mask) = header.mask {
-            apply_mask(&mut data[done..], mask, done);
+            if done == 0 {
+                apply_mask(&mut data, mask, 0);
+            } else {
+                apply_mask(&mut data[done..], mask, done);
+            }
         }
         // The message ends here; of `end_message`'s resets only these apply
         // to a whole uncompressed frame (this is the hot path).
