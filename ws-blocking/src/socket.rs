@@ -24,6 +24,10 @@ use ws_proto::{CloseCode, Connection, Event, Message, MessageKind, State, Transm
 /// blocked reader must notice).
 const WAKE: Duration = Duration::from_secs(1);
 
+/// How soon the receiver tries again to write what the socket would not
+/// take without blocking.
+const RETRY_WRITE: Duration = Duration::from_millis(2);
+
 /// Bytes read from the socket per call.
 const READ_SIZE: usize = 16 << 10;
 
@@ -135,12 +139,41 @@ fn encrypt(tls: &mut rustls::Connection, mut data: &[u8], out: &mut Vec<u8>) {
 /// at once do not deadlock.
 pub(crate) struct Link {
     state: Mutex<Inner>,
-    writer: Mutex<TcpStream>,
+    writer: Mutex<Writer>,
     /// For `abort`: shutting a socket down needs no lock.
     control: TcpStream,
 }
 
 type Shared = Arc<Link>;
+
+/// The write side: the socket, and what a writer that must not block left
+/// unwritten (it goes out first, before anything taken after it).
+struct Writer {
+    stream: TcpStream,
+    unsent: Vec<u8>,
+    /// The write side is to be shut down once `unsent` is written.
+    shutdown: bool,
+}
+
+/// Writes what `stream` takes without blocking; how much that was.
+fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+    stream.set_nonblocking(true)?;
+    let mut done = 0;
+    let r = loop {
+        if done == buf.len() {
+            break Ok(done);
+        }
+        match stream.write(&buf[done..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(done),
+            Err(e) => break Err(e),
+        }
+    };
+    stream.set_nonblocking(false)?;
+    r
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in a user callback must not poison the connection for others.
@@ -149,8 +182,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Writes everything queued. Bytes are taken from the connection while the
 /// writer lock is held, so whoever takes them writes them before anyone
-/// takes more: frames never reorder. With `wait` false (the receiver), a
-/// busy writer is left to write what is queued.
+/// takes more: frames never reorder. With `wait` false (the receiver, or a
+/// close that must not block), a busy writer is left to write what is
+/// queued, and otherwise only what the socket takes without blocking is
+/// written; the rest waits in `Writer::unsent` for the next flush. A
+/// receiver blocked writing would stop reading, and a peer blocked writing
+/// to it would then never read what it writes.
 fn flush(link: &Link, wait: bool) -> Result<(), Error> {
     let mut buf = Vec::new();
     loop {
@@ -169,22 +206,56 @@ fn flush(link: &Link, wait: bool) -> Result<(), Error> {
                 // Nothing can be written any more: drop what is queued, so
                 // that the connection can still finish.
                 st.take_output(&mut buf);
+                w.unsent = Vec::new();
+                w.shutdown = false;
                 return Err(Error::Io(kind.into()));
             }
-            st.take_output(&mut buf)
+            let mut taken = std::mem::take(&mut w.unsent);
+            // A writer that must not block takes nothing more while bytes
+            // wait: left in the connection, Pongs coalesce, so a peer that
+            // pings and never reads cannot grow this buffer.
+            let more = wait || taken.is_empty();
+            let shutdown = more && st.take_output(&mut taken) || w.shutdown;
+            buf = taken;
+            shutdown
         };
+        w.shutdown = false;
         if buf.is_empty() && !shutdown {
             return Ok(());
         }
-        if let Err(e) = w.write_all(&buf) {
-            lock(&link.state).broken = Some(e.kind());
-            return Err(e.into());
+        let written = if wait {
+            w.stream.write_all(&buf).map(|()| buf.len())
+        } else {
+            write_nonblocking(&mut w.stream, &buf)
+        };
+        match written {
+            Err(e) => {
+                lock(&link.state).broken = Some(e.kind());
+                return Err(e.into());
+            }
+            Ok(n) if n < buf.len() => {
+                // The socket is full: the next flush goes on from here.
+                w.unsent = buf.split_off(n);
+                w.shutdown = shutdown;
+                return Ok(());
+            }
+            Ok(_) => {}
         }
         buf.clear();
         if shutdown {
-            let _ = w.shutdown(Shutdown::Write);
+            let _ = w.stream.shutdown(Shutdown::Write);
         }
         // More may have been queued while we wrote: look again.
+    }
+}
+
+/// Bytes a non-blocking flush left for later.
+fn unsent(link: &Link) -> bool {
+    match link.writer.try_lock() {
+        Ok(w) => !w.unsent.is_empty() || w.shutdown,
+        Err(std::sync::TryLockError::Poisoned(p)) => !p.get_ref().unsent.is_empty(),
+        // A writer is at work: it writes them.
+        Err(std::sync::TryLockError::WouldBlock) => false,
     }
 }
 
@@ -328,6 +399,12 @@ impl Receiver {
             let deadline = {
                 let mut g = lock(&self.shared.state);
                 if g.conn.is_finished() || self.done {
+                    drop(g);
+                    if !self.done && unsent(&self.shared) {
+                        // The last bytes (a Close) still go out; nothing is
+                        // read any more, so waiting cannot deadlock.
+                        let _ = flush(&self.shared, true);
+                    }
                     self.done = true;
                     return Ok(None);
                 }
@@ -342,7 +419,14 @@ impl Receiver {
                 g.conn.poll_timeout()
             };
             let now = Instant::now();
-            let wait = deadline.map_or(WAKE, |d| d.saturating_duration_since(now).min(WAKE));
+            // Bytes a flush could not write without blocking are tried again
+            // soon: std has no wait for "readable or writable".
+            let wake = if unsent(&self.shared) {
+                RETRY_WRITE
+            } else {
+                WAKE
+            };
+            let wait = deadline.map_or(wake, |d| d.saturating_duration_since(now).min(wake));
             if deadline.is_some_and(|d| d <= now) {
                 lock(&self.shared.state).conn.handle_timeout(now);
                 continue;
@@ -408,7 +492,11 @@ pub(crate) fn split(
             plain: Vec::new(),
             broken: None,
         }),
-        writer: Mutex::new(sock.try_clone()?),
+        writer: Mutex::new(Writer {
+            stream: sock.try_clone()?,
+            unsent: Vec::new(),
+            shutdown: false,
+        }),
         control: sock.try_clone()?,
     });
     let tx = Sender {

@@ -539,14 +539,8 @@ fn peer_dropping_tcp_reports_1006() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let t = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let up = read_upgrade(&mut s);
-        let mut out = Vec::new();
-        let _conn = up
-            .accept(Instant::now(), &Default::default(), &mut out)
-            .unwrap();
-        out.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
-        s.write_all(&out).unwrap();
+        let mut s = accept_upgrade(&listener);
+        s.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
         // Then vanish without a Close.
     });
     let mut ws = WebSocket::connect_with(&format!("ws://{addr}/"), &direct()).unwrap();
@@ -603,13 +597,7 @@ fn keepalive_detects_a_dead_server() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let t = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let up = read_upgrade(&mut s);
-        let mut out = Vec::new();
-        let _conn = up
-            .accept(Instant::now(), &Default::default(), &mut out)
-            .unwrap();
-        s.write_all(&out).unwrap();
+        let s = accept_upgrade(&listener);
         std::thread::sleep(Duration::from_secs(3));
         drop(s);
     });
@@ -634,6 +622,17 @@ fn keepalive_detects_a_dead_server() {
         start.elapsed()
     );
     t.join().unwrap();
+}
+
+/// Accepts one connection and completes its upgrade with the bare core.
+fn accept_upgrade(listener: &TcpListener) -> TcpStream {
+    let (mut s, _) = listener.accept().unwrap();
+    let mut out = Vec::new();
+    let _conn = read_upgrade(&mut s)
+        .accept(Instant::now(), &Default::default(), &mut out)
+        .unwrap();
+    s.write_all(&out).unwrap();
+    s
 }
 
 /// Reads an upgrade request with the bare core, for hand-made servers.
@@ -682,6 +681,53 @@ fn bulk_traffic_both_ways_does_not_deadlock() {
         .recv_timeout(Duration::from_secs(30))
         .expect("deadlocked");
     assert_eq!(got, 64);
+}
+
+#[test]
+fn a_peer_that_pings_and_never_reads_does_not_stop_the_receiver() {
+    // Every Ping asks for a Pong. Once the socket buffers are full, a
+    // receiver that blocked writing its Pong would stop reading, and the
+    // peer, blocked writing Pings, would never get to its last message.
+    const PINGS: usize = 200_000;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let mut s = accept_upgrade(&listener);
+        let mut out = Vec::new();
+        let mut ping = vec![0x89, 125];
+        ping.extend_from_slice(&[7; 125]);
+        for _ in 0..PINGS / 100 {
+            for _ in 0..100 {
+                out.extend_from_slice(&ping);
+            }
+            s.write_all(&out).unwrap();
+            out.clear();
+        }
+        s.write_all(&[0x81, 0x04, b'd', b'o', b'n', b'e']).unwrap();
+        // Never reads; keeps the socket open until the test ends.
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let ws = WebSocket::connect_with(&format!("ws://{addr}/"), &direct()).unwrap();
+    let (_tx, mut rx) = ws.split();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut pings = 0;
+        loop {
+            match rx.recv() {
+                Ok(Message::Ping(_)) => pings += 1,
+                Ok(Message::Text(t)) => {
+                    let _ = done_tx.send((pings, t));
+                    return;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+    let (pings, text) = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the receiver stopped reading");
+    assert_eq!((pings, text.as_str()), (PINGS, "done"));
+    drop(peer);
 }
 
 #[test]
