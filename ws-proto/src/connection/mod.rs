@@ -373,6 +373,13 @@ impl Connection {
     /// [`poll_event`](Self::poll_event) as [`Event::Closed`] with the error,
     /// after the right Close frame was queued. Input after a Close or a
     /// failure is ignored ("nothing processed after close").
+    ///
+    /// Events are still parsed lazily by the polls, but the copy into the
+    /// connection does some of their work in the same pass: on a server,
+    /// the payload of large masked frames (4 KiB or more, with 4 KiB or
+    /// more in hand) is unmasked as it is copied, and text for
+    /// [`poll_message`](Self::poll_message) that continues a frame goes
+    /// straight into the message's `String`.
     pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
         if !self.note_input(now, data.len()) || self.rx_failed.is_some() {
             return;
