@@ -155,6 +155,13 @@ struct Writer {
     shutdown: bool,
 }
 
+impl Writer {
+    /// Something is left to write (bytes, or the shutdown after them).
+    fn pending(&self) -> bool {
+        !self.unsent.is_empty() || self.shutdown
+    }
+}
+
 /// Writes what `stream` takes without blocking; how much that was.
 fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
     stream.set_nonblocking(true)?;
@@ -252,8 +259,8 @@ fn flush(link: &Link, wait: bool) -> Result<(), Error> {
 /// Bytes a non-blocking flush left for later.
 fn unsent(link: &Link) -> bool {
     match link.writer.try_lock() {
-        Ok(w) => !w.unsent.is_empty() || w.shutdown,
-        Err(std::sync::TryLockError::Poisoned(p)) => !p.get_ref().unsent.is_empty(),
+        Ok(w) => w.pending(),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.get_ref().pending(),
         // A writer is at work: it writes them.
         Err(std::sync::TryLockError::WouldBlock) => false,
     }
