@@ -1,6 +1,7 @@
 //! A server's table of connections and its admission limits.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
@@ -25,10 +26,37 @@ pub struct Refusal {
 pub struct ConnectionTable<T> {
     max_clients: usize,
     max_per_ip: usize,
-    live: HashMap<u64, (ClientConnection, T)>,
+    live: HashMap<u64, (ClientConnection, T), BuildHasherDefault<IdHasher>>,
     per_ip: HashMap<IpAddr, usize>,
     total: usize,
     next_id: u64,
+}
+
+/// Hashes the table's ids for the lookup that every `send` to a client
+/// makes. The table hands the ids out in sequence, so no peer chooses them
+/// and SipHash's defence against chosen keys buys nothing here; one
+/// multiply by an odd constant spreads them over the buckets (a
+/// permutation of the low bits, which pick the bucket, and mixed high bits,
+/// which the map's tags use).
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+const ID_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(ID_MIX);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(ID_MIX);
+    }
 }
 
 impl<T: Clone> ConnectionTable<T> {
@@ -37,7 +65,7 @@ impl<T: Clone> ConnectionTable<T> {
         ConnectionTable {
             max_clients: options.max_clients,
             max_per_ip: options.max_connections_per_ip,
-            live: HashMap::new(),
+            live: HashMap::default(),
             per_ip: HashMap::new(),
             total: 0,
             next_id: 1,
@@ -169,6 +197,36 @@ mod tests {
         let d = t.admit(addr([127, 0, 0, 1], 4)).unwrap();
         assert_eq!(d.id, 4);
         assert_eq!(t.handles(), ["b"]);
+    }
+
+    #[test]
+    fn many_connections_are_found_listed_and_released() {
+        let o = ServerOptions {
+            max_clients: 20_000,
+            max_connections_per_ip: 20_000,
+            ..Default::default()
+        };
+        let mut t: ConnectionTable<u64> = ConnectionTable::new(&o);
+        let conns: Vec<_> = (0..10_000u16)
+            .map(|p| t.admit(addr([127, 0, 0, 1], p)).unwrap())
+            .collect();
+        for c in conns.iter().rev() {
+            t.insert(*c, c.id * 7);
+        }
+        for c in &conns {
+            assert_eq!(t.get(c).unwrap(), c.id * 7);
+        }
+        for c in conns.iter().step_by(2) {
+            t.release(c);
+        }
+        let left: Vec<_> = conns.iter().skip(1).step_by(2).copied().collect();
+        assert_eq!(t.list(), left);
+        assert!(matches!(t.get(&conns[0]), Err(Error::NoSuchConnection)));
+        // Same id, another address: not that connection.
+        let mut other = conns[1];
+        other.addr = addr([127, 0, 0, 2], 1);
+        assert!(matches!(t.get(&other), Err(Error::NoSuchConnection)));
+        assert_eq!(t.handles().len(), 5_000);
     }
 
     #[test]
