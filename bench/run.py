@@ -213,7 +213,9 @@ def handshake_rate(impl, clients, secs):
 
 
 def table_d(rounds, secs):
-    impls = ["raw-tcp", "ws-smol", "tokio-tungstenite"]
+    # raw-tcp-smol: raw-tcp's exchange on smol's reactor and executor, as
+    # ws-smol runs: what the runtime alone costs against tokio's raw-tcp.
+    impls = ["raw-tcp", "raw-tcp-smol", "ws-smol", "tokio-tungstenite"]
     res = {}
     for rnd in range(rounds):
         for clients in [1, 4]:
@@ -221,16 +223,21 @@ def table_d(rounds, secs):
                 res.setdefault((impl, clients), []).append(handshake_rate(impl, clients, secs))
     print("### D. Handshakes per second\n")
     print("Each client repeats: connect, upgrade request, 101 response, close. raw-tcp answers the same request "
-          "with a canned response of the same size. Ratios per round, median.\n")
-    print("| clients | raw-tcp | ws-smol | tokio-tungstenite | ws-smol / raw-tcp | ws-smol / tokio-tungstenite |")
-    print("|---|---|---|---|---|---|")
+          "with a canned response of the same size (on tokio); raw-tcp-smol does the same on smol's reactor and a "
+          "`LocalExecutor`, as ws-smol runs. Ratios per round, median.\n")
+    print("| clients | raw-tcp | raw-tcp-smol | ws-smol | tokio-tungstenite | ws-smol / raw-tcp | "
+          "ws-smol / tokio-tungstenite | raw-tcp-smol / raw-tcp | ws-smol / raw-tcp-smol |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def ratio(a, b, clients):
+        return statistics.median(x / y for x, y in zip(res[(a, clients)], res[(b, clients)]))
+
     for clients in [1, 4]:
-        r = {i: res[(i, clients)] for i in impls}
-        med = {i: statistics.median(v) for i, v in r.items()}
-        vs_raw = statistics.median(a / b for a, b in zip(r["ws-smol"], r["raw-tcp"]))
-        vs_tt = statistics.median(a / b for a, b in zip(r["ws-smol"], r["tokio-tungstenite"]))
-        print(f"| {clients} | {med['raw-tcp']:.0f} | {med['ws-smol']:.0f} | {med['tokio-tungstenite']:.0f} | "
-              f"**{vs_raw:.2f}x** | **{vs_tt:.2f}x** |")
+        med = {i: statistics.median(res[(i, clients)]) for i in impls}
+        print(f"| {clients} | {med['raw-tcp']:.0f} | {med['raw-tcp-smol']:.0f} | {med['ws-smol']:.0f} | "
+              f"{med['tokio-tungstenite']:.0f} | **{ratio('ws-smol', 'raw-tcp', clients):.2f}x** | "
+              f"**{ratio('ws-smol', 'tokio-tungstenite', clients):.2f}x** | "
+              f"{ratio('raw-tcp-smol', 'raw-tcp', clients):.2f}x | {ratio('ws-smol', 'raw-tcp-smol', clients):.2f}x |")
     print()
 
 

@@ -4,9 +4,10 @@
 //! `server IMPL PORT [--deflate]`; IMPL is ws-smol (on an executor run by
 //! the main thread, `Server::start_on`), ws-smol-global (smol's global
 //! executor, `Server::start`), ws-blocking, async-tungstenite,
-//! tokio-tungstenite, fastwebsockets or raw-tcp (answers
+//! tokio-tungstenite, fastwebsockets, raw-tcp (answers
 //! an upgrade request with a canned response of the same size, then
-//! closes: the baseline of the handshake benchmark). Prints
+//! closes: the baseline of the handshake benchmark) or raw-tcp-smol (the
+//! same on smol's reactor and a `LocalExecutor`). Prints
 //! `listening PORT`; on the stdin line `mem` prints `mem HEAP RSS`; exits
 //! when stdin closes.
 
@@ -29,6 +30,7 @@ fn main() {
         "tokio-tungstenite" => tokio_tungstenite_server(addr),
         "fastwebsockets" => fastwebsockets_server(addr),
         "raw-tcp" => raw_tcp_server(addr),
+        "raw-tcp-smol" => raw_tcp_smol_server(addr),
         other => panic!("unknown server {other}"),
     }
 }
@@ -241,4 +243,50 @@ fn raw_tcp_server(addr: SocketAddr) {
             });
         }
     })
+}
+
+/// raw-tcp's exchange on smol's reactor and a `LocalExecutor` run by this
+/// thread (as `ws-smol` runs): the runtime's share of a handshake, without
+/// any WebSocket work.
+fn raw_tcp_smol_server(addr: SocketAddr) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let canned = upgrade_response(&ws_bench::upgrade_request("127.0.0.1", None)).unwrap();
+    let canned: &'static [u8] = Box::leak(canned.into_boxed_slice());
+    let ex: &'static smol::LocalExecutor = Box::leak(Box::new(smol::LocalExecutor::new()));
+    smol::block_on(ex.run(async {
+        let listener = async_net::TcpListener::bind(addr).await.expect("bind");
+        announce(listener.local_addr().unwrap().port());
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            ex.spawn(async move {
+                let mut buf = Vec::with_capacity(512);
+                let mut chunk = [0u8; 1024];
+                loop {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if head_end(&buf).is_some() {
+                        break;
+                    }
+                    if buf.len() > 16 << 10 {
+                        return;
+                    }
+                }
+                if sock.write_all(canned).await.is_err() {
+                    return;
+                }
+                let mut rest = [0u8; 256];
+                while let Ok(n) = sock.read(&mut rest).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+    }))
 }
