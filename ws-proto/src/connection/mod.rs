@@ -176,8 +176,18 @@ pub struct Connection {
 
     // Receiving.
     inbuf: BytesMut,
-    /// Bytes ever added to `inbuf` or consumed straight from the input:
-    /// the stream offset of the end of `inbuf`.
+    /// Input that follows `inbuf`, started by `handle_data` at the header
+    /// of a large frame when `inbuf` holds only whole frames: the next
+    /// frame gets a buffer of its size at once, and the start of it is not
+    /// moved (or copied into a new allocation) when the earlier frames
+    /// leave. The poll path takes it as `inbuf` when `inbuf` is used up.
+    next: BytesMut,
+    /// The allocation of the last `inbuf` that `next` replaced, emptied: the
+    /// next `next` reuses it once the messages taken from it are dropped
+    /// (memory still in cache, no page faults). Dropped when idle.
+    spare: BytesMut,
+    /// Bytes ever added to `inbuf` and `next` or consumed straight from
+    /// the input: the stream offset of the end of `next`.
     fed: u64,
     /// Stream offset before which every payload byte is unmasked (and
     /// after which none is). Headers are never changed.
@@ -263,6 +273,8 @@ impl Connection {
             #[cfg(feature = "deflate")]
             deflate: None,
             inbuf: BytesMut::new(),
+            next: BytesMut::new(),
+            spare: BytesMut::new(),
             fed: 0,
             unmasked_to: 0,
             scan: None,
@@ -347,12 +359,12 @@ impl Connection {
 
     /// Bytes of input buffer held (capacity), for memory accounting.
     pub fn input_capacity(&self) -> usize {
-        self.inbuf.capacity()
+        self.inbuf.capacity() + self.next.capacity() + self.spare.capacity()
     }
 
     /// Bytes received and not yet handed out as events.
     pub fn buffered_input(&self) -> usize {
-        self.inbuf.len() + self.carry_len as usize
+        self.inbuf.len() + self.next.len() + self.carry_len as usize
     }
 
     /// Whether nothing more will happen on this connection: the
@@ -379,7 +391,12 @@ impl Connection {
     /// the payload of large masked frames (4 KiB or more, with 4 KiB or
     /// more in hand) is unmasked as it is copied, and text for
     /// [`poll_message`](Self::poll_message) that continues a frame goes
-    /// straight into the message's `String`.
+    /// straight into the message's `String`. A large frame that begins
+    /// after another in the same input and goes on past it gets a buffer of
+    /// its own, sized for it, so that nothing is moved when the frames
+    /// before it leave; while such frames stream in, the connection keeps
+    /// the buffer they leave behind for the next one (given back when
+    /// idle).
     pub fn handle_data(&mut self, now: Instant, data: &[u8]) {
         if !self.note_input(now, data.len()) || self.rx_failed.is_some() {
             return;
@@ -390,6 +407,7 @@ impl Connection {
                 && !self.rx_compressed
                 && !rx.header.opcode.is_control()
                 && self.inbuf.is_empty()
+                && self.next.is_empty()
             {
                 // Text for `poll_message`: unmasked a block at a time on
                 // the stack, validated and appended to the message's
@@ -426,8 +444,22 @@ impl Connection {
         if !data.is_empty() {
             self.scan = None;
             self.fed += data.len() as u64;
-            self.inbuf.extend_from_slice(data);
+            self.input_end().extend_from_slice(data);
         }
+    }
+
+    /// The buffer that new input goes to: `next` once it is started.
+    fn input_end(&mut self) -> &mut BytesMut {
+        if self.next.is_empty() {
+            &mut self.inbuf
+        } else {
+            &mut self.next
+        }
+    }
+
+    /// The stream offset of `inbuf[0]`.
+    fn inbuf_start(&self) -> u64 {
+        self.fed - (self.inbuf.len() + self.next.len()) as u64
     }
 
     /// Copies masked payload in unmasked (one pass instead of a copy and a
@@ -438,23 +470,24 @@ impl Connection {
         let Some(mut s) = self.scan.or_else(|| self.rescan()) else {
             return data;
         };
-        // All of `data` goes into `inbuf`, unmasked or not: room at once.
-        self.inbuf.reserve(data.len());
+        // All of `data` goes into the input, unmasked or not: room at once.
+        self.input_end().reserve(data.len());
         loop {
             if s.left > 0 {
                 let n = (data.len() as u64).min(s.left) as usize;
-                if s.reserve && s.left > n as u64 && self.fed - s.base == self.inbuf.len() as u64 {
+                let fed = self.fed;
+                let buf = self.input_end();
+                if s.reserve && s.left > n as u64 && fed - s.base == buf.len() as u64 {
                     // Room for the rest of the frame at once, up to a
                     // bound: growing by doubling would copy what is
                     // already buffered at each step. Only when nothing
                     // else is buffered: earlier frames would be copied.
                     // With room for the start of what follows the frame
                     // in the same read, or that would copy the frame.
-                    self.inbuf
-                        .reserve(reserve_ahead(s.left) + (s.left as usize).min(FOLLOW_ROOM));
+                    buf.reserve(reserve_ahead(s.left) + (s.left as usize).min(FOLLOW_ROOM));
                 }
                 let (payload, rest) = data.split_at(n);
-                extend_masked_at(&mut self.inbuf, payload, s.mask, s.phase);
+                extend_masked_at(buf, payload, s.mask, s.phase);
                 s.left -= n as u64;
                 s.phase = s.phase.wrapping_add(n);
                 self.fed += n as u64;
@@ -482,7 +515,22 @@ impl Connection {
                 reserve: !h.opcode.is_control() && h.len <= self.config.max_frame_size,
                 base: self.fed,
             };
-            self.inbuf.extend_from_slice(&data[..n]);
+            if s.reserve
+                && self.next.is_empty()
+                && !self.inbuf.is_empty()
+                && (data.len() - n) as u64 <= h.len
+            {
+                // `inbuf` ends where a frame ends (the scan followed every
+                // frame in it, or it held only the rest of the frame being
+                // received), and this frame goes on past this input: start
+                // `next` with it. (A frame that ends here leaves with the
+                // frames before it; the room for it is reserved already.)
+                self.next = std::mem::take(&mut self.spare);
+                self.next.reserve(data.len());
+                self.next.extend_from_slice(&data[..n]);
+            } else {
+                self.input_end().extend_from_slice(&data[..n]);
+            }
             self.fed += n as u64;
             data = &data[n..];
         }
@@ -495,6 +543,9 @@ impl Connection {
     /// when nothing is buffered, or in the frame being received when all
     /// that is buffered is its payload, unmasked.
     fn rescan(&self) -> Option<Scan> {
+        if !self.next.is_empty() {
+            return None;
+        }
         let buffered = self.inbuf.len();
         let Some(rx) = &self.rx else {
             return (buffered == 0).then_some(Scan {
@@ -520,7 +571,7 @@ impl Connection {
 
     /// Bytes at the start of `inbuf` whose payload is unmasked already.
     fn unmasked_in_buf(&self) -> usize {
-        let start = self.fed - self.inbuf.len() as u64;
+        let start = self.inbuf_start();
         (self.unmasked_to.saturating_sub(start) as usize).min(self.inbuf.len())
     }
 
@@ -533,10 +584,11 @@ impl Connection {
         if self.note_input(now, data.len()) {
             self.scan = None;
             self.fed += data.len() as u64;
-            if self.inbuf.is_empty() {
-                self.inbuf = data;
+            let end = self.input_end();
+            if end.is_empty() {
+                *end = data;
             } else {
-                self.inbuf.unsplit(data);
+                end.unsplit(data);
             }
         }
     }
@@ -671,7 +723,11 @@ impl Connection {
 
     fn next_event(&mut self) -> Option<Event> {
         if self.reading {
-            match self.next_frame_event() {
+            let mut r = self.next_frame_event();
+            if matches!(r, Ok(None)) && self.take_next(true) {
+                r = self.next_frame_event();
+            }
+            match r {
                 Ok(Some(ev)) => return Some(ev),
                 Ok(None) => {
                     // Idle: give back a large read buffer (an idle
@@ -679,12 +735,11 @@ impl Connection {
                     // adapter's last read). Not in the middle of a message:
                     // its next read would only allocate it again (and
                     // glibc may have trimmed the heap in between).
-                    if self.inbuf.is_empty()
-                        && self.inbuf.capacity() > IDLE_INPUT_CAPACITY
-                        && self.rx.is_none()
-                        && self.rx_msg.is_none()
-                    {
-                        self.inbuf = BytesMut::new();
+                    if self.inbuf.is_empty() && self.rx.is_none() && self.rx_msg.is_none() {
+                        self.spare = BytesMut::new();
+                        if self.inbuf.capacity() > IDLE_INPUT_CAPACITY {
+                            self.inbuf = BytesMut::new();
+                        }
                     }
                     if self.eof && self.reading {
                         // "If the TCP connection was closed without a Close
@@ -894,11 +949,34 @@ impl Connection {
 
     // ----- receiving -----------------------------------------------------------
 
+    /// Makes `next` the input once `inbuf` is used up. With `join`, also
+    /// when `inbuf` is not: the poll path found it waiting for more bytes,
+    /// which is not expected (`next` starts where a frame ends, and
+    /// everything before it is parsed without it); joined (a copy) rather
+    /// than left waiting, should that ever happen.
+    fn take_next(&mut self, join: bool) -> bool {
+        if self.next.is_empty() {
+            return false;
+        }
+        if self.inbuf.is_empty() {
+            let next = std::mem::take(&mut self.next);
+            self.spare = std::mem::replace(&mut self.inbuf, next);
+            true
+        } else if join {
+            let next = std::mem::take(&mut self.next);
+            self.inbuf.unsplit(next);
+            true
+        } else {
+            false
+        }
+    }
+
     fn next_frame_event(&mut self) -> Result<Option<Event>, ProtocolError> {
         if let Some(e) = self.rx_failed.take() {
             return Err(e);
         }
         loop {
+            self.take_next(false);
             let rx = match self.rx {
                 Some(rx) => rx,
                 None => {
@@ -1332,7 +1410,7 @@ impl Connection {
         if avail > done {
             let phase = (rx.consumed as usize).wrapping_add(done);
             apply_mask(&mut self.inbuf[done..avail], mask, phase);
-            self.unmasked_to = self.fed - (self.inbuf.len() - avail) as u64;
+            self.unmasked_to = self.inbuf_start() + avail as u64;
         }
     }
 
@@ -1419,6 +1497,8 @@ impl Connection {
         }
         self.reading = false;
         self.inbuf = BytesMut::new();
+        self.next = BytesMut::new();
+        self.spare = BytesMut::new();
         self.rx = None;
         self.state = State::Closed;
         self.close_deadline = None;
@@ -1440,6 +1520,8 @@ impl Connection {
         self.close_deadline = None;
         self.linger_deadline = None;
         self.inbuf = BytesMut::new();
+        self.next = BytesMut::new();
+        self.spare = BytesMut::new();
         self.rx = None;
         self.closed = Some(info);
         if self.shutdown == ShutdownState::NotYet {
@@ -1451,6 +1533,8 @@ impl Connection {
     /// Waits for the peer's FIN for at most the close timeout.
     fn linger(&mut self) {
         self.inbuf = BytesMut::new();
+        self.next = BytesMut::new();
+        self.spare = BytesMut::new();
         if self.eof {
             if self.shutdown == ShutdownState::NotYet {
                 self.shutdown = ShutdownState::Pending;
