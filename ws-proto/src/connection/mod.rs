@@ -723,10 +723,13 @@ impl Connection {
 
     fn next_event(&mut self) -> Option<Event> {
         if self.reading {
-            let mut r = self.next_frame_event();
-            if matches!(r, Ok(None)) && self.take_next(true) {
-                r = self.next_frame_event();
-            }
+            // One call site, so that it is inlined here.
+            let r = loop {
+                let r = self.next_frame_event();
+                if !matches!(r, Ok(None)) || !self.take_next(true) {
+                    break r;
+                }
+            };
             match r {
                 Ok(Some(ev)) => return Some(ev),
                 Ok(None) => {
