@@ -4,6 +4,9 @@ prints them as markdown.
 
   python3 bench/run.py [--rounds 3] [--secs 2] [--tables BCDZ] [--quick]
 
+Also: --tables S (system calls per echo under strace -c), --tables P (the
+same counted with perf's syscall tracepoints, without slowing the server).
+
 Every server runs pinned to core 1 (taskset), the load generator to core 0.
 Contenders are interleaved: each round runs every configuration against
 every server, in an order rotated per round. Needs: a release build of
@@ -295,6 +298,55 @@ def table_s(secs):
     print()
 
 
+def perf_syscalls_run(impl, conns, depth, secs):
+    """System calls per echo of a server, counted by perf's syscall tracepoints while the generator
+    runs at full speed (strace stops the server at every call, which changes how many events each
+    wait returns)."""
+    s = Server(impl)
+    out = f"/tmp/bench-perf-{os.getpid()}.txt"
+    names = IO_CALLS + WAIT_CALLS
+    try:
+        g = loadgen(["echo", s.addr, "--conns", str(conns), "--size", "20", "--secs", str(secs + 1.0),
+                     "--warmup", "0.5", "--depth", str(depth)])
+        for line in g.stdout:
+            if line.split()[0] == "start":
+                break
+        events = ",".join(f"syscalls:sys_enter_{n}" for n in names)
+        subprocess.run(["perf", "stat", "-x", ",", "-o", out, "-e", events, "-p", str(s.p.pid), "--",
+                        "sleep", str(secs)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        g.stdout.read()
+        g.wait()
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                w = line.strip().split(",")
+                if len(w) > 2 and w[2].startswith("syscalls:sys_enter_") and w[0].isdigit():
+                    calls[w[2][len("syscalls:sys_enter_"):]] = int(w[0])
+        os.unlink(out)
+        return calls
+    finally:
+        s.stop()
+
+
+def table_p(secs):
+    print("### P. System calls per echo, counted without slowing the server "
+          "(20 B text; perf's syscall tracepoints)\n")
+    print("One message in flight per connection; counts divided by the replies the server wrote in the same "
+          "window (one write per echo). `read` is async-io's eventfd notifier and `timerfd_settime` its "
+          "poller's timeout; the one-shot re-arm of each socket is an `epoll_ctl`.\n")
+    names = IO_CALLS + WAIT_CALLS
+    print("| server | load | all calls | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for conns, depth in [(1, 1), (100, 1), (10, 1)]:
+        for impl in ["ws-smol", "tokio-tungstenite", "fastwebsockets"]:
+            calls = perf_syscalls_run(impl, conns, depth, secs)
+            echoes = max(calls.get("sendto", 0) + calls.get("sendmsg", 0) + calls.get("writev", 0), 1)
+            per = {k: calls.get(k, 0) / echoes for k in names}
+            print(f"| {impl} | {conns} conn x {depth} in flight | **{sum(per.values()):.2f}** | "
+                  + " | ".join(f"{per[k]:.2f}" for k in names) + " |")
+    print()
+
+
 def table_z(conns):
     """permessage-deflate: compression and idle memory against Node's ws."""
     print("### Z. permessage-deflate (RFC 7692) against Node's ws (perMessageDeflate on)\n")
@@ -340,6 +392,8 @@ def main():
         table_d(a.rounds, a.secs)
     if "Z" in a.tables:
         table_z(min(a.idle, 2000))
+    if "P" in a.tables:
+        table_p(a.secs)
     if "S" in a.tables:
         table_s(a.secs)
 
