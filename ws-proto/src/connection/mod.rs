@@ -1499,9 +1499,7 @@ impl Connection {
             self.send_close(Some(code), "");
         }
         self.reading = false;
-        self.inbuf = BytesMut::new();
-        self.next = BytesMut::new();
-        self.spare = BytesMut::new();
+        self.drop_input();
         self.rx = None;
         self.state = State::Closed;
         self.close_deadline = None;
@@ -1522,9 +1520,7 @@ impl Connection {
         self.state = State::Closed;
         self.close_deadline = None;
         self.linger_deadline = None;
-        self.inbuf = BytesMut::new();
-        self.next = BytesMut::new();
-        self.spare = BytesMut::new();
+        self.drop_input();
         self.rx = None;
         self.closed = Some(info);
         if self.shutdown == ShutdownState::NotYet {
@@ -1533,11 +1529,16 @@ impl Connection {
         self.finished = true;
     }
 
-    /// Waits for the peer's FIN for at most the close timeout.
-    fn linger(&mut self) {
+    /// Gives back every input buffer: nothing more is read.
+    fn drop_input(&mut self) {
         self.inbuf = BytesMut::new();
         self.next = BytesMut::new();
         self.spare = BytesMut::new();
+    }
+
+    /// Waits for the peer's FIN for at most the close timeout.
+    fn linger(&mut self) {
+        self.drop_input();
         if self.eof {
             if self.shutdown == ShutdownState::NotYet {
                 self.shutdown = ShutdownState::Pending;
