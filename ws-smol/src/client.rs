@@ -148,11 +148,14 @@ pub(crate) async fn timeout<T>(
     }
 }
 
-/// Reads and feeds `step` until it yields; EOF is fed as `None`.
+/// Reads and feeds `step` until it yields; EOF is fed as `None`. Also
+/// whether the last read was short (did not fill the buffer): the stream
+/// was drained then, so the connection's first read should wait for
+/// readiness instead of finding nothing (see `halves`).
 pub(crate) async fn read_until<R: AsyncRead + Unpin, T>(
     r: &mut R,
     mut step: impl FnMut(Option<&[u8]>) -> Result<Option<T>, Error>,
-) -> Result<T, Error> {
+) -> Result<(T, bool), Error> {
     let mut buf = vec![0u8; 4096];
     loop {
         let n = match r.read(&mut buf).await {
@@ -161,10 +164,10 @@ pub(crate) async fn read_until<R: AsyncRead + Unpin, T>(
             Err(e) => return Err(Error::from_stream(e)),
         };
         if n == 0 {
-            return step(None)?.ok_or(Error::Closed);
+            return step(None)?.map(|t| (t, false)).ok_or(Error::Closed);
         }
         if let Some(t) = step(Some(&buf[..n]))? {
-            return Ok(t);
+            return Ok((t, n < buf.len()));
         }
     }
 }
@@ -183,12 +186,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             .await
             .map_err(Error::from_stream)?;
         stream.flush().await.map_err(Error::from_stream)?;
-        let (response, conn) = read_until(&mut stream, |data| match data {
+        let ((response, conn), drained) = read_until(&mut stream, |data| match data {
             Some(d) => hs.handle_data(Instant::now(), d).map_err(Error::from),
             None => Err(Error::Handshake(hs.handle_eof())),
         })
         .await?;
-        let (tx, rx) = halves(conn, stream);
+        let (tx, rx) = halves(conn, stream, drained);
         Ok(WebSocket {
             tx,
             rx,
@@ -198,7 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Wraps a connection whose handshake is done (a server's, say).
     pub fn from_connection(conn: ws_proto::Connection, stream: S) -> WebSocket<S> {
-        let (tx, rx) = halves(conn, stream);
+        let (tx, rx) = halves(conn, stream, false);
         WebSocket {
             tx,
             rx,
@@ -348,7 +351,7 @@ pub async fn connect_with(
                 tcp.write_all(step.request())
                     .await
                     .map_err(Error::from_stream)?;
-                let rest = read_until(&mut tcp, |data| match data {
+                let (rest, _) = read_until(&mut tcp, |data| match data {
                     Some(d) => step.handle_data(d).map_err(Error::from),
                     None => Err(Error::Proxy(ProxyError::Closed)),
                 })

@@ -383,9 +383,9 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
             None => Err(Error::Handshake(hs.handle_eof())),
         })
         .await;
-        let upgrade = match incoming {
-            Ok(Incoming::Upgrade(u)) => u,
-            Ok(Incoming::Http(req)) => {
+        let (upgrade, drained) = match incoming {
+            Ok((Incoming::Upgrade(u), drained)) => (u, drained),
+            Ok((Incoming::Http(req), _)) => {
                 let mut out = Vec::new();
                 let _ = req.respond(
                     426,
@@ -417,10 +417,10 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
         let conn = upgrade.accept(Instant::now(), &accept, &mut out)?;
         stream.write_all(&out).await.map_err(Error::from_stream)?;
         stream.flush().await.map_err(Error::from_stream)?;
-        Ok(Some((conn, stream)))
+        Ok(Some((conn, stream, drained)))
     }))
     .await;
-    let (conn, stream) = match handshake {
+    let (conn, stream, drained) = match handshake {
         Ok(Some(x)) => x,
         Ok(None) => return,
         Err(e) => {
@@ -428,7 +428,7 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
             return;
         }
     };
-    let (tx, mut rx) = halves(conn, stream);
+    let (tx, mut rx) = halves(conn, stream, drained);
     tx.set_read_ready(MaybeTls::poll_read_ready);
     lock(&shared.conns).insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {

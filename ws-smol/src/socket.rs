@@ -372,7 +372,13 @@ impl<S> Sender<S> {
     /// Lets the receiver wait for readability with `ready` after a short
     /// read (see `State::ready`).
     pub(crate) fn set_read_ready(&self, ready: ReadReady<S>) {
-        self.shared.lock().ready = Some(ready);
+        let mut st = self.shared.lock();
+        if st.short_read {
+            // The handshake's last read was short: consume the readiness
+            // event behind it, as after any short read (see `poll_message`).
+            let _ = ready(&st.stream, &mut Context::from_waker(Waker::noop()));
+        }
+        st.ready = Some(ready);
     }
 }
 
@@ -596,14 +602,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Receiver<S> {
     }
 }
 
-/// Builds the halves of an established connection.
-pub(crate) fn halves<S>(conn: Connection, stream: S) -> (Sender<S>, Receiver<S>) {
+/// Builds the halves of an established connection. `drained`: the
+/// handshake's last read from `stream` was short, so the first read waits
+/// for readiness once a `ReadReady` is set (one empty read less per
+/// connection).
+pub(crate) fn halves<S>(conn: Connection, stream: S, drained: bool) -> (Sender<S>, Receiver<S>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             conn,
             stream,
             ready: None,
-            short_read: false,
+            short_read: drained,
             out: Vec::new(),
             written: 0,
             shutdown_pending: false,
@@ -701,7 +710,7 @@ mod tests {
                 empty_reads: empty.clone(),
             };
             let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
-            let (tx, mut rx) = halves(conn, stream);
+            let (tx, mut rx) = halves(conn, stream, false);
             if wait_for_readiness {
                 tx.set_read_ready(counting_ready);
             }
@@ -725,6 +734,56 @@ mod tests {
         })
     }
 
+    #[test]
+    fn after_a_handshake_that_drained_the_socket_the_first_read_waits_for_readiness() {
+        use ws_proto::handshake::server::{Accept, Incoming, ServerHandshake};
+        smol::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let ours = Async::<TcpStream>::connect(addr).await.unwrap();
+            let (theirs, _) = listener.accept().unwrap();
+            let mut peer = Async::new(theirs).unwrap();
+            let empty = Arc::new(AtomicUsize::new(0));
+            let stream = Counting {
+                inner: ours,
+                empty_reads: empty.clone(),
+            };
+            let request = ws_proto::ClientRequest::new(&format!("ws://{addr}/")).unwrap();
+            let client = async {
+                let ws = crate::WebSocket::handshake(stream, &request, Config::default())
+                    .await
+                    .unwrap();
+                let (tx, mut rx) = ws.split();
+                tx.set_read_ready(counting_ready);
+                let after_handshake = empty.load(Ordering::SeqCst);
+                assert_eq!(rx.recv().await.unwrap(), Message::Binary(vec![7].into()));
+                empty.load(Ordering::SeqCst) - after_handshake
+            };
+            let server = async {
+                let mut hs = ServerHandshake::new(Config::default());
+                let mut buf = [0u8; 1024];
+                let upgrade = loop {
+                    let n = peer.read(&mut buf).await.unwrap();
+                    if let Some(Incoming::Upgrade(u)) = hs.handle_data(&buf[..n]).unwrap() {
+                        break u;
+                    }
+                };
+                let mut out = Vec::new();
+                upgrade
+                    .accept(Instant::now(), &Accept::new(), &mut out)
+                    .unwrap();
+                peer.write_all(&out).await.unwrap();
+                // The message comes later, when the client already reads.
+                Timer::after(std::time::Duration::from_millis(50)).await;
+                peer.write_all(&[0x82, 1, 7]).await.unwrap();
+            };
+            let (empty_after, ()) = futures_lite::future::zip(client, server).await;
+            // Without the handshake's short read carried over, the first
+            // read finds the socket empty.
+            assert_eq!(empty_after, 0);
+        })
+    }
+
     struct CountWakes(AtomicUsize);
 
     impl std::task::Wake for CountWakes {
@@ -741,7 +800,7 @@ mod tests {
             let mut peer = Async::<TcpStream>::connect(addr).await.unwrap();
             let (ours, _) = listener.accept().unwrap();
             let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
-            let (tx, mut rx) = halves(conn, Async::new(ours).unwrap());
+            let (tx, mut rx) = halves(conn, Async::new(ours).unwrap(), false);
             let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
             let waker = Waker::from(wakes.clone());
             let mut cx = Context::from_waker(&waker);

@@ -124,9 +124,14 @@ enum Op {
     Memcpy,
     Unmask,
     FromUtf8,
+    HandshakeProto,
+    HandshakeTung,
 }
 
-const OPS: [Op; 9] = [
+/// Handshakes per run of a handshake case.
+const HANDSHAKES: usize = 1000;
+
+const OPS: [Op; 11] = [
     Op::DecodeProto,
     Op::DecodeTung,
     Op::EncodeProtoServer,
@@ -136,6 +141,8 @@ const OPS: [Op; 9] = [
     Op::Memcpy,
     Op::Unmask,
     Op::FromUtf8,
+    Op::HandshakeProto,
+    Op::HandshakeTung,
 ];
 
 /// One case's prepared data.
@@ -148,6 +155,7 @@ struct Case {
     text: String,
     input: Vec<u8>,
     scratch: Vec<u8>,
+    request: Vec<u8>,
 }
 
 impl Case {
@@ -168,6 +176,7 @@ impl Case {
             text,
             scratch: vec![0u8; input.len()],
             input,
+            request: ws_bench::upgrade_request("127.0.0.1:9001", None),
         }
     }
 
@@ -279,6 +288,36 @@ impl Case {
                 }
                 self.count
             }
+            Op::HandshakeProto => {
+                use ws_proto::handshake::server::{Accept, Incoming, ServerHandshake};
+                let config = Config::default();
+                let mut out = Vec::new();
+                for _ in 0..HANDSHAKES {
+                    let mut hs = ServerHandshake::new(config.clone());
+                    let Ok(Some(Incoming::Upgrade(u))) = hs.handle_data(black_box(&self.request))
+                    else {
+                        panic!("ws-proto refused the request");
+                    };
+                    out.clear();
+                    let conn = u.accept(now, &Accept::new(), &mut out).unwrap();
+                    black_box((&conn, &out));
+                }
+                HANDSHAKES
+            }
+            Op::HandshakeTung => {
+                for _ in 0..HANDSHAKES {
+                    let mem = Mem {
+                        data: black_box(&self.request),
+                        pos: 0,
+                        feed: usize::MAX,
+                        written: 0,
+                    };
+                    let ws = tungstenite::accept(mem).expect("tungstenite accept");
+                    assert!(ws.get_ref().written > 0);
+                    black_box(&ws);
+                }
+                HANDSHAKES
+            }
         }
     }
 
@@ -351,7 +390,10 @@ fn callgrind(kind: Kind, size: usize, op: Op) -> Option<f64> {
             .ok()?;
         ir.push(total);
     }
-    let count = count_for(size).min(20_000);
+    let count = match op {
+        Op::HandshakeProto | Op::HandshakeTung => HANDSHAKES,
+        _ => count_for(size).min(20_000),
+    };
     Some((ir[1] - ir[0]) / (2 * count) as f64)
 }
 
@@ -389,12 +431,22 @@ fn main() {
         Some(i) => args[i + 1].split(',').map(|x| x.parse().unwrap()).collect(),
         None => vec![16, 1 << 10, 64 << 10, 1 << 20],
     };
-    let kinds = [Kind::Binary, Kind::Ascii, Kind::Multibyte];
+    // `--kinds multibyte` (binary, ascii, multibyte; comma-separated)
+    // limits the tables to some payloads.
+    let kinds: Vec<Kind> = [Kind::Binary, Kind::Ascii, Kind::Multibyte]
+        .into_iter()
+        .filter(|k| match args.iter().position(|a| a == "--kinds") {
+            Some(i) => args[i + 1]
+                .split(',')
+                .any(|n| k.name().to_lowercase().starts_with(n)),
+            None => true,
+        })
+        .collect();
 
     println!("### A1. Decode: masked frames in, whole messages out (server role)\n");
     println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | memcpy GB/s | XOR unmask GB/s | from_utf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for kind in kinds {
+    for &kind in &kinds {
         for &size in &sizes {
             let mut c = Case::new(kind, size, count_for(size), usize::MAX);
             let p = c.time(Op::DecodeProto, samples, min);
@@ -427,7 +479,7 @@ fn main() {
     println!("\n### A1b. Large messages fed in 64 KiB reads, as the adapters read\n");
     println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | XOR unmask GB/s | from_utf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for kind in kinds {
+    for &kind in &kinds {
         for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
             let mut c = Case::new(kind, size, count_for(size), 64 << 10);
             let p = c.time(Op::DecodeProto, samples, min);
@@ -461,7 +513,7 @@ fn main() {
     println!("\n### A2. Encode (one message, then take the bytes)\n");
     println!("| payload | size | role | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s |");
     println!("|---|---|---|---|---|---|---|");
-    for kind in kinds {
+    for &kind in &kinds {
         for &size in &sizes {
             let mut c = Case::new(kind, size, count_for(size), usize::MAX);
             for (role, po, to) in [
@@ -492,6 +544,9 @@ fn main() {
     println!("| payload | size | piece | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s |");
     println!("|---|---|---|---|---|---|");
     for (kind, size) in [(Kind::Ascii, 1 << 10), (Kind::Binary, 64 << 10)] {
+        if !kinds.contains(&kind) {
+            continue;
+        }
         for feed in [1usize, 7, 1460, 64 << 10] {
             // Byte-at-a-time feeds are slow: fewer messages per iteration.
             let count = if feed < 100 {
@@ -514,13 +569,24 @@ fn main() {
         }
     }
 
+    println!("\n### A5. The opening handshake, server side, in memory\n");
+    println!("Request parsed and checked, 101 response written, connection built (the load generator's request).\n");
+    println!("| ws-proto ns/handshake | tungstenite ns/handshake | ws-proto / tungstenite handshakes/s |");
+    println!("|---|---|---|");
+    {
+        let mut c = Case::new(Kind::Binary, 16, HANDSHAKES, usize::MAX);
+        let p = c.time(Op::HandshakeProto, samples, min);
+        let t = c.time(Op::HandshakeTung, samples, min);
+        println!("| {p:.0} | {t:.0} | **{:.2}x** |", t / p);
+    }
+
     if with_callgrind {
         println!("\n### A4. Instructions per message (callgrind)\n");
         println!(
             "| payload | size | operation | ws-proto | tungstenite | tungstenite / ws-proto |"
         );
         println!("|---|---|---|---|---|---|");
-        for kind in kinds {
+        for &kind in &kinds {
             for size in [16usize, 1 << 10] {
                 for (name, po, to) in [
                     ("decode", Op::DecodeProto, Op::DecodeTung),
@@ -546,6 +612,16 @@ fn main() {
                     );
                 }
             }
+        }
+        let hs = (
+            callgrind(Kind::Binary, 16, Op::HandshakeProto),
+            callgrind(Kind::Binary, 16, Op::HandshakeTung),
+        );
+        if let (Some(p), Some(t)) = hs {
+            println!(
+                "| upgrade request | - | server handshake | {p:.0} | {t:.0} | **{:.2}x** |",
+                t / p
+            );
         }
     }
     let _ = MessageKind::Text;
