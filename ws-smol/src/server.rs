@@ -1,7 +1,8 @@
 //! The async server: an accept task and a task per connection, on smol's
 //! global executor (multi-threaded) or on an executor the application runs.
 
-use std::net::{SocketAddr, TcpListener};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -300,9 +301,35 @@ impl Drop for Server {
     }
 }
 
+/// Accepts a connection that is non-blocking from the start (`accept4`
+/// with `SOCK_NONBLOCK`), so that registering it with the reactor needs no
+/// `ioctl`: one system call less per connection than `Async::accept`.
+#[cfg(unix)]
+async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+    use rustix::io::Errno;
+    use rustix::net::{acceptfrom_with, SocketFlags};
+    let (fd, peer) = listener
+        .read_with(|l| loop {
+            match acceptfrom_with(l, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+                Err(Errno::INTR) => continue,
+                r => return r.map_err(io::Error::from),
+            }
+        })
+        .await?;
+    let peer = peer
+        .and_then(|a| SocketAddr::try_from(a).ok())
+        .ok_or_else(|| io::Error::other("accepted a connection without an IP address"))?;
+    Ok((Async::new_nonblocking(TcpStream::from(fd))?, peer))
+}
+
+#[cfg(not(unix))]
+async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+    listener.accept().await
+}
+
 async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
     loop {
-        let (sock, peer) = match listener.accept().await {
+        let (sock, peer) = match accept(&listener).await {
             Ok(x) => x,
             Err(e) => {
                 shared
@@ -342,7 +369,7 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
 
 /// Answers an over-limit connection, then reads what the client sends for
 /// at most a second so that closing does not reset the answer away.
-async fn refuse(mut sock: Async<std::net::TcpStream>, status: u16, why: &str) {
+async fn refuse(mut sock: Async<TcpStream>, status: u16, why: &str) {
     let mut out = Vec::new();
     let body = format!("{why}\n");
     if ws_proto::handshake::http::write_response(
@@ -365,7 +392,7 @@ async fn refuse(mut sock: Async<std::net::TcpStream>, status: u16, why: &str) {
     .await;
 }
 
-async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared: &Arc<Shared>) {
+async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shared>) {
     let _ = sock.get_ref().set_nodelay(true);
     let limit = Some(shared.options.handshake_timeout);
     // Boxed: the handshake's state (TLS accept, parser, buffers) is freed
@@ -466,4 +493,27 @@ async fn serve(sock: Async<std::net::TcpStream>, info: ClientConnection, shared:
         }
     }
     lock(&shared.conns).remove(&info);
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accepted_connection_is_non_blocking_and_knows_its_peer() {
+        smol::block_on(async {
+            let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+            let addr = listener.get_ref().local_addr().unwrap();
+            let client = Async::<TcpStream>::connect(addr).await.unwrap();
+            let (sock, peer) = accept(&listener).await.unwrap();
+            assert_eq!(peer, client.get_ref().local_addr().unwrap());
+            // accept4(SOCK_NONBLOCK): no ioctl needed, and a read finds
+            // nothing instead of blocking.
+            let flags = rustix::fs::fcntl_getfl(sock.get_ref()).unwrap();
+            assert!(flags.contains(rustix::fs::OFlags::NONBLOCK));
+            let mut buf = [0u8; 8];
+            let e = std::io::Read::read(&mut sock.get_ref(), &mut buf).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        })
+    }
 }
