@@ -5,7 +5,7 @@ mod common;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{seed, Pair};
+use common::{pieces, seed, Pair};
 use proptest::prelude::*;
 use ws_proto::frame::{FrameHeader, OpCode};
 use ws_proto::mask::apply_mask;
@@ -115,17 +115,12 @@ fn server_reads(
     let mut asm = Assembler::new();
     let mut msgs = Vec::new();
     let mut out = Vec::new();
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    cuts.sort();
-    cuts.push(input.len());
-    let mut last = 0;
-    for (i, cut) in cuts.into_iter().enumerate() {
+    for (i, piece) in pieces(input, cuts).into_iter().enumerate() {
         if owned >> (i % 64) & 1 == 1 {
-            s.handle_bytes(now, bytes::BytesMut::from(&input[last..cut]));
+            s.handle_bytes(now, bytes::BytesMut::from(piece));
         } else {
-            s.handle_data(now, &input[last..cut]);
+            s.handle_data(now, piece);
         }
-        last = cut;
         loop {
             let data_msgs = msgs
                 .iter()

@@ -702,6 +702,9 @@ impl Connection {
     /// [`Config::max_message_size`](crate::Config::max_message_size).
     pub fn poll_message(&mut self) -> Option<Message> {
         self.whole_text = true;
+        if let Some(m) = self.small_message() {
+            return Some(m);
+        }
         loop {
             let ev = self.next_event()?;
             if self.rx_text_done {
@@ -1043,22 +1046,7 @@ impl Connection {
     /// `inbuf` after its `n`-byte header (checked already): the event
     /// without the general chunking path.
     fn whole_frame(&mut self, header: FrameHeader, n: usize) -> Result<Event, ProtocolError> {
-        self.inbuf.advance(n);
-        let len = header.len as usize;
-        // Small frames (the hot path) are never unmasked on the way in.
-        let done = if len < SCAN_MIN {
-            0
-        } else {
-            self.unmasked_in_buf().min(len)
-        };
-        let mut data = self.inbuf.split_to(len);
-        if let Some(mask) = header.mask {
-            if done == 0 {
-                apply_mask(&mut data, mask, 0);
-            } else {
-                apply_mask(&mut data[done..], mask, done);
-            }
-        }
+        let data = self.take_payload(n, header.len as usize, header.mask);
         // The message ends here; of `end_message`'s resets only these apply
         // to a whole uncompressed frame (this is the hot path).
         let kind = self.rx_msg.take().unwrap_or(MessageKind::Binary);
@@ -1085,6 +1073,94 @@ impl Connection {
             data: data.freeze(),
             fin: true,
         })
+    }
+
+    /// Drops an `n`-byte header from `inbuf` and takes the `len`-byte
+    /// payload after it (all there), unmasked.
+    #[inline(always)]
+    fn take_payload(&mut self, n: usize, len: usize, mask: Option<[u8; 4]>) -> BytesMut {
+        self.unmask_payload(n, len, mask);
+        self.inbuf.split_to(len)
+    }
+
+    /// Drops an `n`-byte header from `inbuf` and unmasks the `len`-byte
+    /// payload after it (all there) in place, at the start of `inbuf`.
+    #[inline(always)]
+    fn unmask_payload(&mut self, n: usize, len: usize, mask: Option<[u8; 4]>) {
+        self.inbuf.advance(n);
+        let Some(mask) = mask else {
+            return;
+        };
+        // Small frames (the hot path) are never unmasked on the way in.
+        let done = if len < SCAN_MIN {
+            0
+        } else {
+            self.unmasked_in_buf().min(len)
+        };
+        if done == 0 {
+            apply_mask(&mut self.inbuf[..len], mask, 0);
+        } else {
+            apply_mask(&mut self.inbuf[done..len], mask, done);
+        }
+    }
+
+    /// `poll_message`'s common case in one step: between messages, a whole
+    /// unfragmented Text or Binary frame with a 7-bit length, no RSV bits
+    /// and the mask the role requires, all in `inbuf`, within the limits.
+    /// The header is read here directly; anything else (including every
+    /// frame that breaks a rule, which the general path reports) is left
+    /// to `next_event`. A text frame that is not UTF-8 is consumed and its
+    /// error left in `rx_failed`, which the general path reports first.
+    #[inline(always)]
+    fn small_message(&mut self) -> Option<Message> {
+        if !self.reading
+            || self.rx.is_some()
+            || self.rx_msg.is_some()
+            || self.rx_failed.is_some()
+            || self.asm.in_progress()
+        {
+            return None;
+        }
+        let [b0, b1, ..] = self.inbuf[..] else {
+            return None;
+        };
+        let masked = self.role == Role::Server;
+        let len = (b1 & 0x7f) as usize;
+        // FIN set, RSV clear; opcode Text (1) or Binary (2).
+        let binary = match b0 {
+            0x81 => false,
+            0x82 => true,
+            _ => return None,
+        };
+        let c = &self.config;
+        if len >= 126
+            || (b1 & 0x80 != 0) != masked
+            || len as u64 > c.max_frame_size
+            || len as u64 > c.max_message_size
+            || len > c.read_chunk_size
+            || c.max_fragments == 0
+        {
+            return None;
+        }
+        let n = if masked { 6 } else { 2 };
+        if self.inbuf.len() < n + len {
+            return None;
+        }
+        let mask = masked.then(|| [self.inbuf[2], self.inbuf[3], self.inbuf[4], self.inbuf[5]]);
+        if binary {
+            let data = self.take_payload(n, len, mask);
+            return Some(Message::Binary(data.freeze()));
+        }
+        // Text is copied into its String from the input (no split).
+        self.unmask_payload(n, len, mask);
+        let text = simdutf8::basic::from_utf8(&self.inbuf[..len])
+            .ok()
+            .map(String::from);
+        self.inbuf.advance(len);
+        if text.is_none() {
+            self.rx_failed = Some(ProtocolError::InvalidUtf8);
+        }
+        text.map(Message::Text)
     }
 
     /// The rules that depend on the connection, checked before any payload

@@ -82,6 +82,22 @@ pub fn seed(n: u8) -> [u8; 32] {
     [n; 32]
 }
 
+/// `input` cut at `cuts` (any values, taken modulo its length plus one, in
+/// order); the pieces cover it all.
+pub fn pieces<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    cuts.sort();
+    cuts.push(input.len());
+    let mut last = 0;
+    cuts.into_iter()
+        .map(|cut| {
+            let piece = &input[last..cut];
+            last = cut;
+            piece
+        })
+        .collect()
+}
+
 impl Pair {
     pub fn new() -> Self {
         Self::with_configs(Config::default(), Config::default())

@@ -1,0 +1,130 @@
+//! `poll_message` (with its one-step path for small whole frames) and
+//! `poll_event` through an `Assembler` read any input the same way: valid
+//! or not, whatever the limits, whatever the split. The same messages, the
+//! same close (code, error) and the same bytes written back.
+
+use std::time::Instant;
+
+mod common;
+
+use common::pieces;
+use proptest::prelude::*;
+use ws_proto::{Assembler, Config, Connection, Message, Role, Transmit};
+
+/// One frame as a peer might send it, right or wrong.
+#[derive(Debug, Clone)]
+struct RawFrame {
+    /// FIN, RSV and opcode, any value.
+    b0: u8,
+    masked: bool,
+    payload: Vec<u8>,
+}
+
+fn raw_frame() -> impl Strategy<Value = RawFrame> {
+    let b0 = prop_oneof![
+        // The common frames, most of the time.
+        4 => prop_oneof![Just(0x81u8), Just(0x82), Just(0x01), Just(0x02), Just(0x80), Just(0x00)],
+        1 => prop_oneof![Just(0x89u8), Just(0x8a), Just(0x88)],
+        1 => any::<u8>(),
+    ];
+    let payload = prop_oneof![
+        3 => ".{0,40}".prop_map(String::into_bytes),
+        2 => proptest::collection::vec(any::<u8>(), 0..140),
+        1 => Just(vec![0xe2, 0x82]),
+        1 => Just(vec![0xac]),
+    ];
+    (b0, prop::bool::weighted(0.9), payload).prop_map(|(b0, masked, payload)| RawFrame {
+        b0,
+        masked,
+        payload,
+    })
+}
+
+fn encode(frames: &[RawFrame], masked_role: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let masked = f.masked == masked_role;
+        out.push(f.b0);
+        let m = if masked { 0x80 } else { 0 };
+        let n = f.payload.len();
+        if n < 126 {
+            out.push(m | n as u8);
+        } else {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        let key = [i as u8, 0x5a, 0xc3, 0x17];
+        if masked {
+            out.extend_from_slice(&key);
+            out.extend(f.payload.iter().enumerate().map(|(j, b)| b ^ key[j % 4]));
+        } else {
+            out.extend_from_slice(&f.payload);
+        }
+    }
+    out
+}
+
+fn read(
+    role: Role,
+    config: &Config,
+    input: &[u8],
+    cuts: &[usize],
+    messages: bool,
+) -> (Vec<Message>, Vec<u8>) {
+    let now = Instant::now();
+    let mut c = Connection::new(role, config.clone(), now, [3; 32]);
+    let mut asm = Assembler::new();
+    let mut msgs = Vec::new();
+    let mut out = Vec::new();
+    for piece in pieces(input, cuts) {
+        c.handle_data(now, piece);
+        if messages {
+            while let Some(m) = c.poll_message() {
+                msgs.push(m);
+            }
+        } else {
+            while let Some(ev) = c.poll_event() {
+                if let Some(m) = asm.push(ev) {
+                    msgs.push(m);
+                }
+            }
+        }
+        while c.poll_transmit(&mut out) != Transmit::Nothing {}
+    }
+    (msgs, out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    #[test]
+    fn poll_message_and_poll_event_agree_on_any_input(
+        frames in proptest::collection::vec(raw_frame(), 0..10),
+        server in any::<bool>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        limits in (
+            prop_oneof![Just(u64::MAX), 0u64..150],
+            prop_oneof![Just(u64::MAX), 0u64..300],
+            prop_oneof![Just(usize::MAX), 0usize..4],
+            prop_oneof![Just(1usize << 16), 1usize..150],
+        ),
+    ) {
+        let (max_frame, max_message, max_fragments, chunk) = limits;
+        let mut config = Config::default();
+        if max_frame != u64::MAX {
+            config.max_frame_size = max_frame;
+        }
+        if max_message != u64::MAX {
+            config.max_message_size = max_message;
+        }
+        if max_fragments != usize::MAX {
+            config.max_fragments = max_fragments as _;
+        }
+        config.read_chunk_size = chunk;
+        let role = if server { Role::Server } else { Role::Client };
+        let input = encode(&frames, server);
+        let by_events = read(role, &config, &input, &cuts, false);
+        let by_messages = read(role, &config, &input, &cuts, true);
+        prop_assert_eq!(by_messages, by_events);
+    }
+}
