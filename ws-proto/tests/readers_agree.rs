@@ -17,6 +17,7 @@ struct RawFrame {
     /// FIN, RSV and opcode, any value.
     b0: u8,
     masked: bool,
+    long: bool,
     payload: Vec<u8>,
 }
 
@@ -32,12 +33,22 @@ fn raw_frame() -> impl Strategy<Value = RawFrame> {
         2 => proptest::collection::vec(any::<u8>(), 0..140),
         1 => Just(vec![0xe2, 0x82]),
         1 => Just(vec![0xac]),
+        // Large enough for `handle_data` to unmask on the way in.
+        1 => proptest::collection::vec(any::<u8>(), 4000..5000),
+        1 => "[a-zé€]{1500,2000}".prop_map(String::into_bytes),
     ];
-    (b0, prop::bool::weighted(0.9), payload).prop_map(|(b0, masked, payload)| RawFrame {
+    (
         b0,
-        masked,
+        prop::bool::weighted(0.9),
+        prop::bool::weighted(0.05),
         payload,
-    })
+    )
+        .prop_map(|(b0, masked, long, payload)| RawFrame {
+            b0,
+            masked,
+            long,
+            payload,
+        })
 }
 
 fn encode(frames: &[RawFrame], masked_role: bool) -> Vec<u8> {
@@ -47,9 +58,10 @@ fn encode(frames: &[RawFrame], masked_role: bool) -> Vec<u8> {
         out.push(f.b0);
         let m = if masked { 0x80 } else { 0 };
         let n = f.payload.len();
-        if n < 126 {
+        if n < 126 && !f.long {
             out.push(m | n as u8);
         } else {
+            // `long`: a 16-bit length even when 7 bits would do (wrong).
             out.push(m | 126);
             out.extend_from_slice(&(n as u16).to_be_bytes());
         }
@@ -103,10 +115,10 @@ proptest! {
         server in any::<bool>(),
         cuts in proptest::collection::vec(any::<usize>(), 0..6),
         limits in (
-            prop_oneof![Just(u64::MAX), 0u64..150],
-            prop_oneof![Just(u64::MAX), 0u64..300],
+            prop_oneof![Just(u64::MAX), 0u64..150, 0u64..6000],
+            prop_oneof![Just(u64::MAX), 0u64..300, 0u64..12000],
             prop_oneof![Just(usize::MAX), 0usize..4],
-            prop_oneof![Just(1usize << 16), 1usize..150],
+            prop_oneof![Just(1usize << 16), 1usize..150, 1usize..6000],
         ),
     ) {
         let (max_frame, max_message, max_fragments, chunk) = limits;

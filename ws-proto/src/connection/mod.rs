@@ -1105,7 +1105,8 @@ impl Connection {
     }
 
     /// `poll_message`'s common case in one step: between messages, a whole
-    /// unfragmented Text or Binary frame with a 7-bit length, no RSV bits
+    /// unfragmented Text or Binary frame with a 7- or 16-bit length (under
+    /// 64 KiB), no RSV bits
     /// and the mask the role requires, all in `inbuf`, within the limits.
     /// The header is read here directly; anything else (including every
     /// frame that breaks a rule, which the general path reports) is left
@@ -1125,7 +1126,16 @@ impl Connection {
             return None;
         };
         let masked = self.role == Role::Server;
-        let len = (b1 & 0x7f) as usize;
+        let (len, ext) = match b1 & 0x7f {
+            126 => {
+                let Some(&[e0, e1]) = self.inbuf.get(2..4) else {
+                    return None;
+                };
+                (u16::from_be_bytes([e0, e1]) as usize, 2)
+            }
+            127 => return None,
+            len => (len as usize, 0),
+        };
         // FIN set, RSV clear; opcode Text (1) or Binary (2).
         let binary = match b0 {
             0x81 => false,
@@ -1133,7 +1143,9 @@ impl Connection {
             _ => return None,
         };
         let c = &self.config;
-        if len >= 126
+        // A 16-bit length must be one a 7-bit one could not carry (the
+        // general path reports it).
+        if ext == 2 && len < 126
             || (b1 & 0x80 != 0) != masked
             || len as u64 > c.max_frame_size
             || len as u64 > c.max_message_size
@@ -1142,11 +1154,18 @@ impl Connection {
         {
             return None;
         }
-        let n = if masked { 6 } else { 2 };
+        let n = 2 + ext + if masked { 4 } else { 0 };
         if self.inbuf.len() < n + len {
             return None;
         }
-        let mask = masked.then(|| [self.inbuf[2], self.inbuf[3], self.inbuf[4], self.inbuf[5]]);
+        let mask = if masked {
+            match self.inbuf[n - 4..n] {
+                [k0, k1, k2, k3] => Some([k0, k1, k2, k3]),
+                _ => None,
+            }
+        } else {
+            None
+        };
         if binary {
             let data = self.take_payload(n, len, mask);
             return Some(Message::Binary(data.freeze()));
