@@ -7,6 +7,24 @@
 //! piece that contains a byte no valid continuation could follow, not at the
 //! end of the message.
 
+/// Bytes checked and copied at a time by [`Utf8Validator::feed_into`]:
+/// well inside the first-level data cache.
+const FEED_BLOCK: usize = 16 << 10;
+
+/// `bytes` as a `String` if they are UTF-8 (checked once; long text is
+/// checked and copied a block at a time, see
+/// [`Utf8Validator::feed_into`]).
+pub(crate) fn to_string(bytes: &[u8]) -> Option<String> {
+    if bytes.len() <= FEED_BLOCK {
+        return simdutf8::basic::from_utf8(bytes).ok().map(String::from);
+    }
+    let mut text = String::with_capacity(bytes.len());
+    let mut v = Utf8Validator::new();
+    v.feed_into(bytes, &mut text).ok()?;
+    v.finish().ok()?;
+    Some(text)
+}
+
 /// The first invalid byte was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Utf8Error;
@@ -86,8 +104,23 @@ impl Utf8Validator {
     /// `out`: each byte is checked once, and the checked `&str` is what is
     /// copied (safe code has no other way from bytes to a `String`). A code
     /// point split across pieces is appended once it is complete.
+    ///
+    /// Long input is checked and copied a block at a time (cut at a code
+    /// point boundary when the text is valid), so that the copy reads what
+    /// the check has just brought into the cache instead of reading it all
+    /// from memory twice.
     pub fn feed_into(&mut self, input: &[u8], out: &mut String) -> Result<(), Utf8Error> {
-        self.feed_with(input, |s| out.push_str(s))
+        let mut rest = input;
+        while rest.len() > FEED_BLOCK {
+            let mut cut = FEED_BLOCK;
+            while cut > FEED_BLOCK - 3 && rest[cut] & 0xc0 == 0x80 {
+                cut -= 1;
+            }
+            let (block, tail) = rest.split_at(cut);
+            self.feed_with(block, |s| out.push_str(s))?;
+            rest = tail;
+        }
+        self.feed_with(rest, |s| out.push_str(s))
     }
 
     /// Validates `input` after what came before, handing each validated
@@ -170,6 +203,34 @@ mod tests {
             return Some(bytes.len());
         }
         None
+    }
+
+    #[test]
+    fn long_text_checked_a_block_at_a_time_agrees_with_std() {
+        // Code points of every length across the block boundaries, at
+        // every phase, then one byte broken near each boundary.
+        for shift in 0..4 {
+            let mut text = "a".repeat(shift);
+            while text.len() < 3 * FEED_BLOCK + 100 {
+                text.push_str("é€𝄞x");
+            }
+            assert_eq!(to_string(text.as_bytes()).as_deref(), Some(text.as_str()));
+            let mut fed = String::new();
+            let mut v = Utf8Validator::new();
+            v.feed_into(text.as_bytes(), &mut fed).unwrap();
+            v.finish().unwrap();
+            assert_eq!(fed, text);
+            for edge in [FEED_BLOCK, 2 * FEED_BLOCK] {
+                for at in edge - 4..edge + 4 {
+                    for bad in [0x80, 0xff, b'a', 0xe2] {
+                        let mut bytes = text.clone().into_bytes();
+                        bytes[at] = bad;
+                        let want = std::str::from_utf8(&bytes).ok();
+                        assert_eq!(to_string(&bytes).as_deref(), want, "{shift} {at} {bad:x}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1058,17 +1058,17 @@ impl Connection {
                 fin: true,
             });
         }
-        let text = simdutf8::basic::from_utf8(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
         if self.rx_whole_text {
             // For poll_message: the String straight from the one check.
             self.rx_whole_text = false;
-            self.rx_text = String::from(text);
+            self.rx_text = crate::utf8::to_string(&data).ok_or(ProtocolError::InvalidUtf8)?;
             self.rx_text_done = true;
             return Ok(Event::Text {
                 data: Bytes::new(),
                 fin: true,
             });
         }
+        simdutf8::basic::from_utf8(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
         Ok(Event::Text {
             data: data.freeze(),
             fin: true,
@@ -1172,9 +1172,7 @@ impl Connection {
         }
         // Text is copied into its String from the input (no split).
         self.unmask_payload(n, len, mask);
-        let text = simdutf8::basic::from_utf8(&self.inbuf[..len])
-            .ok()
-            .map(String::from);
+        let text = crate::utf8::to_string(&self.inbuf[..len]);
         self.inbuf.advance(len);
         if text.is_none() {
             self.rx_failed = Some(ProtocolError::InvalidUtf8);
