@@ -14,7 +14,6 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use ws_proto::api::tls::rustls;
 use ws_proto::api::Error;
 use ws_proto::{CloseCode, Connection, Event, Message, MessageKind, State, Transmit};
@@ -76,10 +75,12 @@ impl Inner {
         shutdown
     }
 
-    /// Feeds bytes read from the socket: straight in, or through TLS.
-    fn feed(&mut self, now: Instant, data: &mut BytesMut) {
+    /// Feeds bytes read from the socket: straight in (copied, unmasked on
+    /// the way in for large frames, with room reserved for the rest of a
+    /// frame), or through TLS.
+    fn feed(&mut self, now: Instant, data: &[u8]) {
         let Some(tls) = &mut self.tls else {
-            self.conn.handle_bytes(now, data.split());
+            self.conn.handle_data(now, data);
             return;
         };
         let mut raw: &[u8] = data;
@@ -92,11 +93,9 @@ impl Inner {
                 // A TLS alert or a corrupt record: our alert goes out with
                 // the next flush; the connection ends.
                 self.conn.handle_eof(now);
-                data.clear();
                 return;
             }
         }
-        data.clear();
         self.drain_plaintext(now);
     }
 
@@ -368,7 +367,8 @@ impl Sender {
 pub struct Receiver {
     shared: Shared,
     sock: TcpStream,
-    buf: BytesMut,
+    /// The read buffer (zeroed once, on the first read).
+    buf: Vec<u8>,
     done: bool,
 }
 
@@ -440,36 +440,25 @@ impl Receiver {
             }
             self.sock
                 .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-            if self.buf.capacity() < READ_SIZE {
-                self.buf.reserve(READ_SIZE);
+            if self.buf.is_empty() {
+                self.buf = vec![0; READ_SIZE];
             }
-            self.buf.resize(READ_SIZE, 0);
             let r = self.sock.read(&mut self.buf);
             let now = Instant::now();
             let mut g = lock(&self.shared.state);
             match r {
-                Ok(0) => {
-                    self.buf.clear();
-                    g.conn.handle_eof(now);
-                }
-                Ok(n) => {
-                    self.buf.truncate(n);
-                    g.feed(now, &mut self.buf);
-                }
+                Ok(0) => g.conn.handle_eof(now),
+                Ok(n) => g.feed(now, &self.buf[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    self.buf.clear();
-                    g.conn.handle_timeout(now);
+                    g.conn.handle_timeout(now)
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.clear(),
-                Err(_) => {
-                    self.buf.clear();
-                    g.conn.handle_eof(now);
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => g.conn.handle_eof(now),
             }
         }
     }
@@ -515,7 +504,7 @@ pub(crate) fn split(
         Receiver {
             shared,
             sock,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             done: false,
         },
     ))

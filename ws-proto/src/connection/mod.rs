@@ -444,8 +444,34 @@ impl Connection {
         if !data.is_empty() {
             self.scan = None;
             self.fed += data.len() as u64;
+            let end = self.input_end();
+            if end.capacity() - end.len() < data.len() {
+                let room = self.frame_room().max(data.len());
+                self.input_end().reserve(room);
+            }
             self.input_end().extend_from_slice(data);
         }
+    }
+
+    /// Room for the rest of the frame at the start of `inbuf` (known from
+    /// `rx` or read from its header), at most [`RESERVE_AHEAD_MAX`]: the
+    /// input that must grow for a large frame arriving in pieces grows once
+    /// instead of by doubling (each step a copy).
+    fn frame_room(&self) -> usize {
+        if !self.next.is_empty() {
+            return 0;
+        }
+        let buffered = self.inbuf.len() as u64;
+        let rest = match &self.rx {
+            Some(rx) => rx.remaining.saturating_sub(buffered),
+            None => match FrameHeader::parse(&self.inbuf) {
+                Ok(Some((h, n))) if h.len <= self.config.max_frame_size => {
+                    (n as u64 + h.len).saturating_sub(buffered)
+                }
+                _ => 0,
+            },
+        };
+        reserve_ahead(rest)
     }
 
     /// The buffer that new input goes to: `next` once it is started.
@@ -580,7 +606,18 @@ impl Connection {
     /// read gives the connection that memory; chunk events are then slices
     /// of it, so a binary payload is never copied after the read syscall.
     /// Otherwise the same as [`handle_data`](Self::handle_data).
+    ///
+    /// A buffer that does not continue the memory of the input still
+    /// buffered (another block) cannot be joined without a copy: it goes
+    /// through [`handle_data`](Self::handle_data), which copies it once,
+    /// unmasking large frames on the way in, into room reserved for the
+    /// rest of the frame (joining would copy too, and grow by doubling).
     pub fn handle_bytes(&mut self, now: Instant, data: BytesMut) {
+        let end = self.input_end();
+        if !end.is_empty() && end.as_ptr() as usize + end.len() != data.as_ptr() as usize {
+            self.handle_data(now, &data);
+            return;
+        }
         if self.note_input(now, data.len()) {
             self.scan = None;
             self.fed += data.len() as u64;
