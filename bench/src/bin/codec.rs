@@ -116,9 +116,9 @@ impl Write for Mem<'_> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
     DecodeProto,
-    /// The same input handed over as owned buffers (`handle_bytes`, as
-    /// ws-blocking reads): only the decode is timed, not making the
-    /// buffers (that copy is the socket read's).
+    /// The same input handed over as owned buffers (`handle_bytes`, the
+    /// zero-copy input): only the decode is timed, not making the buffers
+    /// (that copy is the socket read's).
     DecodeProtoOwned,
     DecodeTung,
     EncodeProtoServer,

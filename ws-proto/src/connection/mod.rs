@@ -604,7 +604,8 @@ impl Connection {
     /// Bytes from the peer, handed over as an owned buffer: the zero-copy
     /// path. An adapter that reads into a `BytesMut` and splits off what it
     /// read gives the connection that memory; chunk events are then slices
-    /// of it, so a binary payload is never copied after the read syscall.
+    /// of it, so a binary payload that lies whole in one buffer (or in
+    /// contiguous splits of one) is never copied after the read syscall.
     /// Otherwise the same as [`handle_data`](Self::handle_data).
     ///
     /// A buffer that does not continue the memory of the input still
