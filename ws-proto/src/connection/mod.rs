@@ -465,7 +465,9 @@ impl Connection {
         let rest = match &self.rx {
             Some(rx) => rx.remaining.saturating_sub(buffered),
             None => match FrameHeader::parse(&self.inbuf) {
-                Ok(Some((h, n))) if h.len <= self.config.max_frame_size => {
+                Ok(Some((h, n)))
+                    if !h.opcode.is_control() && h.len <= self.config.max_frame_size =>
+                {
                     (n as u64 + h.len).saturating_sub(buffered)
                 }
                 _ => 0,
@@ -1144,8 +1146,8 @@ impl Connection {
 
     /// `poll_message`'s common case in one step: between messages, a whole
     /// unfragmented Text or Binary frame with a 7- or 16-bit length (under
-    /// 64 KiB), no RSV bits
-    /// and the mask the role requires, all in `inbuf`, within the limits.
+    /// 64 KiB), no RSV bits and the mask the role requires, all in `inbuf`,
+    /// within the limits.
     /// The header is read here directly; anything else (including every
     /// frame that breaks a rule, which the general path reports) is left
     /// to `next_event`. A text frame that is not UTF-8 is consumed and its
