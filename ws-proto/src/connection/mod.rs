@@ -765,6 +765,9 @@ impl Connection {
     }
 
     fn next_event(&mut self) -> Option<Event> {
+        if self.nothing_to_read() {
+            return None;
+        }
         if self.reading {
             // One call site, so that it is inlined here.
             let r = loop {
@@ -818,6 +821,24 @@ impl Connection {
             self.rx_text_done = false;
         }
         ev
+    }
+
+    /// Whether `next_event` would find nothing and change nothing: no
+    /// input buffered, between frames, no failure, EOF or close to report,
+    /// and no large buffer to give back. The poll that ends each batch of
+    /// input (one per echo, with one message in flight) takes this path
+    /// instead of the general one.
+    #[inline]
+    fn nothing_to_read(&self) -> bool {
+        self.reading
+            && self.inbuf.is_empty()
+            && self.next.is_empty()
+            && self.rx.is_none()
+            && self.rx_failed.is_none()
+            && !self.eof
+            && self.closed.is_none()
+            && self.spare.capacity() == 0
+            && self.inbuf.capacity() <= IDLE_INPUT_CAPACITY
     }
 
     /// Appends every queued byte to `buf` (swapping buffers instead of
