@@ -21,17 +21,9 @@ fn pattern<const N: usize>() -> [u8; N] {
     p
 }
 
-/// XORs `buf` in place, 8 bytes at a time (vectorised by the compiler).
+/// ws-proto's in-place unmask: the ceiling.
 fn in_place(buf: &mut [u8]) {
-    let word = u64::from_ne_bytes(pattern::<8>());
-    let mut chunks = buf.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let v = u64::from_ne_bytes((&*c).try_into().unwrap()) ^ word;
-        c.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= MASK[i & 3];
-    }
+    ws_proto::mask::apply_mask(buf, MASK, 0);
 }
 
 /// One store per byte: `extend` from an exact-size iterator, `N` bytes at
