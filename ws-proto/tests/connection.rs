@@ -1179,3 +1179,105 @@ fn poll_message_fails_fast_on_invalid_utf8_and_builds_split_code_points() {
         ]
     );
 }
+
+#[test]
+fn large_text_frames_in_one_input_become_strings_in_order() {
+    // handle_data reads the header of a large text frame itself when
+    // nothing is buffered and builds the String straight from its input,
+    // frame after frame; the messages must come out in wire order, with
+    // whatever else lies between them, and a broken rule after them must
+    // come after them.
+    let a = "a".repeat(5000);
+    let b = "Grüße, 世界! ".repeat(400);
+    let c = "z".repeat(4096);
+    let bin: Vec<u8> = (0..6000u32).map(|i| (i * 7) as u8).collect();
+    for role in [Role::Server, Role::Client] {
+        let frame = |b0: u8, p: &[u8]| match role {
+            Role::Server => client_frame(b0, p),
+            Role::Client => server_frame(b0, p),
+        };
+        let mut wire = frame(0x81, a.as_bytes());
+        // b in two fragments, a Ping between them.
+        wire.extend(frame(0x01, &b.as_bytes()[..4501]));
+        wire.extend(frame(0x89, b"p"));
+        wire.extend(frame(0x80, &b.as_bytes()[4501..]));
+        wire.extend(frame(0x81, c.as_bytes()));
+        wire.extend(frame(0x81, a.as_bytes()));
+        wire.extend(frame(0x82, &bin));
+        wire.extend(frame(0x81, c.as_bytes()));
+        wire.extend(frame(0x81, b"small"));
+        let want = vec![
+            Message::Text(a.clone()),
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::Text(b.clone()),
+            Message::Text(c.clone()),
+            Message::Text(a.clone()),
+            Message::Binary(bin.clone().into()),
+            Message::Text(c.clone()),
+            Message::Text("small".into()),
+        ];
+        for piece in [wire.len(), 4096, 5000, 8192, 10007] {
+            let now = Instant::now();
+            let mut conn = Connection::new(role, Config::default(), now, seed(1));
+            assert_eq!(conn.poll_message(), None);
+            let mut got = Vec::new();
+            for p in wire.chunks(piece) {
+                conn.handle_data(now, p);
+                while let Some(m) = conn.poll_message() {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got, want, "{role:?}, pieces of {piece}");
+            assert_eq!(conn.buffered_input(), 0);
+        }
+
+        // Text that went straight into its String was never buffered: the
+        // input holds no copy of it.
+        let mut texts = frame(0x81, a.as_bytes());
+        texts.extend(frame(0x81, c.as_bytes()));
+        texts.extend(frame(0x81, a.as_bytes()));
+        let now = Instant::now();
+        let mut conn = Connection::new(role, Config::default(), now, seed(1));
+        // The reader the adapters use; before any poll, nothing says so.
+        assert_eq!(conn.poll_message(), None);
+        conn.handle_data(now, &texts);
+        assert_eq!(conn.input_capacity(), 0, "{role:?}");
+        assert_eq!(conn.buffered_input(), 2 * a.len() + c.len());
+        assert_eq!(conn.poll_message(), Some(Message::Text(a.clone())));
+        assert_eq!(conn.poll_message(), Some(Message::Text(c.clone())));
+        assert_eq!(conn.poll_message(), Some(Message::Text(a.clone())));
+        assert_eq!(conn.poll_message(), None);
+
+        // Invalid UTF-8 in the second large frame, then a frame over the
+        // message limit: the first message, then the 1007, nothing after.
+        let mut bad = c.clone().into_bytes();
+        bad[4000] = 0xff;
+        let mut wire = frame(0x81, a.as_bytes());
+        wire.extend(frame(0x81, &bad));
+        wire.extend(frame(0x81, c.as_bytes()));
+        let mut cfg = Config::default();
+        cfg.max_message_size = 5000;
+        let mut over = frame(0x81, a.as_bytes());
+        over.extend(frame(0x81, c.as_bytes()));
+        over.extend(frame(0x81, b.as_bytes()));
+        over.extend(frame(0x81, c.as_bytes()));
+        for (wire, cfg, code) in [
+            (wire, Config::default(), CloseCode::INVALID_PAYLOAD),
+            (over, cfg, CloseCode::TOO_BIG),
+        ] {
+            let now = Instant::now();
+            let mut conn = Connection::new(role, cfg, now, seed(1));
+            assert_eq!(conn.poll_message(), None);
+            conn.handle_data(now, &wire);
+            assert_eq!(conn.poll_message(), Some(Message::Text(a.clone())));
+            if code == CloseCode::TOO_BIG {
+                assert_eq!(conn.poll_message(), Some(Message::Text(c.clone())));
+            }
+            match conn.poll_message() {
+                Some(Message::Closed(info)) => assert_eq!(info.code, code, "{role:?}"),
+                other => panic!("{role:?}: {other:?}"),
+            }
+            assert_eq!(conn.poll_message(), None);
+        }
+    }
+}

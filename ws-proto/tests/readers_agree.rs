@@ -36,6 +36,8 @@ fn raw_frame() -> impl Strategy<Value = RawFrame> {
         // Large enough for `handle_data` to unmask on the way in.
         1 => proptest::collection::vec(any::<u8>(), 4000..5000),
         1 => "[a-zé€]{1500,2000}".prop_map(String::into_bytes),
+        // Large text: `handle_data` builds the `String` itself.
+        1 => "[a-zé€]{4100,4600}".prop_map(String::into_bytes),
     ];
     (
         b0,

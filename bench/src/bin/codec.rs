@@ -195,6 +195,10 @@ impl Case {
             Op::DecodeProto => {
                 // Whole messages as the adapters take them: poll_message.
                 let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
+                // A connection in use: its reader has polled before (a text
+                // frame that starts before the first poll_message is read
+                // as poll_event would, since nothing says which is used).
+                assert!(c.poll_message().is_none());
                 let mut msgs = 0;
                 for piece in self.input.chunks(self.feed) {
                     c.handle_data(now, piece);
@@ -214,6 +218,7 @@ impl Case {
                     .collect();
                 let start = Instant::now();
                 let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
+                assert!(c.poll_message().is_none());
                 let mut msgs = 0;
                 for piece in pieces {
                     c.handle_bytes(now, piece);

@@ -3,6 +3,7 @@
 //! Every state change lives in this module: the frame and handshake parsers
 //! return values and never change state.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -214,6 +215,10 @@ pub struct Connection {
     /// `rx_text` holds a whole message: the event just returned stands
     /// for it.
     rx_text_done: bool,
+    /// Whole text messages that `handle_data` built straight from its input
+    /// (every byte after them is still to be parsed): the polls hand them
+    /// out first. At most what one call of `handle_data` brought.
+    ready: VecDeque<String>,
     /// Joins binary messages and compressed text for `poll_message`.
     asm: Assembler,
     /// Input that `handle_data` found bad, for the next poll to report.
@@ -289,6 +294,7 @@ impl Connection {
             rx_whole_text: false,
             rx_text: String::new(),
             rx_text_done: false,
+            ready: VecDeque::new(),
             asm: Assembler::new(),
             rx_failed: None,
             carry: [0; 4],
@@ -364,7 +370,10 @@ impl Connection {
 
     /// Bytes received and not yet handed out as events.
     pub fn buffered_input(&self) -> usize {
-        self.inbuf.len() + self.next.len() + self.carry_len as usize
+        self.inbuf.len()
+            + self.next.len()
+            + self.carry_len as usize
+            + self.ready.iter().map(String::len).sum::<usize>()
     }
 
     /// Whether nothing more will happen on this connection: the
@@ -390,8 +399,10 @@ impl Connection {
     /// connection does some of their work in the same pass: on a server,
     /// the payload of large masked frames (4 KiB or more, with 4 KiB or
     /// more in hand) is unmasked as it is copied, and text for
-    /// [`poll_message`](Self::poll_message) that continues a frame goes
-    /// straight into the message's `String`. A large frame that begins
+    /// [`poll_message`](Self::poll_message) that continues a frame, or
+    /// arrives with nothing buffered in large text frames (4 KiB or more,
+    /// one after another), goes straight into the message's `String`
+    /// (whole messages wait there for the polls, in order). A large frame that begins
     /// after another in the same input and goes on past it gets a buffer of
     /// its own, sized for it, so that nothing is moved when the frames
     /// before it leave; while such frames stream in, the connection keeps
@@ -402,40 +413,69 @@ impl Connection {
             return;
         }
         let mut data = data;
-        if let Some(rx) = &mut self.rx {
-            if self.rx_whole_text
-                && !self.rx_compressed
-                && !rx.header.opcode.is_control()
-                && self.inbuf.is_empty()
-                && self.next.is_empty()
-            {
-                // Text for `poll_message`: unmasked a block at a time on
-                // the stack, validated and appended to the message's
-                // String from there, never buffered.
-                let n = (data.len() as u64).min(rx.remaining) as usize;
-                let (text, rest) = data.split_at(n);
-                reserve_text(&mut self.rx_text, rx.remaining);
-                let r = match rx.header.mask {
-                    Some(mask) => feed_masked(
-                        &mut self.rx_utf8,
-                        text,
-                        mask,
-                        rx.consumed as usize,
-                        &mut self.rx_text,
-                    ),
-                    None => self.rx_utf8.feed_into(text, &mut self.rx_text),
-                };
-                rx.remaining -= n as u64;
-                rx.consumed += n as u64;
-                self.fed += n as u64;
-                // Known again from `rx` when needed.
-                self.scan = None;
-                if r.is_err() {
+        // Large text for `poll_message` goes straight from `data` into its
+        // `String`, frame after frame while they are large text frames.
+        loop {
+            match self.accept_text_header(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) => {
                     // Reported by the next poll; the rest is never read.
+                    self.rx_failed = Some(e);
+                    return;
+                }
+            }
+            let Some(rx) = &mut self.rx else {
+                break;
+            };
+            if !self.rx_whole_text
+                || self.rx_compressed
+                || rx.header.opcode.is_control()
+                || !self.inbuf.is_empty()
+                || !self.next.is_empty()
+            {
+                break;
+            }
+            // Unmasked a block at a time on the stack, validated and
+            // appended to the message's String from there, never buffered.
+            let n = (data.len() as u64).min(rx.remaining) as usize;
+            let (text, rest) = data.split_at(n);
+            reserve_text(&mut self.rx_text, rx.remaining);
+            let r = match rx.header.mask {
+                Some(mask) => feed_masked(
+                    &mut self.rx_utf8,
+                    text,
+                    mask,
+                    rx.consumed as usize,
+                    &mut self.rx_text,
+                ),
+                None => self.rx_utf8.feed_into(text, &mut self.rx_text),
+            };
+            rx.remaining -= n as u64;
+            rx.consumed += n as u64;
+            self.fed += n as u64;
+            // Known again from `rx` when needed.
+            self.scan = None;
+            data = rest;
+            if r.is_err() {
+                // Reported by the next poll; the rest is never read.
+                self.rx_failed = Some(ProtocolError::InvalidUtf8);
+                return;
+            }
+            if rx.remaining > 0 {
+                return;
+            }
+            let fin = rx.header.fin;
+            self.rx = None;
+            if fin {
+                if self.rx_utf8.finish().is_err() {
                     self.rx_failed = Some(ProtocolError::InvalidUtf8);
                     return;
                 }
-                data = rest;
+                self.end_message();
+                self.ready.push_back(std::mem::take(&mut self.rx_text));
+            }
+            if data.is_empty() {
+                return;
             }
         }
         if self.role == Role::Server && !data.is_empty() {
@@ -451,6 +491,51 @@ impl Connection {
             }
             self.input_end().extend_from_slice(data);
         }
+    }
+
+    /// For [`poll_message`](Self::poll_message), with nothing buffered:
+    /// accepts the header at the start of `data` here, instead of leaving it
+    /// to the poll path, when it starts a large text frame (a new message,
+    /// or the next frame of one being built as a `String`). Its payload then
+    /// takes the direct text path, straight from `data` into the `String`,
+    /// rather than being copied into the input and then again into the
+    /// `String`. The header's length, or 0 if the poll path reads it; a rule
+    /// the header breaks is returned (nothing was changed).
+    fn accept_text_header(&mut self, data: &[u8]) -> Result<usize, ProtocolError> {
+        if data.len() < SCAN_MIN
+            || !self.whole_text
+            || self.rx.is_some()
+            || self.rx_text_done
+            || self.rx_failed.is_some()
+            || !self.inbuf.is_empty()
+            || !self.next.is_empty()
+        {
+            return Ok(0);
+        }
+        let Ok(Some((header, n))) = FrameHeader::parse(data) else {
+            // The poll path reports a bad header.
+            return Ok(0);
+        };
+        let text = match header.opcode {
+            OpCode::Text => self.rx_msg.is_none(),
+            OpCode::Continuation => {
+                self.rx_msg == Some(MessageKind::Text) && self.rx_whole_text && !self.rx_compressed
+            }
+            _ => false,
+        };
+        if !text || header.rsv != 0 || header.len < SCAN_MIN as u64 {
+            return Ok(0);
+        }
+        self.check_header(&header)?;
+        self.rx = Some(RxFrame {
+            header,
+            remaining: header.len,
+            consumed: 0,
+            checked: 0,
+        });
+        self.fed += n as u64;
+        self.scan = None;
+        Ok(n)
     }
 
     /// Room for the rest of the frame at the start of `inbuf` (known from
@@ -720,6 +805,12 @@ impl Connection {
     /// out here as one final chunk.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.whole_text = false;
+        if let Some(text) = self.ready.pop_front() {
+            return Some(Event::Text {
+                data: Bytes::from(text),
+                fin: true,
+            });
+        }
         let ev = self.next_event()?;
         if self.rx_text_done {
             self.rx_text_done = false;
@@ -742,6 +833,9 @@ impl Connection {
     /// [`Config::max_message_size`](crate::Config::max_message_size).
     pub fn poll_message(&mut self) -> Option<Message> {
         self.whole_text = true;
+        if let Some(text) = self.ready.pop_front() {
+            return Some(Message::Text(text));
+        }
         if let Some(m) = self.small_message() {
             return Some(m);
         }
