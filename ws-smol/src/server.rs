@@ -32,6 +32,9 @@ struct Shared {
     conns: Mutex<ConnectionTable<Conn>>,
     callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
     events: Mutex<Option<async_channel::Sender<ServerEvent>>>,
+    /// `events` is set: a server driven by callbacks alone skips its lock
+    /// for every event.
+    has_events: AtomicBool,
     stopping: AtomicBool,
     tasks: Mutex<Vec<Task<()>>>,
     /// Where the tasks run: `None` is smol's global executor.
@@ -55,6 +58,9 @@ impl Shared {
 
     async fn emit(&self, ev: ServerEvent) {
         emit_shared(&self.callbacks, ev.kind(), &ev);
+        if !self.has_events.load(Ordering::Acquire) {
+            return;
+        }
         let tx = lock(&self.events).clone();
         if let Some(tx) = tx {
             let _ = tx.send(ev).await;
@@ -217,6 +223,7 @@ impl Server {
             conns,
             callbacks: Mutex::new(Callbacks::new()),
             events: Mutex::new(None),
+            has_events: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             executor,
@@ -245,6 +252,7 @@ impl Server {
     pub fn events(&self) -> async_channel::Receiver<ServerEvent> {
         let (tx, rx) = async_channel::bounded(EVENT_QUEUE);
         *lock(&self.handle.shared.events) = Some(tx);
+        self.handle.shared.has_events.store(true, Ordering::Release);
         rx
     }
 

@@ -478,7 +478,14 @@ impl Connection {
                 return;
             }
         }
-        if self.role == Role::Server && !data.is_empty() {
+        // Small input between frames (every read of small messages) has
+        // nothing for the scan to follow.
+        if self.role == Role::Server
+            && !data.is_empty()
+            && (data.len() >= SCAN_MIN
+                || self.rx.is_some()
+                || self.scan.is_some_and(|s| s.left > 0))
+        {
             data = self.scan_in(data);
         }
         if !data.is_empty() {
@@ -1235,14 +1242,14 @@ impl Connection {
     #[inline(always)]
     fn take_payload(&mut self, n: usize, len: usize, mask: Option<[u8; 4]>) -> BytesMut {
         self.unmask_payload(n, len, mask);
+        self.inbuf.advance(n);
         self.inbuf.split_to(len)
     }
 
-    /// Drops an `n`-byte header from `inbuf` and unmasks the `len`-byte
-    /// payload after it (all there) in place, at the start of `inbuf`.
+    /// Unmasks in place the `len`-byte payload (all there) that follows an
+    /// `n`-byte header at the start of `inbuf`.
     #[inline(always)]
     fn unmask_payload(&mut self, n: usize, len: usize, mask: Option<[u8; 4]>) {
-        self.inbuf.advance(n);
         let Some(mask) = mask else {
             return;
         };
@@ -1250,13 +1257,9 @@ impl Connection {
         let done = if len < SCAN_MIN {
             0
         } else {
-            self.unmasked_in_buf().min(len)
+            self.unmasked_in_buf().saturating_sub(n).min(len)
         };
-        if done == 0 {
-            apply_mask(&mut self.inbuf[..len], mask, 0);
-        } else {
-            apply_mask(&mut self.inbuf[done..len], mask, done);
-        }
+        apply_mask(&mut self.inbuf[n + done..n + len], mask, done);
     }
 
     /// `poll_message`'s common case in one step: between messages, a whole
@@ -1327,8 +1330,8 @@ impl Connection {
         }
         // Text is copied into its String from the input (no split).
         self.unmask_payload(n, len, mask);
-        let text = crate::utf8::to_string(&self.inbuf[..len]);
-        self.inbuf.advance(len);
+        let text = crate::utf8::to_string(&self.inbuf[n..n + len]);
+        self.inbuf.advance(n + len);
         if text.is_none() {
             self.rx_failed = Some(ProtocolError::InvalidUtf8);
         }
