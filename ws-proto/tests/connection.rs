@@ -965,6 +965,24 @@ fn handle_bytes_hands_out_slices_of_the_callers_buffer() {
         }
         other => panic!("{other:?}"),
     }
+    // poll_message: a larger binary message is a slice of the buffer too;
+    // a small one (at most 128 bytes) is a copy of its own, cheaper than
+    // sharing the buffer (and it does not keep the buffer alive).
+    let mut input = client_frame(0x82, &[7u8; 300]);
+    input.extend(client_frame(0x82, &[5u8; 16]));
+    let mut input = bytes::BytesMut::from(&input[..]);
+    let range = input.as_ptr_range();
+    assert_eq!(s.poll_message(), None);
+    s.handle_bytes(now, input.split());
+    for len in [300, 16] {
+        match s.poll_message() {
+            Some(Message::Binary(data)) => {
+                assert_eq!(data.len(), len);
+                assert_eq!(range.contains(&data.as_ptr()), len == 300, "{len}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     // Pieces split anywhere still join up.
     let whole = client_frame(0x81, "héllo".as_bytes());
     let (a, b) = whole.split_at(5);

@@ -26,6 +26,10 @@ const RSV1: u8 = 0b100;
 /// buffered byte has been handed out.
 const IDLE_INPUT_CAPACITY: usize = 4 << 10;
 
+/// A whole binary message up to this size leaves `poll_message` as a copy
+/// rather than a split of the input.
+const SMALL_COPY: usize = 128;
+
 /// Text unmasked per block on the stack by the direct text path.
 const TEXT_BLOCK: usize = 4096;
 
@@ -699,7 +703,10 @@ impl Connection {
     /// path. An adapter that reads into a `BytesMut` and splits off what it
     /// read gives the connection that memory; chunk events are then slices
     /// of it, so a binary payload that lies whole in one buffer (or in
-    /// contiguous splits of one) is never copied after the read syscall.
+    /// contiguous splits of one) is never copied after the read syscall
+    /// ([`poll_message`](Self::poll_message) copies a binary message of at
+    /// most 128 bytes instead: cheaper than sharing the buffer, whose
+    /// reference count costs two atomic operations per message).
     /// Otherwise the same as [`handle_data`](Self::handle_data).
     ///
     /// A buffer that does not continue the memory of the input still
@@ -1325,6 +1332,15 @@ impl Connection {
             None
         };
         if binary {
+            if len <= SMALL_COPY {
+                // A copy of its own: no reference count to share (an atomic
+                // increment here and a decrement when the message is
+                // dropped) and the input is not split.
+                self.unmask_payload(n, len, mask);
+                let data = Bytes::copy_from_slice(&self.inbuf[n..n + len]);
+                self.inbuf.advance(n + len);
+                return Some(Message::Binary(data));
+            }
             let data = self.take_payload(n, len, mask);
             return Some(Message::Binary(data.freeze()));
         }
