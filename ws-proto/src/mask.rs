@@ -51,12 +51,13 @@ const BLOCK: usize = 512;
 /// cycle) to `dst`.
 ///
 /// Short inputs are copied and then masked in place. Longer ones are masked
-/// block by block into a buffer on the stack, each block appended from
-/// there: `src` is read once and `dst` written once, where copying first
-/// and masking in place would pass over `dst` twice. (`extend` from an
-/// exact-size iterator writes straight into a `Vec`'s spare room and is
-/// faster, but a split `BytesMut`, which the input buffers are, extends a
-/// byte at a time: see BENCHMARKS.md, session 7.)
+/// straight into the `Vec`'s spare room (`extend` from an exact-size
+/// iterator, 512 bytes at a time against the mask repeated over 512
+/// bytes): `src` is read once and `dst` written once, where copying first
+/// and masking in place would pass over `dst` twice. Into a `BytesMut`
+/// ([`extend_masked_at`]) they go through blocks on the stack instead: a
+/// split `BytesMut`, which the input buffers are, extends a byte at a time
+/// (see BENCHMARKS.md, session 7).
 #[inline]
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
     if src.len() < BLOCK {
@@ -96,7 +97,7 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
 }
 
 /// A growable byte buffer [`extend_masked_at`] can append to.
-pub trait ByteSink {
+pub trait ByteSink: Sized {
     /// Bytes held.
     fn held(&self) -> usize;
     /// Room for `n` more bytes.
@@ -105,10 +106,22 @@ pub trait ByteSink {
     fn append(&mut self, s: &[u8]);
     /// The bytes from `from` on.
     fn tail_mut(&mut self, from: usize) -> &mut [u8];
+    /// Appends `src` masked with `rot` (the mask from `src[0]`'s phase),
+    /// with room reserved: block by block through a buffer on the stack.
+    fn append_masked(&mut self, src: &[u8], rot: [u8; 4]) {
+        let mut block = [0u8; BLOCK];
+        let mut blocks = src.chunks_exact(BLOCK);
+        for chunk in &mut blocks {
+            mask_into(&mut block, chunk, rot, 0);
+            self.append(&block);
+        }
+        // Every block is a multiple of 4 bytes, so the mask phase is unchanged.
+        append_then_mask(self, blocks.remainder(), rot, 0);
+    }
 }
 
 macro_rules! byte_sink {
-    ($t:ty) => {
+    ($t:ty, { $($extra:tt)* }) => {
         impl ByteSink for $t {
             fn held(&self) -> usize {
                 self.len()
@@ -122,12 +135,27 @@ macro_rules! byte_sink {
             fn tail_mut(&mut self, from: usize) -> &mut [u8] {
                 &mut self[from..]
             }
+            $($extra)*
         }
     };
 }
 
-byte_sink!(Vec<u8>);
-byte_sink!(bytes::BytesMut);
+byte_sink!(Vec<u8>, {
+    /// A `Vec` takes the XOR straight into its spare room: `extend` from
+    /// an exact-size iterator writes each byte once (one store per byte,
+    /// where the stack blocks store twice). A `BytesMut` does the same only
+    /// while it was never split, which the input buffers are not.
+    fn append_masked(&mut self, src: &[u8], rot: [u8; 4]) {
+        let mut pattern = [0u8; BLOCK];
+        for w in pattern.chunks_exact_mut(8) {
+            w.copy_from_slice(&mask_word(rot).to_ne_bytes());
+        }
+        for chunk in src.chunks(BLOCK) {
+            self.extend(chunk.iter().zip(&pattern).map(|(b, m)| b ^ m));
+        }
+    }
+});
+byte_sink!(bytes::BytesMut, {});
 
 /// [`extend_masked`] into any [`ByteSink`], from byte `offset` of the mask
 /// cycle.
@@ -137,15 +165,7 @@ pub fn extend_masked_at<B: ByteSink>(dst: &mut B, src: &[u8], mask: [u8; 4], off
         return;
     }
     dst.reserve_more(src.len());
-    let rot = mask_rotated(mask, offset);
-    let mut block = [0u8; BLOCK];
-    let mut blocks = src.chunks_exact(BLOCK);
-    for chunk in &mut blocks {
-        mask_into(&mut block, chunk, rot, 0);
-        dst.append(&block);
-    }
-    // Every block is a multiple of 4 bytes, so the mask phase is unchanged.
-    append_then_mask(dst, blocks.remainder(), rot, 0);
+    dst.append_masked(src, mask_rotated(mask, offset));
 }
 
 #[cfg(test)]
@@ -176,12 +196,18 @@ mod tests {
     #[test]
     fn extend_masked_matches_the_definition_across_block_sizes() {
         let mask = [0x37, 0xfa, 0x21, 0x3d];
-        for len in [0, 1, 7, 511, 512, 513, 1024, 1031, 4096 + 3] {
+        for len in [0, 1, 7, 511, 512, 513, 1024, 1031, 1536 + 2, 4096 + 3] {
             for offset in 0..4 {
                 let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
                 let mut want = data.clone();
                 naive(&mut want, mask, offset);
+                // A Vec takes the XOR straight into its spare room, a
+                // BytesMut through blocks on the stack.
                 let mut got = vec![9u8; 3];
+                extend_masked_at(&mut got, &data, mask, offset);
+                assert_eq!(&got[..3], &[9, 9, 9]);
+                assert_eq!(&got[3..], &want[..], "len {len} offset {offset}");
+                let mut got = bytes::BytesMut::from(&[9u8; 3][..]);
                 extend_masked_at(&mut got, &data, mask, offset);
                 assert_eq!(&got[..3], &[9, 9, 9]);
                 assert_eq!(&got[3..], &want[..], "len {len} offset {offset}");
