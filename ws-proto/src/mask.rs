@@ -97,7 +97,7 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
 }
 
 /// A growable byte buffer [`extend_masked_at`] can append to.
-pub trait ByteSink: Sized {
+pub trait ByteSink {
     /// Bytes held.
     fn held(&self) -> usize;
     /// Room for `n` more bytes.
@@ -108,7 +108,10 @@ pub trait ByteSink: Sized {
     fn tail_mut(&mut self, from: usize) -> &mut [u8];
     /// Appends `src` masked with `rot` (the mask from `src[0]`'s phase),
     /// with room reserved: block by block through a buffer on the stack.
-    fn append_masked(&mut self, src: &[u8], rot: [u8; 4]) {
+    fn append_masked(&mut self, src: &[u8], rot: [u8; 4])
+    where
+        Self: Sized,
+    {
         let mut block = [0u8; BLOCK];
         let mut blocks = src.chunks_exact(BLOCK);
         for chunk in &mut blocks {
