@@ -1299,3 +1299,32 @@ fn large_text_frames_in_one_input_become_strings_in_order() {
         }
     }
 }
+
+#[test]
+fn has_output_tells_whether_poll_transmit_has_anything() {
+    let (mut s, now) = server();
+    assert!(!s.has_output());
+    s.send_text("hi").unwrap();
+    assert!(s.has_output());
+    let mut out = Vec::new();
+    assert_eq!(s.poll_transmit(&mut out), Transmit::Data(4));
+    assert!(!s.has_output());
+    assert_eq!(s.poll_transmit(&mut out), Transmit::Nothing);
+    // A Ping's Pong is pending until taken.
+    s.handle_data(now, &client_frame(0x89, b"p"));
+    assert!(matches!(s.poll_event(), Some(Event::Ping(_))));
+    assert!(s.has_output());
+    out.clear();
+    assert_eq!(s.poll_transmit(&mut out), Transmit::Data(3));
+    assert!(!s.has_output());
+    // The closing handshake: the Close, then the shutdown, each until taken.
+    s.handle_data(now, &client_frame(0x88, &1000u16.to_be_bytes()));
+    assert!(matches!(s.poll_event(), Some(Event::Closed(_))));
+    assert!(s.has_output());
+    out.clear();
+    assert!(matches!(s.poll_transmit(&mut out), Transmit::Data(_)));
+    assert!(s.has_output(), "the shutdown is still to come");
+    assert_eq!(s.poll_transmit(&mut out), Transmit::Shutdown);
+    assert!(!s.has_output());
+    assert_eq!(s.poll_transmit(&mut out), Transmit::Nothing);
+}

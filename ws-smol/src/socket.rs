@@ -60,6 +60,9 @@ struct State<S> {
     short_read: bool,
     out: Vec<u8>,
     written: usize,
+    /// The stream holds nothing unflushed: its last `poll_flush` was
+    /// ready and nothing was written since (TLS buffers what it writes).
+    flushed: bool,
     shutdown_pending: bool,
     shut: bool,
     eof: bool,
@@ -93,13 +96,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         if let Some(kind) = self.write_error {
             return Poll::Ready(Err(Error::Io(kind.into())));
         }
+        if self.flushed
+            && self.written == self.out.len()
+            && !self.shutdown_pending
+            && !self.conn.has_output()
+        {
+            // Nothing to write or flush (the receiver asks after every
+            // batch of events, most of the time for nothing).
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if self.written < self.out.len() {
                 match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(self.broken(io::ErrorKind::WriteZero)))
                     }
-                    Poll::Ready(Ok(n)) => self.written += n,
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        self.flushed = false;
+                    }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(self.broken(e.kind()))),
                     Poll::Pending => return Poll::Pending,
@@ -118,8 +133,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             }
             break;
         }
-        if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
-            return Poll::Ready(Err(self.broken(e.kind())));
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(self.broken(e.kind()))),
+            Poll::Ready(Ok(())) => self.flushed = true,
+            Poll::Pending => {}
         }
         if self.shutdown_pending && !self.shut {
             match Pin::new(&mut self.stream).poll_close(cx) {
@@ -615,6 +632,7 @@ pub(crate) fn halves<S>(conn: Connection, stream: S, drained: bool) -> (Sender<S
             short_read: drained,
             out: Vec::new(),
             written: 0,
+            flushed: false,
             shutdown_pending: false,
             shut: false,
             eof: false,

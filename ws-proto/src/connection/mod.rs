@@ -367,6 +367,15 @@ impl Connection {
         self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
     }
 
+    /// Whether [`poll_transmit`](Self::poll_transmit) has anything to hand
+    /// out: bytes, or the shutdown. An adapter can skip its write path when
+    /// it has nothing of its own to write either.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+            || self.pending_pong.is_some()
+            || self.shutdown == ShutdownState::Pending
+    }
+
     /// Bytes of input buffer held (capacity), for memory accounting.
     pub fn input_capacity(&self) -> usize {
         self.inbuf.capacity() + self.next.capacity() + self.spare.capacity()
