@@ -862,6 +862,10 @@ impl Connection {
         if let Some(m) = self.small_message() {
             return Some(m);
         }
+        if self.nothing_to_read() {
+            // The poll that ends each batch of input: not even a call.
+            return None;
+        }
         loop {
             let ev = self.next_event()?;
             if self.rx_text_done {
