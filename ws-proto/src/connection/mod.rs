@@ -415,9 +415,9 @@ impl Connection {
     /// [`poll_message`](Self::poll_message) that continues a frame, or
     /// arrives with nothing buffered in large text frames (4 KiB or more,
     /// one after another), goes straight into the message's `String`
-    /// (whole messages wait there for the polls, in order). A large frame that begins
-    /// after another in the same input and goes on past it gets a buffer of
-    /// its own, sized for it, so that nothing is moved when the frames
+    /// (whole messages wait there for the polls, in order). A large frame
+    /// that begins after another in the same input and goes on past it
+    /// gets a buffer of its own, sized for it, so that nothing is moved when the frames
     /// before it leave; while such frames stream in, the connection keeps
     /// the buffer they leave behind for the next one (given back when
     /// idle).
