@@ -463,6 +463,18 @@ fn tls_custom_ca_client_cert_and_rejections() {
             .unwrap();
         ws.send_text("secure").await.unwrap();
         assert_eq!(ws.recv().await.unwrap(), Message::Text("secure".into()));
+        // A message of many TLS records, then many small ones: whatever
+        // rustls buffers gets flushed (the write path skips the flush only
+        // of a stream whose last flush was ready).
+        let big: Vec<u8> = (0..256u32 << 10).map(|i| ((i * 31) >> 3) as u8).collect();
+        ws.send_binary(&big).await.unwrap();
+        for i in 0..50 {
+            ws.send_text(&format!("m{i}")).await.unwrap();
+        }
+        assert_eq!(ws.recv().await.unwrap(), Message::Binary(big.into()));
+        for i in 0..50 {
+            assert_eq!(ws.recv().await.unwrap(), Message::Text(format!("m{i}")));
+        }
         // Wrong host name, untrusted certificate: refused.
         let e = ws_smol::connect_with(&format!("wss://127.0.0.1:{port}/"), &o)
             .await
