@@ -710,6 +710,101 @@ mod tests {
         }
     }
 
+    /// Loopback TCP behind a write buffer, as TLS is: written bytes leave
+    /// only on a flush, and every other flush is not ready at once (it
+    /// wakes the task and asks to be polled again).
+    struct Buffering {
+        inner: Async<TcpStream>,
+        held: Vec<u8>,
+        defer: bool,
+    }
+
+    impl AsyncRead for Buffering {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Buffering {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            if self.held.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            self.defer = !self.defer;
+            if self.defer {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            while !self.held.is_empty() {
+                let this = &mut *self;
+                match Pin::new(&mut this.inner).poll_write(cx, &this.held) {
+                    Poll::Ready(Ok(n)) => {
+                        this.held.drain(..n);
+                    }
+                    other => return other.map(|r| r.map(|_| ())),
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_close(cx)
+        }
+    }
+
+    #[test]
+    fn bytes_a_buffering_stream_holds_after_a_pending_flush_are_flushed_later() {
+        // The write path returns at once when nothing is queued, but only
+        // for a stream whose last flush was ready: a TLS stream still holds
+        // what it took before a flush that was not.
+        smol::block_on(futures_lite::future::or(
+            async {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let mut peer = Async::<TcpStream>::connect(addr).await.unwrap();
+                let (ours, _) = listener.accept().unwrap();
+                let stream = Buffering {
+                    inner: Async::new(ours).unwrap(),
+                    held: Vec::new(),
+                    defer: false,
+                };
+                let conn =
+                    Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
+                let (tx, mut rx) = halves(conn, stream, false);
+                let ours = async {
+                    for i in 0..20u8 {
+                        tx.send_binary(&[i]).await.unwrap();
+                        assert_eq!(rx.recv().await.unwrap(), Message::Binary(vec![i].into()));
+                    }
+                };
+                let theirs = async {
+                    let mut buf = [0u8; 7];
+                    for i in 0..20u8 {
+                        // Our masked frame: 2 + 4 + 1 bytes; then the echo.
+                        peer.read_exact(&mut buf).await.unwrap();
+                        peer.write_all(&[0x82, 1, i]).await.unwrap();
+                    }
+                };
+                futures_lite::future::zip(ours, theirs).await;
+            },
+            async {
+                Timer::after(std::time::Duration::from_secs(10)).await;
+                panic!("a frame stayed in the stream's buffer");
+            },
+        ));
+    }
+
     fn counting_ready(s: &Counting, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         s.inner.poll_readable(cx)
     }
