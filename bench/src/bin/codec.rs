@@ -4,7 +4,8 @@
 //! messages out of `Connection::poll_message`, server role) and encode (server and client role) for
 //! ws-proto and tungstenite over an in-memory stream, next to the ceilings
 //! measured in the same run (memcpy, a word-wise XOR unmask,
-//! `std::str::from_utf8`); then the same decode input fed in 1 B, 7 B,
+//! `std::str::from_utf8`, and simdutf8, the SIMD validator ws-proto uses,
+//! alone); then the same decode input fed in 1 B, 7 B,
 //! 1460 B and 64 KiB pieces.
 //! `codec --callgrind` adds instructions per message for the small sizes,
 //! counted by valgrind's callgrind (the binary runs itself under it with
@@ -128,6 +129,9 @@ enum Op {
     Memcpy,
     Unmask,
     FromUtf8,
+    /// The SIMD validator ws-proto uses (simdutf8), alone: how fast the
+    /// check of multibyte text can be on this CPU.
+    Simdutf8,
     HandshakeProto,
     HandshakeTung,
 }
@@ -135,7 +139,7 @@ enum Op {
 /// Handshakes per run of a handshake case.
 const HANDSHAKES: usize = 1000;
 
-const OPS: [Op; 12] = [
+const OPS: [Op; 13] = [
     Op::DecodeProto,
     Op::DecodeProtoOwned,
     Op::DecodeTung,
@@ -146,6 +150,7 @@ const OPS: [Op; 12] = [
     Op::Memcpy,
     Op::Unmask,
     Op::FromUtf8,
+    Op::Simdutf8,
     Op::HandshakeProto,
     Op::HandshakeTung,
 ];
@@ -321,6 +326,12 @@ impl Case {
                 }
                 self.count
             }
+            Op::Simdutf8 => {
+                for _ in 0..self.count {
+                    black_box(simdutf8::basic::from_utf8(black_box(&self.payload)).is_ok());
+                }
+                self.count
+            }
             Op::HandshakeProto => {
                 use ws_proto::handshake::server::{Accept, Incoming, ServerHandshake};
                 let config = Config::default();
@@ -388,6 +399,24 @@ fn fmt_size(n: usize) -> String {
 
 fn gbps(size: usize, ns: f64) -> f64 {
     size as f64 / ns
+}
+
+/// The text columns of a decode row with ws-proto at `p` ns/msg: from_utf8
+/// GB/s, simdutf8 GB/s, ws-proto / from_utf8 (marked with `mark`) and
+/// simdutf8 / from_utf8: the ratio the validator alone reaches, the bound
+/// of the decoder's. "-" for binary.
+fn utf8_columns(c: &mut Case, p: f64, samples: usize, min: Duration, mark: &str) -> [String; 4] {
+    if c.kind == Kind::Binary {
+        return ["-", "-", "-", "-"].map(String::from);
+    }
+    let f = c.time(Op::FromUtf8, samples, min);
+    let s = c.time(Op::Simdutf8, samples, min);
+    [
+        format!("{:.2}", gbps(c.size, f)),
+        format!("{:.2}", gbps(c.size, s)),
+        format!("{mark}{:.2}x{mark}", f / p),
+        format!("{:.2}x", f / s),
+    ]
 }
 
 /// Instructions per message of `op` on a case, by callgrind: the
@@ -493,8 +522,9 @@ fn main() {
     }
 
     println!("### A1. Decode: masked frames in, whole messages out (server role)\n");
-    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | memcpy GB/s | XOR unmask GB/s | from_utf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("The simdutf8 columns: the SIMD validator ws-proto uses, validating the same payload alone (no unmask, no copy); its speed bounds a decoder that must also unmask and copy.\n");
+    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | memcpy GB/s | XOR unmask GB/s | from_utf8 GB/s | simdutf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 | simdutf8 / from_utf8 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &kind in &kinds {
         for &size in &sizes {
             let mut c = Case::new(kind, size, count_for(size), usize::MAX);
@@ -502,14 +532,9 @@ fn main() {
             let t = c.time(Op::DecodeTung, samples, min);
             let m = c.time(Op::Memcpy, samples, min);
             let u = c.time(Op::Unmask, samples, min);
-            let (utf, utf_ratio) = if kind == Kind::Binary {
-                ("-".to_string(), "-".to_string())
-            } else {
-                let f = c.time(Op::FromUtf8, samples, min);
-                (format!("{:.2}", gbps(size, f)), format!("{:.2}x", f / p))
-            };
+            let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&mut c, p, samples, min, "");
             println!(
-                "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {:.2} | {} | {:.0}% | {} |",
+                "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {:.2} | {} | {} | {:.0}% | {} | {} |",
                 kind.name(),
                 fmt_size(size),
                 p,
@@ -519,16 +544,18 @@ fn main() {
                 gbps(size, m),
                 gbps(size, u),
                 utf,
+                simd,
                 100.0 * u / p,
-                utf_ratio
+                utf_ratio,
+                simd_ratio
             );
         }
     }
 
     println!("\n### A1b. Large messages fed in 64 KiB reads, as the adapters read\n");
     println!("The last two columns: the same reads handed over as owned buffers (`handle_bytes`); only the decode is timed, as making each buffer is the copy the socket read does.\n");
-    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | XOR unmask GB/s | from_utf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 | owned buffers ns/msg | owned / unmask |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | XOR unmask GB/s | from_utf8 GB/s | simdutf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 | simdutf8 / from_utf8 | owned buffers ns/msg | owned / unmask |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &kind in &kinds {
         for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
             let mut c = Case::new(kind, size, count_for(size), 64 << 10);
@@ -536,17 +563,9 @@ fn main() {
             let o = c.time(Op::DecodeProtoOwned, samples, min);
             let t = c.time(Op::DecodeTung, samples, min);
             let u = c.time(Op::Unmask, samples, min);
-            let (utf, utf_ratio) = if kind == Kind::Binary {
-                ("-".to_string(), "-".to_string())
-            } else {
-                let f = c.time(Op::FromUtf8, samples, min);
-                (
-                    format!("{:.2}", gbps(size, f)),
-                    format!("**{:.2}x**", f / p),
-                )
-            };
+            let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&mut c, p, samples, min, "**");
             println!(
-                "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {} | **{:.0}%** | {} | {:.1} | {:.0}% |",
+                "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {} | {} | **{:.0}%** | {} | {} | {:.1} | {:.0}% |",
                 kind.name(),
                 fmt_size(size),
                 p,
@@ -555,8 +574,10 @@ fn main() {
                 gbps(size, p),
                 gbps(size, u),
                 utf,
+                simd,
                 100.0 * u / p,
                 utf_ratio,
+                simd_ratio,
                 o,
                 100.0 * u / o
             );
