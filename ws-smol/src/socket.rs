@@ -413,22 +413,33 @@ impl<S> Sender<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
+    /// Queues with `f` on the first poll and writes, under one lock (the
+    /// write usually completes there); then, if the stream was not ready,
+    /// waits like [`flush`](Self::flush).
     async fn command(
         &self,
         wake_reader: bool,
         f: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> Result<(), Error> {
-        {
-            let mut st = self.shared.lock();
-            f(&mut st.conn)?;
-            if wake_reader {
-                // A Close starts a timer the receiver must arm.
-                if let Some(w) = st.reader.take() {
-                    w.wake();
+        let mut guard = OwnerGuard {
+            shared: &self.shared,
+            owned: false,
+        };
+        let mut f = Some(f);
+        poll_fn(|cx| {
+            let mut st = guard.shared.lock();
+            if let Some(f) = f.take() {
+                f(&mut st.conn)?;
+                if wake_reader {
+                    // A Close starts a timer the receiver must arm.
+                    if let Some(w) = st.reader.take() {
+                        w.wake();
+                    }
                 }
             }
-        }
-        self.flush().await
+            st.poll_flush_for_sender(cx, &mut guard.owned)
+        })
+        .await
     }
 
     /// Queues a command without waiting for the write: the receiving task
