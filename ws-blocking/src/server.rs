@@ -456,12 +456,7 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
         Ok(Incoming::Upgrade(u)) => u,
         Ok(Incoming::Http(req)) => {
             let mut out = Vec::new();
-            let _ = req.respond(
-                426,
-                &[("Sec-WebSocket-Version", "13")],
-                b"this is a WebSocket server\n",
-                &mut out,
-            );
+            req.respond_websocket_only(&mut out);
             let _ = hs_write(&mut sock, &mut tls, &out);
             return;
         }

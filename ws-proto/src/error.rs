@@ -267,6 +267,9 @@ pub enum HandshakeError {
     /// Client: the server answered with an extension the client did not
     /// offer.
     Extension(String),
+    /// Server: the application refused the upgrade request, answering it
+    /// with this status (an adapter's `accept_with`).
+    Refused(u16),
 }
 
 impl HandshakeError {
@@ -286,6 +289,7 @@ impl HandshakeError {
             HandshakeError::Method(_) => Some(405),
             HandshakeError::HttpVersion => Some(505),
             HandshakeError::Version(_) => Some(426),
+            HandshakeError::Refused(status) => Some(*status),
             HandshakeError::Status { .. }
             | HandshakeError::Accept
             | HandshakeError::Protocol(_)
@@ -317,6 +321,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Accept => f.write_str("missing or wrong Sec-WebSocket-Accept"),
             HandshakeError::Protocol(p) => write!(f, "server chose unoffered subprotocol {p:?}"),
             HandshakeError::Extension(e) => write!(f, "unacceptable extension response: {e}"),
+            HandshakeError::Refused(status) => write!(f, "refused the request with {status}"),
         }
     }
 }

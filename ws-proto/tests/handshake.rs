@@ -301,6 +301,27 @@ fn plain_get_is_answered_as_http() {
 }
 
 #[test]
+fn a_websocket_only_endpoint_answers_plain_http_with_426() {
+    let Ok(Some(Incoming::Http(r))) = server_parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") else {
+        panic!("expected a plain HTTP request");
+    };
+    let mut out = Vec::new();
+    r.respond_websocket_only(&mut out);
+    assert_eq!(
+        text(&out),
+        "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 27\r\nConnection: close\r\n\r\nthis is a WebSocket server\n"
+    );
+}
+
+#[test]
+fn refused_is_answered_with_its_own_status() {
+    assert_eq!(HandshakeError::Refused(403).http_status(), Some(403));
+    let mut out = Vec::new();
+    HandshakeError::Refused(401).write_response(&mut out);
+    assert!(text(&out).starts_with("HTTP/1.1 401 "), "{}", text(&out));
+}
+
+#[test]
 fn reject_writes_any_status_but_101() {
     let mut out = Vec::new();
     upgrade(RFC_REQUEST)

@@ -201,7 +201,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Wraps a connection whose handshake is done (a server's, say).
     pub fn from_connection(conn: ws_proto::Connection, stream: S) -> WebSocket<S> {
-        let (tx, rx) = halves(conn, stream, false);
+        Self::from_parts(conn, stream, false)
+    }
+
+    /// Wraps a connection whose handshake's last read from `stream` was
+    /// short (`drained`; see `halves`) or not.
+    pub(crate) fn from_parts(conn: ws_proto::Connection, stream: S, drained: bool) -> WebSocket<S> {
+        let (tx, rx) = halves(conn, stream, drained);
         WebSocket {
             tx,
             rx,

@@ -13,6 +13,10 @@
 //!   Keepalive and close timeouts come from ws-proto's timers, driven by
 //!   `async_io::Timer`.
 //!
+//! - [`accept`] / [`accept_with`]: the server side of the handshake on a
+//!   stream the application accepted itself (its own listener, TLS or
+//!   routing), to a [`WebSocket`]; `accept_with` sees the request (path,
+//!   headers, subprotocols) and accepts or refuses it.
 //! - [`EventClient`]: the spec's event style: `on`/`off` callbacks for
 //!   open, message, close, error, dataEnd and headerReceive.
 //! - [`Server`]: the spec's `WebSocketServer` ([`ServerOptions`]: address,
@@ -27,11 +31,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
 mod client;
 mod events;
 mod server;
 mod socket;
 
+pub use accept::{accept, accept_with};
 pub use client::{connect, connect_with, MaybeTls, WebSocket};
 pub use events::EventClient;
 pub use server::{Server, ServerHandle};
@@ -41,7 +47,8 @@ pub use ws_proto::api::{
     ErrorCode, HttpProxy, Proxy, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
 };
 pub use ws_proto::{
-    CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,
+    Accept, CloseCode, CloseInfo, Config, Event, HandshakeError, Headers, Message, MessageKind,
+    Response, State, UpgradeRequest,
 };
 #[cfg(feature = "deflate")]
 pub use ws_proto::{DeflateConfig, DeflateParams};

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -16,10 +16,11 @@ use ws_proto::api::{
     bind_error, emit_shared, CallbackId, Callbacks, ClientConnection, ConnectionTable, Error,
     Refusal, ServerEvent, ServerEventKind, ServerOptions,
 };
-use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
+use ws_proto::{Accept, CloseCode, Message};
 
-use crate::client::{read_until, timeout, MaybeTls};
-use crate::socket::{halves, Sender};
+use crate::accept::{answer, read_upgrade};
+use crate::client::{timeout, MaybeTls};
+use crate::socket::Sender;
 
 /// Room for undelivered events before connection tasks wait.
 const EVENT_QUEUE: usize = 1024;
@@ -412,35 +413,10 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
                 acceptor.accept(sock).await.map_err(Error::from_stream)?,
             )),
         };
-        let mut hs = ServerHandshake::new(shared.options.config.clone());
-        let incoming = read_until(&mut stream, |data| match data {
-            Some(d) => hs.handle_data(d).map_err(Error::from),
-            None => Err(Error::Handshake(hs.handle_eof())),
-        })
-        .await;
-        let (upgrade, drained) = match incoming {
-            Ok((Incoming::Upgrade(u), drained)) => (u, drained),
-            Ok((Incoming::Http(req), _)) => {
-                let mut out = Vec::new();
-                let _ = req.respond(
-                    426,
-                    &[("Sec-WebSocket-Version", "13")],
-                    b"this is a WebSocket server\n",
-                    &mut out,
-                );
-                let _ = stream.write_all(&out).await;
-                let _ = stream.close().await;
-                return Ok(None);
-            }
-            Err(e) => {
-                if let Error::Handshake(h) = &e {
-                    let mut out = Vec::new();
-                    h.write_response(&mut out);
-                    let _ = stream.write_all(&out).await;
-                    let _ = stream.close().await;
-                }
-                return Err(e);
-            }
+        let Some((upgrade, drained)) =
+            read_upgrade(&mut stream, shared.options.config.clone()).await?
+        else {
+            return Ok(None);
         };
         let mut accept = Accept::new();
         if let Some(p) = &shared.options.protocol {
@@ -448,22 +424,18 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
                 accept = accept.protocol(p.clone());
             }
         }
-        let mut out = Vec::new();
-        let conn = upgrade.accept(Instant::now(), &accept, &mut out)?;
-        stream.write_all(&out).await.map_err(Error::from_stream)?;
-        stream.flush().await.map_err(Error::from_stream)?;
-        Ok(Some((conn, stream, drained)))
+        answer(stream, upgrade, &accept, drained).await.map(Some)
     }))
     .await;
-    let (conn, stream, drained) = match handshake {
-        Ok(Some(x)) => x,
+    let ws = match handshake {
+        Ok(Some(ws)) => ws,
         Ok(None) => return,
         Err(e) => {
             shared.emit(ServerEvent::Error(None, Arc::new(e))).await;
             return;
         }
     };
-    let (tx, mut rx) = halves(conn, stream, drained);
+    let (tx, mut rx) = ws.split();
     tx.set_read_ready(MaybeTls::poll_read_ready);
     lock(&shared.conns).insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {

@@ -371,6 +371,14 @@ impl HttpRequest {
     ) -> Result<(), BuildError> {
         write_response(status, headers, body, out)
     }
+
+    /// Answers for an endpoint that only speaks WebSocket: 426 Upgrade
+    /// Required with `Sec-WebSocket-Version: 13` and a short text body.
+    pub fn respond_websocket_only(self, out: &mut Vec<u8>) {
+        let headers = [("Sec-WebSocket-Version", "13")];
+        // Constant, valid headers: nothing to refuse.
+        let _ = self.respond(426, &headers, b"this is a WebSocket server\n", out);
+    }
 }
 
 impl HandshakeError {
