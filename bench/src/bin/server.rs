@@ -3,7 +3,10 @@
 //!
 //! `server IMPL PORT [--deflate]`; IMPL is ws-smol (on an executor run by
 //! the main thread, `Server::start_on`), ws-smol-global (smol's global
-//! executor, `Server::start`), ws-blocking, async-tungstenite,
+//! executor, `Server::start`), ws-smol-stream (ws-smol's stream API: its
+//! own accept loop, `ws_smol::accept`, then `recv`/`send_*` in a task per
+//! connection on a `LocalExecutor`, as the peers' servers are written),
+//! ws-blocking, async-tungstenite,
 //! tokio-tungstenite, fastwebsockets, raw-tcp (answers
 //! an upgrade request with a canned response of the same size, then
 //! closes: the baseline of the handshake benchmark) or raw-tcp-smol (the
@@ -25,6 +28,7 @@ fn main() {
     match which.as_str() {
         "ws-smol" => ws_smol_server(addr, deflate, true),
         "ws-smol-global" => ws_smol_server(addr, deflate, false),
+        "ws-smol-stream" => ws_smol_stream_server(addr, deflate),
         "ws-blocking" => ws_blocking_server(addr, deflate),
         "async-tungstenite" => async_tungstenite_server(addr),
         "tokio-tungstenite" => tokio_tungstenite_server(addr),
@@ -33,6 +37,22 @@ fn main() {
         "raw-tcp-smol" => raw_tcp_smol_server(addr),
         other => panic!("unknown server {other}"),
     }
+}
+
+/// Runs the accept loop `serve` makes as a task of its own on a
+/// `LocalExecutor` that this thread drives (its main future only waits). An
+/// accept loop in the main future would be polled at every wake-up of the
+/// executor, and async-io retries an accept after any poll (its
+/// `read_with` is optimistic): an `accept4` that finds nothing and an
+/// `epoll_ctl` to re-arm the listener per wake-up, one per echo with one
+/// connection.
+fn run_local<F>(serve: impl FnOnce(&'static smol::LocalExecutor<'static>) -> F)
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    let ex: &'static smol::LocalExecutor = Box::leak(Box::new(smol::LocalExecutor::new()));
+    ex.spawn(serve(ex)).detach();
+    smol::block_on(ex.run(futures_lite::future::pending::<()>()))
 }
 
 fn deflate_config(on: bool) -> Option<ws_proto::DeflateConfig> {
@@ -74,6 +94,40 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool) {
     }))
 }
 
+fn ws_smol_stream_server(addr: SocketAddr, deflate: bool) {
+    use ws_smol::{Accept, Config, Message};
+    run_local(move |ex| async move {
+        let listener = async_io::Async::<std::net::TcpListener>::bind(addr).expect("bind");
+        announce(listener.get_ref().local_addr().unwrap().port());
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = sock.get_ref().set_nodelay(true);
+            ex.spawn(async move {
+                let mut config = Config::default();
+                config.deflate = deflate_config(deflate);
+                let Ok(mut ws) = ws_smol::accept_with(sock, config, |_| Ok(Accept::new())).await
+                else {
+                    return;
+                };
+                loop {
+                    let sent = match ws.recv().await {
+                        Ok(Message::Text(t)) => ws.send_text(&t).await,
+                        Ok(Message::Binary(b)) => ws.send_binary(&b).await,
+                        Ok(Message::Closed(_)) | Err(_) => break,
+                        Ok(_) => Ok(()),
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+    })
+}
+
 fn ws_blocking_server(addr: SocketAddr, deflate: bool) {
     use ws_blocking::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
     let mut options = ServerOptions::default();
@@ -101,8 +155,7 @@ fn ws_blocking_server(addr: SocketAddr, deflate: bool) {
 
 fn async_tungstenite_server(addr: SocketAddr) {
     use futures_util::StreamExt;
-    let ex: &'static smol::LocalExecutor = Box::leak(Box::new(smol::LocalExecutor::new()));
-    smol::block_on(ex.run(async {
+    run_local(move |ex| async move {
         let listener = async_net::TcpListener::bind(addr).await.expect("bind");
         announce(listener.local_addr().unwrap().port());
         loop {
@@ -122,7 +175,7 @@ fn async_tungstenite_server(addr: SocketAddr) {
             })
             .detach();
         }
-    }))
+    })
 }
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
@@ -252,8 +305,7 @@ fn raw_tcp_smol_server(addr: SocketAddr) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let canned = upgrade_response(&ws_bench::upgrade_request("127.0.0.1", None)).unwrap();
     let canned: &'static [u8] = Box::leak(canned.into_boxed_slice());
-    let ex: &'static smol::LocalExecutor = Box::leak(Box::new(smol::LocalExecutor::new()));
-    smol::block_on(ex.run(async {
+    run_local(move |ex| async move {
         let listener = async_net::TcpListener::bind(addr).await.expect("bind");
         announce(listener.local_addr().unwrap().port());
         loop {
@@ -288,5 +340,5 @@ fn raw_tcp_smol_server(addr: SocketAddr) {
             })
             .detach();
         }
-    }))
+    })
 }
