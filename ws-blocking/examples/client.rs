@@ -10,12 +10,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let ws = WebSocket::connect(&url)?;
-    eprintln!(
-        "connected: {} {} (protocol {:?})",
-        ws.response().status,
-        ws.response().reason,
-        ws.protocol()
-    );
+    if let Some(r) = ws.response() {
+        eprintln!(
+            "connected: {} {} (protocol {:?})",
+            r.status,
+            r.reason,
+            ws.protocol()
+        );
+    }
     let (tx, mut rx) = ws.split();
     let printer = std::thread::spawn(move || loop {
         match rx.recv() {

@@ -18,7 +18,8 @@ use crate::socket::{split, Receiver, Sender};
 pub struct WebSocket {
     tx: Sender,
     rx: Receiver,
-    response: Response,
+    /// The server's response, for a client.
+    response: Option<Response>,
 }
 
 impl WebSocket {
@@ -95,18 +96,32 @@ impl WebSocket {
         };
         sock.set_read_timeout(None)?;
         let (tx, rx) = split(conn, sock, tls)?;
-        Ok(WebSocket { tx, rx, response })
+        Ok(WebSocket {
+            tx,
+            rx,
+            response: Some(response),
+        })
     }
 
-    /// The server's handshake response: status, reason, headers, chosen
-    /// subprotocol (the spec's `open` and `headerReceive`).
-    pub fn response(&self) -> &Response {
-        &self.response
+    /// A server's side of a connection ([`accept`](crate::accept)).
+    pub(crate) fn from_halves(tx: Sender, rx: Receiver) -> WebSocket {
+        WebSocket {
+            tx,
+            rx,
+            response: None,
+        }
     }
 
-    /// The subprotocol the server chose.
+    /// The server's handshake response, for a client: status, reason,
+    /// headers, chosen subprotocol (the spec's `open` and
+    /// `headerReceive`). `None` on a server's side.
+    pub fn response(&self) -> Option<&Response> {
+        self.response.as_ref()
+    }
+
+    /// The subprotocol the server chose (for a client).
     pub fn protocol(&self) -> Option<&str> {
-        self.response.protocol.as_deref()
+        self.response.as_ref().and_then(|r| r.protocol.as_deref())
     }
 
     /// A sender for other threads.

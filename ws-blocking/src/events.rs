@@ -84,19 +84,21 @@ impl EventClient {
                 return Err(e);
             }
         };
-        let response = ws.response().clone();
+        // A client's connection has its response.
+        if let Some(response) = ws.response().cloned() {
+            emit(
+                &self.callbacks,
+                ClientEvent::HeaderReceive(response.headers),
+            );
+            emit(
+                &self.callbacks,
+                ClientEvent::Open {
+                    status: response.status,
+                    reason: response.reason,
+                },
+            );
+        }
         let (tx, mut rx) = ws.split();
-        emit(
-            &self.callbacks,
-            ClientEvent::HeaderReceive(response.headers),
-        );
-        emit(
-            &self.callbacks,
-            ClientEvent::Open {
-                status: response.status,
-                reason: response.reason,
-            },
-        );
         let registry = self.callbacks.clone();
         let reader = std::thread::Builder::new()
             .name("ws-events".into())

@@ -5,6 +5,10 @@
 //!   of the `@ohos.net.webSocket` API ([`ClientOptions`]: headers,
 //!   subprotocols, proxy, timeouts). Receive on one thread while others send
 //!   through [`Sender`] clones: frames never interleave.
+//! - [`accept`] / [`accept_with`]: the server side of the handshake on a
+//!   `TcpStream` the application accepted itself, to a [`WebSocket`];
+//!   `accept_with` sees the request (path, headers, subprotocols) and
+//!   accepts or refuses it.
 //! - [`EventClient`]: the spec's event style: `on`/`off` callbacks for
 //!   open, message, close, error, dataEnd and headerReceive.
 //! - [`Server`]: the spec's `WebSocketServer` ([`ServerOptions`]: address,
@@ -26,11 +30,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
 mod client;
 mod events;
 mod server;
 mod socket;
 
+pub use accept::{accept, accept_with};
 pub use client::WebSocket;
 pub use events::EventClient;
 pub use server::{Events, Server, ServerHandle};
@@ -40,7 +46,8 @@ pub use ws_proto::api::{
     ErrorCode, HttpProxy, Proxy, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
 };
 pub use ws_proto::{
-    CloseCode, CloseInfo, Config, Event, Headers, Message, MessageKind, Response, State,
+    Accept, CloseCode, CloseInfo, Config, Event, HandshakeError, Headers, Message, MessageKind,
+    Response, State, UpgradeRequest,
 };
 #[cfg(feature = "deflate")]
 pub use ws_proto::{DeflateConfig, DeflateParams};

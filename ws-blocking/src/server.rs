@@ -1,6 +1,6 @@
 //! The blocking server: a thread accepts, a thread per connection.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver as ChanReceiver, SyncSender};
@@ -13,10 +13,10 @@ use ws_proto::api::{
     bind_error, emit_shared, CallbackId, Callbacks, ClientConnection, ConnectionTable, Error,
     Refusal, ServerEvent, ServerEventKind, ServerOptions,
 };
-use ws_proto::{Accept, CloseCode, Incoming, Message, ServerHandshake};
+use ws_proto::{Accept, CloseCode, Message};
 
-use crate::client::read_until;
-use crate::socket::{split, Sender};
+use crate::accept::{answer, read_upgrade};
+use crate::socket::Sender;
 
 /// Room for undelivered events before connection threads wait for the
 /// application (so a slow consumer bounds memory instead of growing a
@@ -401,22 +401,6 @@ fn refuse(mut sock: TcpStream, status: u16, why: &str) {
     }
 }
 
-/// Writes handshake bytes, through TLS or not.
-fn hs_write(
-    sock: &mut TcpStream,
-    tls: &mut Option<rustls::ServerConnection>,
-    data: &[u8],
-) -> io::Result<()> {
-    match tls {
-        None => sock.write_all(data),
-        Some(t) => {
-            let mut s = rustls::Stream::new(t, sock);
-            s.write_all(data)?;
-            s.flush()
-        }
-    }
-}
-
 /// One connection: handshake within the timeout, then the receive loop.
 fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
     let _ = sock.set_nodelay(true);
@@ -438,37 +422,16 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
             }
         },
     };
-    let mut hs = ServerHandshake::new(shared.options.config.clone());
-    let mut step = |data: Option<&[u8]>| match data {
-        Some(d) => hs.handle_data(d).map_err(Error::from),
-        None => Err(Error::Handshake(hs.handle_eof())),
-    };
-    let incoming = match &mut tls {
-        None => read_until(&mut sock, &timer, deadline, &mut step),
-        Some(t) => read_until(
-            &mut rustls::Stream::new(t, &mut sock),
-            &timer,
-            deadline,
-            &mut step,
-        ),
-    };
-    let upgrade = match incoming {
-        Ok(Incoming::Upgrade(u)) => u,
-        Ok(Incoming::Http(req)) => {
-            let mut out = Vec::new();
-            req.respond_websocket_only(&mut out);
-            let _ = hs_write(&mut sock, &mut tls, &out);
-            return;
-        }
-        Err(e) => {
-            if let Error::Handshake(h) = &e {
-                let mut out = Vec::new();
-                h.write_response(&mut out);
-                let _ = hs_write(&mut sock, &mut tls, &out);
-            }
-            shared.emit(ServerEvent::Error(None, Arc::new(e)));
-            return;
-        }
+    let upgrade = match read_upgrade(
+        &mut sock,
+        &mut tls,
+        &timer,
+        deadline,
+        shared.options.config.clone(),
+    ) {
+        Ok(Some(u)) => u,
+        Ok(None) => return,
+        Err(e) => return shared.emit(ServerEvent::Error(None, Arc::new(e))),
     };
     let mut accept = Accept::new();
     if let Some(p) = &shared.options.protocol {
@@ -476,25 +439,9 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
             accept = accept.protocol(p.clone());
         }
     }
-    let mut out = Vec::new();
-    let conn = match upgrade.accept(Instant::now(), &accept, &mut out) {
-        Ok(c) => c,
-        Err(e) => {
-            shared.emit(ServerEvent::Error(None, Arc::new(e.into())));
-            return;
-        }
-    };
-    if let Err(e) = hs_write(&mut sock, &mut tls, &out) {
-        shared.emit(ServerEvent::Error(None, Arc::new(Error::from_stream(e))));
-        return;
-    }
-    let _ = sock.set_read_timeout(None);
-    let (tx, mut rx) = match split(conn, sock, tls.map(rustls::Connection::from)) {
+    let (tx, mut rx) = match answer(sock, tls, upgrade, &accept) {
         Ok(halves) => halves,
-        Err(e) => {
-            shared.emit(ServerEvent::Error(None, Arc::new(e.into())));
-            return;
-        }
+        Err(e) => return shared.emit(ServerEvent::Error(None, Arc::new(e))),
     };
     shared.conns().insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {

@@ -24,7 +24,7 @@ fn url(server: &Server) -> String {
 fn echo_text_binary_ping_and_clean_close() {
     let server = echo_server(local_options());
     let mut ws = WebSocket::connect_with(&url(&server), &direct()).unwrap();
-    assert_eq!(ws.response().status, 101);
+    assert_eq!(ws.response().unwrap().status, 101);
     ws.send_text("héllo").unwrap();
     assert_eq!(ws.recv().unwrap(), Message::Text("héllo".into()));
     ws.send_binary(&[0, 1, 2, 255]).unwrap();
@@ -583,7 +583,10 @@ fn request_options_reach_the_server() {
     o.protocols = vec!["v2".into(), "v1".into()];
     let ws = WebSocket::connect_with(&format!("ws://{addr}/chat?room=7"), &o).unwrap();
     assert_eq!(ws.protocol(), Some("v2"));
-    assert_eq!(ws.response().headers.get_str("x-server"), Some("yes"));
+    assert_eq!(
+        ws.response().unwrap().headers.get_str("x-server"),
+        Some("yes")
+    );
     let (token, origin, protocols, path, query) = t.join().unwrap();
     assert_eq!(token.as_deref(), Some("abc123"));
     assert_eq!(origin.as_deref(), Some("https://app.example"));

@@ -76,7 +76,10 @@ fn negotiated_extension_is_visible_on_both_ends() {
     };
     assert_eq!(ws.deflate(), Some(expected));
     assert_eq!(
-        ws.response().headers.get_str("sec-websocket-extensions"),
+        ws.response()
+            .unwrap()
+            .headers
+            .get_str("sec-websocket-extensions"),
         Some("permessage-deflate; server_no_context_takeover; client_max_window_bits=12")
     );
     echo_all(&mut ws);

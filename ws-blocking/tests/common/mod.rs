@@ -1,6 +1,7 @@
 //! Helpers for these tests; the adapter-independent ones live in
 //! ws-test-support.
-#![allow(dead_code)]
+// Each test file uses some of these.
+#![allow(dead_code, unused_imports)]
 
 use std::time::Duration;
 
