@@ -146,6 +146,8 @@ pub struct Checked {
     /// Take whole messages from `Connection::poll_message` instead of
     /// events through `asm`.
     pub whole: bool,
+    /// With `whole`: take them lent, from `Connection::poll_message_with`.
+    pub lent: bool,
     pub messages: Vec<Message>,
     pub closed: Option<CloseInfo>,
     pub shut_down: bool,
@@ -160,6 +162,7 @@ impl Checked {
             conn,
             asm: Assembler::new(),
             whole: false,
+            lent: false,
             messages: Vec::new(),
             closed: None,
             shut_down: false,
@@ -169,7 +172,15 @@ impl Checked {
     }
 
     fn pump_messages(&mut self) {
-        while let Some(m) = self.conn.poll_message() {
+        loop {
+            let m = if self.lent {
+                self.conn.poll_message_with(|m| m.to_message())
+            } else {
+                self.conn.poll_message()
+            };
+            let Some(m) = m else {
+                break;
+            };
             assert!(self.closed.is_none(), "message after Closed: {m:?}");
             if let Message::Closed(info) = &m {
                 assert_eq!(self.conn.state(), State::Closed);
@@ -296,7 +307,8 @@ pub fn run_connection(role: Role, steps: Vec<Step>) {
 pub fn run_connection_with(conn: Connection, start: Instant, steps: Vec<Step>) {
     let mut now = start;
     let mut side = Checked::new(conn);
-    side.whole = steps.len() % 2 == 1;
+    side.whole = steps.len() % 3 != 0;
+    side.lent = steps.len() % 3 == 2;
     let mut input = 0u64;
     let mut commanded = 0u64;
     let mut partial = None;
@@ -398,6 +410,7 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
     let mut client = Checked::new(client);
     let mut server = Checked::new(server);
     server.whole = true;
+    server.lent = steps.len() % 2 == 1;
     let mut to_server = Link {
         delivered_eof: false,
         cut: false,

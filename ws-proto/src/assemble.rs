@@ -19,6 +19,49 @@ pub enum Message {
     Closed(CloseInfo),
 }
 
+impl Message {
+    /// The message as a [`MessageRef`], borrowing its data.
+    pub fn view(&self) -> MessageRef<'_> {
+        match self {
+            Message::Text(t) => MessageRef::Text(t),
+            Message::Binary(b) => MessageRef::Binary(b),
+            Message::Ping(p) => MessageRef::Ping(p),
+            Message::Pong(p) => MessageRef::Pong(p),
+            Message::Closed(info) => MessageRef::Closed(info),
+        }
+    }
+}
+
+/// A whole message, or a control event, lent by
+/// [`Connection::poll_message_with`](crate::Connection::poll_message_with):
+/// the data may be the connection's own input buffer, valid for the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    /// A whole text message.
+    Text(&'a str),
+    /// A whole binary message.
+    Binary(&'a [u8]),
+    /// A Ping arrived (the Pong is already queued).
+    Ping(&'a [u8]),
+    /// A Pong arrived.
+    Pong(&'a [u8]),
+    /// The connection closed.
+    Closed(&'a CloseInfo),
+}
+
+impl MessageRef<'_> {
+    /// An owned copy.
+    pub fn to_message(&self) -> Message {
+        match *self {
+            MessageRef::Text(t) => Message::Text(t.to_owned()),
+            MessageRef::Binary(b) => Message::Binary(Bytes::copy_from_slice(b)),
+            MessageRef::Ping(p) => Message::Ping(Bytes::copy_from_slice(p)),
+            MessageRef::Pong(p) => Message::Pong(Bytes::copy_from_slice(p)),
+            MessageRef::Closed(info) => Message::Closed(info.clone()),
+        }
+    }
+}
+
 /// Joins chunk events into whole messages.
 ///
 /// A message that arrives as one chunk is passed through without a copy; a

@@ -163,7 +163,7 @@ pub mod handshake;
 pub mod mask;
 pub mod utf8;
 
-pub use assemble::{Assembler, Message};
+pub use assemble::{Assembler, Message, MessageRef};
 pub use close::CloseCode;
 pub use config::Config;
 pub use connection::{Connection, Role, State, Transmit};

@@ -1,7 +1,8 @@
-//! `poll_message` (with its one-step path for small whole frames) and
-//! `poll_event` through an `Assembler` read any input the same way: valid
-//! or not, whatever the limits, whatever the split. The same messages, the
-//! same close (code, error) and the same bytes written back.
+//! `poll_message` (with its one-step path for small whole frames),
+//! `poll_message_with` (which lends whole frames in place) and `poll_event`
+//! through an `Assembler` read any input the same way: valid or not,
+//! whatever the limits, whatever the split. The same messages, the same
+//! close (code, error) and the same bytes written back.
 
 use std::time::Instant;
 
@@ -78,44 +79,72 @@ fn encode(frames: &[RawFrame], masked_role: bool) -> Vec<u8> {
     out
 }
 
+#[derive(Clone, Copy)]
+enum Reader {
+    Events,
+    Messages,
+    Lent,
+}
+
 fn read(
     role: Role,
     config: &Config,
     input: &[u8],
     cuts: &[usize],
-    messages: bool,
-) -> (Vec<Message>, Vec<u8>) {
+    eof: bool,
+    reader: Reader,
+) -> (Vec<Message>, Vec<u8>, Vec<(usize, usize)>) {
     let now = Instant::now();
     let mut c = Connection::new(role, config.clone(), now, [3; 32]);
     let mut asm = Assembler::new();
     let mut msgs = Vec::new();
     let mut out = Vec::new();
-    for piece in pieces(input, cuts) {
-        c.handle_data(now, piece);
-        if messages {
-            while let Some(m) = c.poll_message() {
-                msgs.push(m);
-            }
-        } else {
-            while let Some(ev) = c.poll_event() {
-                if let Some(m) = asm.push(ev) {
+    // After each piece: how many messages and output bytes so far (a
+    // failure is reported as early by each reader).
+    let mut progress = Vec::new();
+    let pieces = pieces(input, cuts);
+    let last = pieces.len();
+    for (i, piece) in pieces.into_iter().chain([&[][..]]).enumerate() {
+        if i < last {
+            c.handle_data(now, piece);
+        } else if eof {
+            c.handle_eof(now);
+        }
+        match reader {
+            Reader::Messages => {
+                while let Some(m) = c.poll_message() {
                     msgs.push(m);
+                }
+            }
+            Reader::Lent => {
+                while let Some(m) = c.poll_message_with(|m| m.to_message()) {
+                    msgs.push(m);
+                }
+            }
+            Reader::Events => {
+                while let Some(ev) = c.poll_event() {
+                    if let Some(m) = asm.push(ev) {
+                        msgs.push(m);
+                    }
                 }
             }
         }
         while c.poll_transmit(&mut out) != Transmit::Nothing {}
+        progress.push((msgs.len(), out.len()));
     }
-    (msgs, out)
+    (msgs, out, progress)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
     #[test]
-    fn poll_message_and_poll_event_agree_on_any_input(
+    fn the_three_readers_agree_on_any_input(
         frames in proptest::collection::vec(raw_frame(), 0..10),
         server in any::<bool>(),
         cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        // Input cut short by this many bytes, then EOF.
+        truncate in prop_oneof![4 => Just(None), 1 => (0usize..200).prop_map(Some)],
         limits in (
             prop_oneof![Just(u64::MAX), 0u64..150, 0u64..6000],
             prop_oneof![Just(u64::MAX), 0u64..300, 0u64..12000],
@@ -136,9 +165,15 @@ proptest! {
         }
         config.read_chunk_size = chunk;
         let role = if server { Role::Server } else { Role::Client };
-        let input = encode(&frames, server);
-        let by_events = read(role, &config, &input, &cuts, false);
-        let by_messages = read(role, &config, &input, &cuts, true);
-        prop_assert_eq!(by_messages, by_events);
+        let mut input = encode(&frames, server);
+        if let Some(t) = truncate {
+            input.truncate(input.len().saturating_sub(t));
+        }
+        let eof = truncate.is_some();
+        let by_events = read(role, &config, &input, &cuts, eof, Reader::Events);
+        let by_messages = read(role, &config, &input, &cuts, eof, Reader::Messages);
+        let lent = read(role, &config, &input, &cuts, eof, Reader::Lent);
+        prop_assert_eq!(&by_messages, &by_events);
+        prop_assert_eq!(lent, by_events);
     }
 }

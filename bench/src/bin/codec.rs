@@ -121,6 +121,9 @@ enum Op {
     /// zero-copy input): only the decode is timed, not making the buffers
     /// (that copy is the socket read's).
     DecodeProtoOwned,
+    /// Messages lent by `poll_message_with` (no copy or allocation for a
+    /// message whole in the input).
+    DecodeProtoLent,
     DecodeTung,
     EncodeProtoServer,
     EncodeTungServer,
@@ -139,9 +142,10 @@ enum Op {
 /// Handshakes per run of a handshake case.
 const HANDSHAKES: usize = 1000;
 
-const OPS: [Op; 13] = [
+const OPS: [Op; 14] = [
     Op::DecodeProto,
     Op::DecodeProtoOwned,
+    Op::DecodeProtoLent,
     Op::DecodeTung,
     Op::EncodeProtoServer,
     Op::EncodeTungServer,
@@ -233,6 +237,24 @@ impl Case {
                     }
                 }
                 self.timed += start.elapsed();
+                assert_eq!(msgs, self.count);
+                msgs
+            }
+            Op::DecodeProtoLent => {
+                let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
+                assert!(c.poll_message_with(|_| ()).is_none());
+                let mut msgs = 0;
+                for piece in self.input.chunks(self.feed) {
+                    c.handle_data(now, piece);
+                    while c
+                        .poll_message_with(|m| {
+                            black_box(m);
+                        })
+                        .is_some()
+                    {
+                        msgs += 1;
+                    }
+                }
                 assert_eq!(msgs, self.count);
                 msgs
             }
@@ -584,6 +606,47 @@ fn main() {
         }
     }
 
+    println!("\n### A6. Decode, messages lent (`poll_message_with`)\n");
+    println!("The same input as A1 (whole) and A1b (64 KiB reads), read with `poll_message_with`: a message whole in the input is lent to a closure as a `&str` / `&[u8]` of the input buffer, unmasked and checked in place (no `String`, no copy, no allocation); others are built as by `poll_message` and lent from there. tungstenite returns owned messages.\n");
+    println!("| payload | size | input | lent ns/msg | tungstenite ns/msg | lent / tungstenite msgs/s | lent GB/s | XOR unmask GB/s | from_utf8 GB/s | lent / unmask | lent / from_utf8 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for &kind in &kinds {
+        for &size in &sizes {
+            for feed in [usize::MAX, 64 << 10] {
+                if feed != usize::MAX && size < 64 << 10 {
+                    continue;
+                }
+                let mut c = Case::new(kind, size, count_for(size), feed);
+                let l = c.time(Op::DecodeProtoLent, samples, min);
+                let t = c.time(Op::DecodeTung, samples, min);
+                let u = c.time(Op::Unmask, samples, min);
+                let (utf, ratio) = if kind == Kind::Binary {
+                    ("-".to_string(), "-".to_string())
+                } else {
+                    let f = c.time(Op::FromUtf8, samples, min);
+                    (
+                        format!("{:.2}", gbps(size, f)),
+                        format!("**{:.2}x**", f / l),
+                    )
+                };
+                println!(
+                    "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {} | **{:.0}%** | {} |",
+                    kind.name(),
+                    fmt_size(size),
+                    if feed == usize::MAX { "whole" } else { "64 KiB reads" },
+                    l,
+                    t,
+                    t / l,
+                    gbps(size, l),
+                    gbps(size, u),
+                    utf,
+                    100.0 * u / l,
+                    ratio
+                );
+            }
+        }
+    }
+
     println!("\n### A2. Encode (one message, then take the bytes)\n");
     println!("| payload | size | role | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s |");
     println!("|---|---|---|---|---|---|---|");
@@ -664,6 +727,7 @@ fn main() {
             for size in [16usize, 1 << 10] {
                 for (name, po, to) in [
                     ("decode", Op::DecodeProto, Op::DecodeTung),
+                    ("decode lent", Op::DecodeProtoLent, Op::DecodeTung),
                     ("encode server", Op::EncodeProtoServer, Op::EncodeTungServer),
                     ("encode client", Op::EncodeProtoClient, Op::EncodeTungClient),
                 ] {

@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::assemble::{Assembler, Message};
+use crate::assemble::{Assembler, Message, MessageRef};
 use crate::close::CloseCode;
 use crate::config::Config;
 use crate::error::{ConnectionError, ProtocolError, SendError};
@@ -25,6 +25,27 @@ const RSV1: u8 = 0b100;
 /// Input capacity an idle connection keeps; more is released once every
 /// buffered byte has been handed out.
 const IDLE_INPUT_CAPACITY: usize = 4 << 10;
+
+/// Largest binary frame `poll_message_with` waits for to lend it whole
+/// from the input; a larger one that arrives in pieces goes into its
+/// buffer as it comes, as for `poll_message`.
+const LEND_WAIT: usize = 64 << 10;
+
+/// The same for a text frame. Text waited for is checked as it arrives (to
+/// fail as early as `poll_message`) and again whole (to lend it as a
+/// `&str`): larger text goes into its `String` as it comes, checked once.
+const LEND_WAIT_TEXT: usize = 4 << 10;
+
+/// What `poll_message_with` finds at the head of the input.
+enum Lend {
+    /// A whole frame: its header's length, its payload's, and whether it
+    /// is text (unmasked already).
+    Whole { n: usize, len: usize, text: bool },
+    /// The rest of a frame to lend (or of its header) is still to come.
+    Wait,
+    /// Anything else: the general path.
+    General,
+}
 
 /// A whole binary message up to this size leaves `poll_message` as a copy
 /// rather than a split of the input.
@@ -225,6 +246,10 @@ pub struct Connection {
     ready: VecDeque<String>,
     /// Joins binary messages and compressed text for `poll_message`.
     asm: Assembler,
+    /// For `poll_message_with`, waiting for the rest of a text frame at the
+    /// head of `inbuf`: the frame's stream offset, the payload bytes checked
+    /// so far and the validator's state after them.
+    lend_wait: Option<(u64, usize, Utf8Validator)>,
     /// Input that `handle_data` found bad, for the next poll to report.
     rx_failed: Option<ProtocolError>,
     /// Bytes of a code point split across frames, handed out with the next chunk.
@@ -300,6 +325,7 @@ impl Connection {
             rx_text_done: false,
             ready: VecDeque::new(),
             asm: Assembler::new(),
+            lend_wait: None,
             rx_failed: None,
             carry: [0; 4],
             carry_len: 0,
@@ -856,6 +882,152 @@ impl Connection {
     /// [`Config::max_message_size`](crate::Config::max_message_size).
     pub fn poll_message(&mut self) -> Option<Message> {
         self.whole_text = true;
+        self.next_message()
+    }
+
+    /// The next whole message (or Ping, Pong, close), lent to `f`; `None`
+    /// (and `f` not called) when more input is needed. The same messages as
+    /// [`poll_message`](Self::poll_message), with the same checks, but a
+    /// message that lies whole in the input (one unfragmented frame, all
+    /// received) is not copied or allocated: `f` sees the input buffer
+    /// itself, unmasked and, for text, checked for UTF-8 in place. Other
+    /// messages are built as by `poll_message` and lent from there.
+    ///
+    /// A large frame that is whole in one call of
+    /// [`handle_data`](Self::handle_data) stays in the input for this
+    /// (rather than going straight into a `String`, as for
+    /// `poll_message`), so use one of the two for a connection.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use ws_proto::{Config, Connection, MessageRef, Role};
+    ///
+    /// let now = Instant::now();
+    /// let mut server = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+    /// // "Hello", masked, as a client sends it (RFC 6455 §5.7).
+    /// server.handle_data(now, &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+    /// let len = server.poll_message_with(|m| match m {
+    ///     MessageRef::Text(text) => text.len(),
+    ///     _ => 0,
+    /// });
+    /// assert_eq!(len, Some(5));
+    /// ```
+    pub fn poll_message_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
+        // Large frames are buffered, not built into a String as they arrive.
+        self.whole_text = false;
+        if let Some(text) = self.ready.pop_front() {
+            return Some(f(MessageRef::Text(&text)));
+        }
+        if self.nothing_to_read() {
+            return None;
+        }
+        match self.whole_in_input() {
+            Lend::Whole { n, len, text } => {
+                let payload = &self.inbuf[n..n + len];
+                let view = if text {
+                    simdutf8::basic::from_utf8(payload)
+                        .ok()
+                        .map(MessageRef::Text)
+                } else {
+                    Some(MessageRef::Binary(payload))
+                };
+                if let Some(view) = view {
+                    let r = f(view);
+                    self.inbuf.advance(n + len);
+                    return Some(r);
+                }
+                // Consumed; the general path reports the error first.
+                self.inbuf.advance(n + len);
+                self.rx_failed = Some(ProtocolError::InvalidUtf8);
+            }
+            Lend::Wait => return None,
+            Lend::General => {}
+        }
+        // Everything else as `poll_message` makes it (a large frame still
+        // arriving goes on into its String or buffer as it comes in).
+        self.whole_text = true;
+        let m = self.next_message();
+        self.whole_text = false;
+        m.map(|m| f(m.view()))
+    }
+
+    /// For [`poll_message_with`](Self::poll_message_with): between
+    /// messages, at a whole unfragmented Text or Binary frame with no RSV
+    /// bits, the mask the role requires and within the limits, all in
+    /// `inbuf`: its payload unmasked in place. Such a frame of at most
+    /// [`LEND_WAIT`] bytes ([`LEND_WAIT_TEXT`] of text) that is still
+    /// arriving is waited for (text checked as it comes, failing as early
+    /// as the general path would).
+    /// Anything else (every frame that breaks a rule included) is left to
+    /// the general path.
+    fn whole_in_input(&mut self) -> Lend {
+        if !self.reading
+            || self.rx.is_some()
+            || self.rx_msg.is_some()
+            || self.rx_failed.is_some()
+            || self.rx_text_done
+            || self.asm.in_progress()
+        {
+            return Lend::General;
+        }
+        if self.inbuf.is_empty() {
+            self.take_next(false);
+        }
+        let (h, n) = match FrameHeader::parse(&self.inbuf) {
+            Ok(Some(header)) => header,
+            Ok(None) if !self.eof => return Lend::Wait,
+            _ => return Lend::General,
+        };
+        let text = match (h.fin, h.rsv, h.opcode) {
+            (true, 0, OpCode::Text) => true,
+            (true, 0, OpCode::Binary) => false,
+            _ => return Lend::General,
+        };
+        let c = &self.config;
+        if h.mask.is_some() != (self.role == Role::Server)
+            || h.len > c.max_frame_size
+            || h.len > c.max_message_size
+            || c.max_fragments == 0
+        {
+            return Lend::General;
+        }
+        let Ok(len) = usize::try_from(h.len) else {
+            return Lend::General;
+        };
+        let have = self.inbuf.len() - n;
+        if have >= len {
+            self.unmask_payload(n, len, h.mask);
+            self.lend_wait = None;
+            return Lend::Whole { n, len, text };
+        }
+        if len > if text { LEND_WAIT_TEXT } else { LEND_WAIT } || self.eof {
+            return Lend::General;
+        }
+        if text {
+            // Unmask what is here in place (`unmasked_to` records it) and
+            // check the bytes not checked before: at most once each.
+            if let Some(mask) = h.mask {
+                let done = self.unmasked_in_buf().saturating_sub(n).min(have);
+                apply_mask(&mut self.inbuf[n + done..n + have], mask, done);
+            }
+            let start = self.inbuf_start();
+            self.unmasked_to = self.unmasked_to.max(start + (n + have) as u64);
+            let (mut checked, mut utf8) = match self.lend_wait {
+                Some((at, checked, utf8)) if at == start => (checked, utf8),
+                _ => (0, Utf8Validator::new()),
+            };
+            if utf8.feed(&self.inbuf[n + checked..n + have]).is_err() {
+                self.lend_wait = None;
+                return Lend::General;
+            }
+            checked = have;
+            self.lend_wait = Some((start, checked, utf8));
+        }
+        Lend::Wait
+    }
+
+    /// [`poll_message`](Self::poll_message) after its mode is set.
+    fn next_message(&mut self) -> Option<Message> {
         if let Some(text) = self.ready.pop_front() {
             return Some(Message::Text(text));
         }
@@ -1273,8 +1445,9 @@ impl Connection {
         let Some(mask) = mask else {
             return;
         };
-        // Small frames (the hot path) are never unmasked on the way in.
-        let done = if len < SCAN_MIN {
+        // Small frames (the hot path) are never unmasked on the way in,
+        // unless `poll_message_with` waited for the rest of one.
+        let done = if len < SCAN_MIN && self.lend_wait.is_none() {
             0
         } else {
             self.unmasked_in_buf().saturating_sub(n).min(len)

@@ -1,0 +1,147 @@
+//! `poll_message_with` lends a message that lies whole in the input without
+//! allocating: counted by a global allocator. (That it reads every input as
+//! `poll_message` does is `readers_agree`'s property.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ws_proto::{Config, Connection, MessageRef, Role};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The allocator is global: one measurement at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// A masked frame with FIN set, as a client sends it.
+fn masked(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+#[test]
+fn small_messages_are_lent_without_allocating() {
+    let _serial = SERIAL.lock().unwrap();
+    let text = "héllo wörld €20 ok";
+    let binary: Vec<u8> = (0..20u8).collect();
+    let mut input = Vec::new();
+    for i in 0..1000u32 {
+        let key = i.to_be_bytes();
+        if i % 2 == 0 {
+            input.extend(masked(0x1, text.as_bytes(), key));
+        } else {
+            input.extend(masked(0x2, &binary, key));
+        }
+    }
+    let now = Instant::now();
+    let run = |lend: bool| {
+        let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+        let mut count = 0;
+        let same = |m: MessageRef<'_>| match m {
+            MessageRef::Text(t) => t == text,
+            MessageRef::Binary(b) => b == binary.as_slice(),
+            _ => false,
+        };
+        let mut before = 0;
+        for (i, piece) in input.chunks(1460).enumerate() {
+            if i == 3 {
+                // After the input buffer's first allocations.
+                before = allocations();
+            }
+            conn.handle_data(now, piece);
+            if lend {
+                while let Some(ok) = conn.poll_message_with(same) {
+                    assert!(ok, "a message differs");
+                    count += 1;
+                }
+            } else {
+                while let Some(m) = conn.poll_message() {
+                    assert!(same(m.view()), "a message differs");
+                    count += 1;
+                }
+            }
+        }
+        (allocations() - before, count)
+    };
+    let (lent_allocations, lent) = run(true);
+    let (owned_allocations, owned) = run(false);
+    assert_eq!((lent, owned), (1000, 1000));
+    // The owned reader allocates each text message's String: the counter
+    // sees this test's allocations.
+    assert!(owned_allocations >= 500, "owned: {owned_allocations}");
+    assert_eq!(lent_allocations, 0);
+}
+
+#[test]
+fn a_large_message_whole_in_the_input_is_lent_in_place() {
+    let _serial = SERIAL.lock().unwrap();
+    let text = "grüße, 世界! ".repeat(70_000);
+    let input = masked(0x1, text.as_bytes(), [9, 8, 7, 6]);
+    let now = Instant::now();
+    let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+    conn.handle_data(now, &input);
+    let before = allocations();
+    let same = conn.poll_message_with(|m| m == MessageRef::Text(&text));
+    let after = allocations();
+    assert_eq!(same, Some(true));
+    assert_eq!(after - before, 0, "the text was copied");
+    assert_eq!(conn.poll_message_with(|_| ()), None);
+}
+
+#[test]
+fn a_large_message_arriving_in_pieces_is_lent_whole() {
+    let _serial = SERIAL.lock().unwrap();
+    let text = "grüße, 世界! ".repeat(20_000);
+    let input = masked(0x1, text.as_bytes(), [1, 2, 3, 4]);
+    let now = Instant::now();
+    let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+    let mut seen = Vec::new();
+    for piece in input.chunks(65536) {
+        conn.handle_data(now, piece);
+        while let Some(same) = conn.poll_message_with(|m| m == MessageRef::Text(&text)) {
+            seen.push(same);
+        }
+    }
+    assert_eq!(seen, [true]);
+}
