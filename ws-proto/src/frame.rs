@@ -92,6 +92,7 @@ impl FrameHeader {
     /// the length" and "the most significant bit MUST be 0" (§5.2). Other
     /// rules (masking by role, RSV bits, control frame size) depend on the
     /// connection and are checked there.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let (b0, b1) = match buf {
             [b0, b1, ..] => (*b0, *b1),

@@ -17,7 +17,8 @@ use ws_proto::api::proxy::{self, ProxyConnect, ProxyError};
 use ws_proto::api::tls;
 use ws_proto::api::{ClientOptions, Error};
 use ws_proto::{
-    ClientHandshake, ClientRequest, CloseCode, Config, Event, Message, MessageKind, Response,
+    ClientHandshake, ClientRequest, CloseCode, Config, Event, Message, MessageKind, MessageRef,
+    Response,
 };
 
 use crate::socket::{halves, Receiver, Sender};
@@ -240,6 +241,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Error::Closed`]. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Message, Error> {
         self.rx.recv().await
+    }
+
+    /// The next whole message, ping, pong or the close, lent to `f`
+    /// without a copy or an allocation when it lies whole in what was read;
+    /// then [`Error::Closed`]. See [`Receiver::recv_with`].
+    pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
+        self.rx.recv_with(f).await
     }
 
     /// The next chunk event; `None` when finished. Cancel-safe.

@@ -8,7 +8,7 @@
 //! `recv()` or `send()` future at any point loses no byte and corrupts no
 //! frame (see [`WebSocket`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -23,7 +23,8 @@ use futures_lite::future::poll_fn;
 use futures_sink::Sink;
 use ws_proto::api::Error;
 use ws_proto::{
-    CloseCode, Connection, Event, Message, MessageKind, SendError, State as ConnState, Transmit,
+    CloseCode, Connection, Event, Message, MessageKind, MessageRef, SendError, State as ConnState,
+    Transmit,
 };
 
 /// Bytes read per `poll_read`, into a per-thread scratch buffer, so an idle
@@ -206,7 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     fn poll_next<T>(
         &mut self,
         cx: &mut Context<'_>,
-        next: fn(&mut Connection) -> Option<T>,
+        mut next: impl FnMut(&mut Connection) -> Option<T>,
         is_ping: fn(&T) -> bool,
     ) -> Poll<Result<Option<T>, Error>> {
         loop {
@@ -342,8 +343,38 @@ struct Shared<S> {
     state: Mutex<State<S>>,
 }
 
+thread_local! {
+    /// The connection (its `Shared`) whose lock this thread holds while a
+    /// `recv_with` closure looks at a message lent from its input.
+    static LENDING: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks the connection as lending on this thread until dropped (also when
+/// the closure panics).
+struct Lending(*const ());
+
+impl Lending {
+    fn enter<S>(shared: &Shared<S>) -> Lending {
+        let this = shared as *const Shared<S> as *const ();
+        Lending(LENDING.replace(this))
+    }
+}
+
+impl Drop for Lending {
+    fn drop(&mut self) {
+        LENDING.set(self.0);
+    }
+}
+
 impl<S> Shared<S> {
     fn lock(&self) -> MutexGuard<'_, State<S>> {
+        // The lock is not reentrant: a `recv_with` closure that sends on its
+        // own connection would wait for itself forever. Fail loudly instead.
+        assert!(
+            LENDING.get() != self as *const Shared<S> as *const (),
+            "a Sender of this connection was used inside Receiver::recv_with's closure; \
+             copy what you need and send after it returns"
+        );
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -632,6 +663,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
         poll_fn(|cx| self.poll_message(cx))
             .await?
             .ok_or(Error::Closed)
+    }
+
+    /// The next whole message, ping, pong or the close, lent to `f`; then
+    /// [`Error::Closed`]. A message that lies whole in what was read is
+    /// neither copied nor allocated: `f` sees the read buffer, unmasked and
+    /// checked in place ([`Connection::poll_message_with`]); others are
+    /// built as by [`recv`](Self::recv) and lent from there. Cancel-safe
+    /// like `recv`: `f` runs, at most once, only when a message is there.
+    ///
+    /// `f` runs while the connection is locked, so it must not use this
+    /// connection's [`Sender`] (that panics rather than deadlocks): copy
+    /// what you need into a buffer of your own and send after `recv_with`
+    /// returns.
+    pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
+        let mut f = Some(f);
+        let shared = &*self.shared;
+        poll_fn(|cx| {
+            shared.lock().poll_next(
+                cx,
+                |conn| {
+                    let f = &mut f;
+                    let _lending = Lending::enter(shared);
+                    conn.poll_message_with(|m| {
+                        let ping = matches!(m, MessageRef::Ping(_));
+                        let f = f.take().expect("a message is lent once");
+                        (ping, f(m))
+                    })
+                },
+                |(ping, _)| *ping,
+            )
+        })
+        .await?
+        .map(|(_, r)| r)
+        .ok_or(Error::Closed)
     }
 }
 

@@ -6,7 +6,8 @@
 //! executor, `Server::start`), ws-smol-stream (ws-smol's stream API: its
 //! own accept loop, `ws_smol::accept`, then `recv`/`send_*` in a task per
 //! connection on a `LocalExecutor`, as the peers' servers are written),
-//! ws-blocking, async-tungstenite,
+//! ws-smol-lent (the same with `recv_with`: each message lent, copied into
+//! a buffer the connection keeps, and sent back), ws-blocking, async-tungstenite,
 //! tokio-tungstenite, fastwebsockets, raw-tcp (answers
 //! an upgrade request with a canned response of the same size, then
 //! closes: the baseline of the handshake benchmark) or raw-tcp-smol (the
@@ -28,7 +29,8 @@ fn main() {
     match which.as_str() {
         "ws-smol" => ws_smol_server(addr, deflate, true),
         "ws-smol-global" => ws_smol_server(addr, deflate, false),
-        "ws-smol-stream" => ws_smol_stream_server(addr, deflate),
+        "ws-smol-stream" => ws_smol_stream_server(addr, deflate, false),
+        "ws-smol-lent" => ws_smol_stream_server(addr, deflate, true),
         "ws-blocking" => ws_blocking_server(addr, deflate),
         "async-tungstenite" => async_tungstenite_server(addr),
         "tokio-tungstenite" => tokio_tungstenite_server(addr),
@@ -94,7 +96,52 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool) {
     }))
 }
 
-fn ws_smol_stream_server(addr: SocketAddr, deflate: bool) {
+/// ws-smol-lent: each message lent by `recv_with` (no `String` or buffer
+/// allocated per message) and copied into one buffer per connection, which
+/// is sent back.
+async fn echo_lent<S>(mut ws: ws_smol::WebSocket<S>)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    use ws_smol::MessageRef;
+    enum Echo {
+        Text,
+        Binary,
+        Nothing,
+        End,
+    }
+    let mut text = String::new();
+    let mut binary = Vec::new();
+    loop {
+        let echo = ws
+            .recv_with(|m| match m {
+                MessageRef::Text(t) => {
+                    text.clear();
+                    text.push_str(t);
+                    Echo::Text
+                }
+                MessageRef::Binary(b) => {
+                    binary.clear();
+                    binary.extend_from_slice(b);
+                    Echo::Binary
+                }
+                MessageRef::Closed(_) => Echo::End,
+                MessageRef::Ping(_) | MessageRef::Pong(_) => Echo::Nothing,
+            })
+            .await;
+        let sent = match echo {
+            Ok(Echo::Text) => ws.send_text(&text).await,
+            Ok(Echo::Binary) => ws.send_binary(&binary).await,
+            Ok(Echo::Nothing) => Ok(()),
+            Ok(Echo::End) | Err(_) => break,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+}
+
+fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, lent: bool) {
     use ws_smol::{Accept, Config, Message};
     run_local(move |ex| async move {
         let listener = async_io::Async::<std::net::TcpListener>::bind(addr).expect("bind");
@@ -111,6 +158,10 @@ fn ws_smol_stream_server(addr: SocketAddr, deflate: bool) {
                 else {
                     return;
                 };
+                if lent {
+                    echo_lent(ws).await;
+                    return;
+                }
                 loop {
                     let sent = match ws.recv().await {
                         Ok(Message::Text(t)) => ws.send_text(&t).await,

@@ -997,6 +997,10 @@ impl Connection {
         let have = self.inbuf.len() - n;
         if have >= len {
             self.unmask_payload(n, len, h.mask);
+            // Recorded: if the closure panics, the frame is lent again
+            // next time, not unmasked twice.
+            let end = self.inbuf_start() + (n + len) as u64;
+            self.unmasked_to = self.unmasked_to.max(end);
             self.lend_wait = None;
             return Lend::Whole { n, len, text };
         }
@@ -1445,13 +1449,10 @@ impl Connection {
         let Some(mask) = mask else {
             return;
         };
-        // Small frames (the hot path) are never unmasked on the way in,
-        // unless `poll_message_with` waited for the rest of one.
-        let done = if len < SCAN_MIN && self.lend_wait.is_none() {
-            0
-        } else {
-            self.unmasked_in_buf().saturating_sub(n).min(len)
-        };
+        // Small frames are never unmasked on the way in, but
+        // `poll_message_with` unmasks one in place before lending it (and
+        // the part that arrived while it waited for the rest).
+        let done = self.unmasked_in_buf().saturating_sub(n).min(len);
         apply_mask(&mut self.inbuf[n + done..n + len], mask, done);
     }
 
