@@ -62,7 +62,7 @@ fn masked(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn small_messages_are_lent_without_allocating() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let text = "héllo wörld €20 ok";
     let binary: Vec<u8> = (0..20u8).collect();
     let mut input = Vec::new();
@@ -115,7 +115,7 @@ fn small_messages_are_lent_without_allocating() {
 
 #[test]
 fn a_large_message_whole_in_the_input_is_lent_in_place() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let text = "grüße, 世界! ".repeat(70_000);
     let input = masked(0x1, text.as_bytes(), [9, 8, 7, 6]);
     let now = Instant::now();
@@ -131,7 +131,7 @@ fn a_large_message_whole_in_the_input_is_lent_in_place() {
 
 #[test]
 fn a_large_message_arriving_in_pieces_is_lent_whole() {
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let text = "grüße, 世界! ".repeat(20_000);
     let input = masked(0x1, text.as_bytes(), [1, 2, 3, 4]);
     let now = Instant::now();
@@ -144,4 +144,24 @@ fn a_large_message_arriving_in_pieces_is_lent_whole() {
         }
     }
     assert_eq!(seen, [true]);
+}
+
+#[test]
+fn a_closure_that_panics_leaves_the_message_to_be_lent_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let big = "ß".repeat(5000);
+    for text in ["short, masked", big.as_str()] {
+        let now = Instant::now();
+        let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+        conn.handle_data(now, &masked(0x1, text.as_bytes(), [0xa5, 0x3c, 0x0f, 0xf0]));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.poll_message_with(|_| panic!("the application's closure fails"))
+        }));
+        assert!(r.is_err());
+        // Not unmasked a second time, not lost.
+        assert_eq!(
+            conn.poll_message_with(|m| m == MessageRef::Text(text)),
+            Some(true)
+        );
+    }
 }
