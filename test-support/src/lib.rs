@@ -272,3 +272,39 @@ pub fn node_client(url: &str, deflate: &str) -> (bool, String) {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// What an echo server does with a message lent by `recv_with`.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send `buf` back as text.
+    Text,
+    /// Send `buf` back as binary.
+    Binary,
+    /// Nothing to send (a ping or a pong).
+    Nothing,
+    /// The close arrived: its code and reason.
+    Closed(ws_proto::CloseCode, String),
+}
+
+/// For an echo server on `recv_with`: copies a lent message's data into
+/// `buf` (one buffer for every message) and counts pings.
+pub fn take_lent(m: ws_proto::MessageRef<'_>, buf: &mut Vec<u8>, pings: &mut u32) -> Reply {
+    use ws_proto::MessageRef;
+    buf.clear();
+    match m {
+        MessageRef::Text(t) => {
+            buf.extend_from_slice(t.as_bytes());
+            Reply::Text
+        }
+        MessageRef::Binary(b) => {
+            buf.extend_from_slice(b);
+            Reply::Binary
+        }
+        MessageRef::Ping(_) => {
+            *pings += 1;
+            Reply::Nothing
+        }
+        MessageRef::Pong(_) => Reply::Nothing,
+        MessageRef::Closed(c) => Reply::Closed(c.code, c.reason.clone()),
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ws_proto::api::proxy::{self, ProxyConnect, ProxyError};
 use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{ClientOptions, Error};
-use ws_proto::{ClientHandshake, CloseCode, Event, Message, MessageKind, Response};
+use ws_proto::{ClientHandshake, CloseCode, Event, Message, MessageKind, MessageRef, Response};
 
 use crate::socket::{split, Receiver, Sender};
 
@@ -138,6 +138,13 @@ impl WebSocket {
     /// [`Error::Closed`].
     pub fn recv(&mut self) -> Result<Message, Error> {
         self.rx.recv()
+    }
+
+    /// The next whole message, ping, pong, or the close, lent to `f`
+    /// without a copy or an allocation when it lies whole in what was read;
+    /// then [`Error::Closed`]. See [`Receiver::recv_with`].
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
+        self.rx.recv_with(f)
     }
 
     /// The next chunk event (for streaming huge messages); `Ok(None)` when

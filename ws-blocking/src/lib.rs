@@ -47,7 +47,7 @@ pub use ws_proto::api::{
 };
 pub use ws_proto::{
     Accept, CloseCode, CloseInfo, Config, Event, HandshakeError, Headers, Message, MessageKind,
-    Response, State, UpgradeRequest,
+    MessageRef, Response, State, UpgradeRequest,
 };
 #[cfg(feature = "deflate")]
 pub use ws_proto::{DeflateConfig, DeflateParams};

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ws_proto::api::tls::rustls;
-use ws_proto::api::Error;
-use ws_proto::{CloseCode, Connection, Event, Message, MessageKind, State, Transmit};
+use ws_proto::api::{is_lending, Error, Lending};
+use ws_proto::{CloseCode, Connection, Event, Message, MessageKind, MessageRef, State, Transmit};
 
 /// The longest a receiver sleeps in `read` before it looks at the timers
 /// again (a Close queued by another thread starts a close timeout that the
@@ -182,6 +182,13 @@ fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The lock is not reentrant: a `recv_with` closure that sends on its
+    // own connection would wait for itself forever. Fail loudly instead.
+    assert!(
+        !is_lending(m),
+        "a Sender of this connection was used inside Receiver::recv_with's closure; \
+         copy what you need and send after it returns"
+    );
     // A panic in a user callback must not poison the connection for others.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -390,7 +397,10 @@ impl Receiver {
 
     /// The run loop around `next` (`Connection::poll_event` or
     /// `Connection::poll_message`).
-    fn recv_next<T>(&mut self, next: fn(&mut Connection) -> Option<T>) -> Result<Option<T>, Error> {
+    fn recv_next<T>(
+        &mut self,
+        mut next: impl FnMut(&mut Connection) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
         loop {
             let ev = {
                 let mut g = lock(&self.shared.state);
@@ -470,6 +480,26 @@ impl Receiver {
     pub fn recv(&mut self) -> Result<Message, Error> {
         self.recv_next(Connection::poll_message)?
             .ok_or(Error::Closed)
+    }
+
+    /// The next whole message (or ping, pong, close), lent to `f`; after
+    /// the close, [`Error::Closed`]. A message that lies whole in what was
+    /// read is neither copied nor allocated: `f` sees the read buffer,
+    /// unmasked and checked in place ([`Connection::poll_message_with`]);
+    /// others are built as by [`recv`](Self::recv) and lent from there.
+    ///
+    /// `f` runs while the connection is locked, so it must not use this
+    /// connection's [`Sender`] (that panics rather than deadlocks): copy
+    /// what you need into a buffer of your own and send after `recv_with`
+    /// returns.
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
+        let mut f = Some(f);
+        let state: *const Mutex<Inner> = &self.shared.state;
+        self.recv_next(|conn| {
+            let _lending = Lending::enter(state);
+            conn.poll_message_with(|m| (f.take().expect("a message is lent once"))(m))
+        })?
+        .ok_or(Error::Closed)
     }
 }
 

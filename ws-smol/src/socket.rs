@@ -8,7 +8,7 @@
 //! `recv()` or `send()` future at any point loses no byte and corrupts no
 //! frame (see [`WebSocket`]).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -21,7 +21,7 @@ use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::poll_fn;
 use futures_sink::Sink;
-use ws_proto::api::Error;
+use ws_proto::api::{is_lending, Error, Lending};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, SendError, State as ConnState,
     Transmit,
@@ -343,35 +343,12 @@ struct Shared<S> {
     state: Mutex<State<S>>,
 }
 
-thread_local! {
-    /// The connection (its `Shared`) whose lock this thread holds while a
-    /// `recv_with` closure looks at a message lent from its input.
-    static LENDING: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
-}
-
-/// Marks the connection as lending on this thread until dropped (also when
-/// the closure panics).
-struct Lending(*const ());
-
-impl Lending {
-    fn enter<S>(shared: &Shared<S>) -> Lending {
-        let this = shared as *const Shared<S> as *const ();
-        Lending(LENDING.replace(this))
-    }
-}
-
-impl Drop for Lending {
-    fn drop(&mut self) {
-        LENDING.set(self.0);
-    }
-}
-
 impl<S> Shared<S> {
     fn lock(&self) -> MutexGuard<'_, State<S>> {
         // The lock is not reentrant: a `recv_with` closure that sends on its
         // own connection would wait for itself forever. Fail loudly instead.
         assert!(
-            LENDING.get() != self as *const Shared<S> as *const (),
+            !is_lending(self),
             "a Sender of this connection was used inside Receiver::recv_with's closure; \
              copy what you need and send after it returns"
         );

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_io::{Async, Timer};
 use futures_lite::future;
 use ws_smol::{ClientOptions, CloseCode, Error, Message, MessageRef, Proxy, Receiver, Sender};
+use ws_test_support::{take_lent, Reply};
 
 /// Runs a test body with a 20 s limit.
 fn run<F: std::future::Future<Output = ()>>(f: F) {
@@ -41,14 +42,6 @@ async fn accept_one(l: Async<TcpListener>) -> (Sender<Tcp>, Receiver<Tcp>) {
     ws_smol::accept(tcp).await.unwrap().split()
 }
 
-/// What the echo server does with a lent message.
-enum Reply {
-    Text,
-    Binary,
-    Nothing,
-    Closed(CloseCode, String),
-}
-
 #[test]
 fn a_server_echoes_lent_messages_of_every_size_and_sees_the_close() {
     run(async {
@@ -61,25 +54,7 @@ fn a_server_echoes_lent_messages_of_every_size_and_sees_the_close() {
             let mut pings = 0;
             loop {
                 let reply = rx
-                    .recv_with(|m| {
-                        buf.clear();
-                        match m {
-                            MessageRef::Text(t) => {
-                                buf.extend_from_slice(t.as_bytes());
-                                Reply::Text
-                            }
-                            MessageRef::Binary(b) => {
-                                buf.extend_from_slice(b);
-                                Reply::Binary
-                            }
-                            MessageRef::Ping(_) => {
-                                pings += 1;
-                                Reply::Nothing
-                            }
-                            MessageRef::Pong(_) => Reply::Nothing,
-                            MessageRef::Closed(c) => Reply::Closed(c.code, c.reason.clone()),
-                        }
-                    })
+                    .recv_with(|m| take_lent(m, &mut buf, &mut pings))
                     .await
                     .unwrap();
                 match reply {

@@ -2,12 +2,14 @@
 //! I/O: the client options of the `@ohos.net.webSocket` API
 //! ([`ClientOptions`]), the proxy decision and the HTTP CONNECT exchange as a
 //! sans-IO step ([`proxy`]), the numeric error codes ([`ErrorCode`]), the
-//! adapters' error type ([`Error`]) and the on/off callback registry
-//! ([`Callbacks`]). Written once here, never copied into each adapter.
+//! adapters' error type ([`Error`]), the on/off callback registry
+//! ([`Callbacks`]) and the reentrancy guard of `recv_with` ([`Lending`]).
+//! Written once here, never copied into each adapter.
 
 mod callbacks;
 mod error;
 mod events;
+mod lending;
 mod options;
 pub mod proxy;
 mod table;
@@ -17,6 +19,7 @@ pub mod tls;
 pub use callbacks::{emit_shared, Callback, CallbackId, Callbacks};
 pub use error::{Error, ErrorCode};
 pub use events::{ClientConnection, ClientEvent, ClientEventKind, ServerEvent, ServerEventKind};
+pub use lending::{is_lending, Lending};
 pub use options::{
     ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,
 };
