@@ -250,6 +250,11 @@ pub struct Connection {
     /// head of `inbuf`: the frame's stream offset, the payload bytes checked
     /// so far and the validator's state after them.
     lend_wait: Option<(u64, usize, Utf8Validator)>,
+    /// A small frame at the head of `inbuf` may be unmasked in place
+    /// already (`poll_message_with` unmasked it and its closure panicked,
+    /// or it waited for the rest of it): `unmasked_to` says how far. False
+    /// lets the hot path skip that sum for small frames.
+    lent_unmasked: bool,
     /// Input that `handle_data` found bad, for the next poll to report.
     rx_failed: Option<ProtocolError>,
     /// Bytes of a code point split across frames, handed out with the next chunk.
@@ -326,6 +331,7 @@ impl Connection {
             ready: VecDeque::new(),
             asm: Assembler::new(),
             lend_wait: None,
+            lent_unmasked: false,
             rx_failed: None,
             carry: [0; 4],
             carry_len: 0,
@@ -934,10 +940,12 @@ impl Connection {
                 if let Some(view) = view {
                     let r = f(view);
                     self.inbuf.advance(n + len);
+                    self.lent_unmasked = false;
                     return Some(r);
                 }
                 // Consumed; the general path reports the error first.
                 self.inbuf.advance(n + len);
+                self.lent_unmasked = false;
                 self.rx_failed = Some(ProtocolError::InvalidUtf8);
             }
             Lend::Wait => return None,
@@ -1001,6 +1009,7 @@ impl Connection {
             // next time, not unmasked twice.
             let end = self.inbuf_start() + (n + len) as u64;
             self.unmasked_to = self.unmasked_to.max(end);
+            self.lent_unmasked = true;
             self.lend_wait = None;
             return Lend::Whole { n, len, text };
         }
@@ -1016,6 +1025,7 @@ impl Connection {
             }
             let start = self.inbuf_start();
             self.unmasked_to = self.unmasked_to.max(start + (n + have) as u64);
+            self.lent_unmasked = true;
             let (mut checked, mut utf8) = match self.lend_wait {
                 Some((at, checked, utf8)) if at == start => (checked, utf8),
                 _ => (0, Utf8Validator::new()),
@@ -1450,9 +1460,13 @@ impl Connection {
             return;
         };
         // Small frames are never unmasked on the way in, but
-        // `poll_message_with` unmasks one in place before lending it (and
-        // the part that arrived while it waited for the rest).
-        let done = self.unmasked_in_buf().saturating_sub(n).min(len);
+        // `poll_message_with` may have unmasked one in place (see
+        // `lent_unmasked`).
+        let done = if len < SCAN_MIN && !self.lent_unmasked {
+            0
+        } else {
+            self.unmasked_in_buf().saturating_sub(n).min(len)
+        };
         apply_mask(&mut self.inbuf[n + done..n + len], mask, done);
     }
 
