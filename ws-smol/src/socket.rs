@@ -73,7 +73,12 @@ struct State<S> {
     shut: bool,
     eof: bool,
     timer: Option<(Instant, Timer)>,
+    /// The receiver's waker, kept across its polls (no clone and drop per
+    /// message when it stays the same task's).
     reader: Option<Waker>,
+    /// The receiver is waiting (its last poll returned `Pending`): what
+    /// needs it (a queued message, a Close's timer) wakes it, once.
+    reader_waiting: bool,
     write_error: Option<io::ErrorKind>,
     /// A sender is waiting for the stream to become writable. Only it
     /// registers for writability: two tasks registering in turn would wake
@@ -90,8 +95,15 @@ impl<S> State<S> {
         for w in self.flush_waiters.drain(..) {
             w.wake();
         }
-        if let Some(w) = self.reader.take() {
-            w.wake();
+        self.wake_reader();
+    }
+
+    /// Wakes the receiver if it is waiting.
+    fn wake_reader(&mut self) {
+        if std::mem::take(&mut self.reader_waiting) {
+            if let Some(w) = &self.reader {
+                w.wake_by_ref();
+            }
         }
     }
 }
@@ -227,7 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 // The receiver is running: a message queued before its
                 // next poll (by a callback in its own task, typically)
                 // leaves with that poll, without waking it.
-                self.reader = None;
+                self.reader_waiting = false;
                 return Poll::Ready(Ok(Some(ev)));
             }
             if let Poll::Ready(Err(_)) = self.poll_flush_for_receiver(cx) {
@@ -271,7 +283,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 }
                 None => self.timer = None,
             }
-            self.reader = Some(cx.waker().clone());
+            match &self.reader {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => self.reader = Some(cx.waker().clone()),
+            }
+            self.reader_waiting = true;
             if self.eof {
                 return Poll::Pending;
             }
@@ -440,9 +456,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
                 f(&mut st.conn)?;
                 if wake_reader {
                     // A Close starts a timer the receiver must arm.
-                    if let Some(w) = st.reader.take() {
-                        w.wake();
-                    }
+                    st.wake_reader();
                 }
             }
             st.poll_flush_for_sender(cx, &mut guard.owned)
@@ -458,9 +472,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
             return Err(Error::Io(kind.into()));
         }
         f(&mut st.conn)?;
-        if let Some(w) = st.reader.take() {
-            w.wake();
-        }
+        st.wake_reader();
         Ok(())
     }
 
@@ -568,9 +580,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
             Message::Closed(info) => st.conn.close(Instant::now(), info.code, &info.reason),
         };
         if matches!(item, Message::Closed(_)) {
-            if let Some(w) = st.reader.take() {
-                w.wake();
-            }
+            st.wake_reader();
         }
         r.map_err(Error::from)
     }
@@ -586,9 +596,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
         let mut st = this.shared.lock();
         if st.conn.state() == ConnState::Open {
             let _ = st.conn.close(Instant::now(), CloseCode::NORMAL, "");
-            if let Some(w) = st.reader.take() {
-                w.wake();
-            }
+            st.wake_reader();
         }
         st.poll_flush_for_sender(cx, &mut this.sink_owned)
     }
@@ -705,6 +713,7 @@ pub(crate) fn halves<S>(conn: Connection, stream: S, drained: bool) -> (Sender<S
             eof: false,
             timer: None,
             reader: None,
+            reader_waiting: false,
             write_error: None,
             write_owner: false,
             flush_waiters: Vec::new(),
@@ -1007,9 +1016,16 @@ mod tests {
             let mut reply = [0u8; 7];
             peer.read_exact(&mut reply).await.unwrap();
             assert_eq!(&reply[..2], &[0x82, 0x81]);
-            // While the receiver waits, a message queued elsewhere wakes it.
+            // While the receiver waits, a message queued elsewhere wakes it,
+            // once: a second one before it polls again does not.
             tx.queue_binary(&[9]).unwrap();
             assert_eq!(wakes.0.load(Ordering::SeqCst), before + 1);
+            tx.queue_binary(&[10]).unwrap();
+            assert_eq!(wakes.0.load(Ordering::SeqCst), before + 1);
+            // Waiting again (the same waker, kept), it is woken again.
+            assert!(rx.poll_message(&mut cx).is_pending());
+            tx.queue_binary(&[11]).unwrap();
+            assert_eq!(wakes.0.load(Ordering::SeqCst), before + 2);
         })
     }
 
