@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ws_proto::api::tls::rustls;
-use ws_proto::api::{is_lending, Error, Lending};
+use ws_proto::api::{assert_not_lending, Error, Lending};
 use ws_proto::{CloseCode, Connection, Event, Message, MessageKind, MessageRef, State, Transmit};
 
 /// The longest a receiver sleeps in `read` before it looks at the timers
@@ -184,11 +184,7 @@ fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The lock is not reentrant: a `recv_with` closure that sends on its
     // own connection would wait for itself forever. Fail loudly instead.
-    assert!(
-        !is_lending(m),
-        "a Sender of this connection was used inside Receiver::recv_with's closure; \
-         copy what you need and send after it returns"
-    );
+    assert_not_lending(m);
     // A panic in a user callback must not poison the connection for others.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -21,7 +21,7 @@ use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::poll_fn;
 use futures_sink::Sink;
-use ws_proto::api::{is_lending, Error, Lending};
+use ws_proto::api::{assert_not_lending, Error, Lending};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, SendError, State as ConnState,
     Transmit,
@@ -363,11 +363,7 @@ impl<S> Shared<S> {
     fn lock(&self) -> MutexGuard<'_, State<S>> {
         // The lock is not reentrant: a `recv_with` closure that sends on its
         // own connection would wait for itself forever. Fail loudly instead.
-        assert!(
-            !is_lending(self),
-            "a Sender of this connection was used inside Receiver::recv_with's closure; \
-             copy what you need and send after it returns"
-        );
+        assert_not_lending(self);
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -142,7 +142,6 @@ where
 }
 
 fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, lent: bool) {
-    use ws_smol::{Accept, Config, Message};
     run_local(move |ex| async move {
         let listener = async_io::Async::<std::net::TcpListener>::bind(addr).expect("bind");
         announce(listener.get_ref().local_addr().unwrap().port());
@@ -151,32 +150,56 @@ fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, lent: bool) {
                 continue;
             };
             let _ = sock.get_ref().set_nodelay(true);
-            ex.spawn(async move {
-                let mut config = Config::default();
-                config.deflate = deflate_config(deflate);
-                let Ok(mut ws) = ws_smol::accept_with(sock, config, |_| Ok(Accept::new())).await
-                else {
-                    return;
-                };
-                if lent {
-                    echo_lent(ws).await;
-                    return;
-                }
-                loop {
-                    let sent = match ws.recv().await {
-                        Ok(Message::Text(t)) => ws.send_text(&t).await,
-                        Ok(Message::Binary(b)) => ws.send_binary(&b).await,
-                        Ok(Message::Closed(_)) | Err(_) => break,
-                        Ok(_) => Ok(()),
-                    };
-                    if sent.is_err() {
-                        break;
+            // A task type per server, so that neither echo loop changes how
+            // the compiler lays out the other's.
+            if lent {
+                ex.spawn(async move {
+                    if let Some(ws) = upgrade(sock, deflate).await {
+                        echo_lent(ws).await;
                     }
-                }
-            })
-            .detach();
+                })
+                .detach();
+            } else {
+                ex.spawn(async move {
+                    if let Some(ws) = upgrade(sock, deflate).await {
+                        echo_owned(ws).await;
+                    }
+                })
+                .detach();
+            }
         }
     })
+}
+
+/// ws-smol-stream and ws-smol-lent: the server handshake.
+async fn upgrade(
+    sock: async_io::Async<std::net::TcpStream>,
+    deflate: bool,
+) -> Option<ws_smol::WebSocket<async_io::Async<std::net::TcpStream>>> {
+    let mut config = ws_smol::Config::default();
+    config.deflate = deflate_config(deflate);
+    ws_smol::accept_with(sock, config, |_| Ok(ws_smol::Accept::new()))
+        .await
+        .ok()
+}
+
+/// ws-smol-stream: each message received whole (`recv`) and sent back.
+async fn echo_owned<S>(mut ws: ws_smol::WebSocket<S>)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    use ws_smol::Message;
+    loop {
+        let sent = match ws.recv().await {
+            Ok(Message::Text(t)) => ws.send_text(&t).await,
+            Ok(Message::Binary(b)) => ws.send_binary(&b).await,
+            Ok(Message::Closed(_)) | Err(_) => break,
+            Ok(_) => Ok(()),
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
 }
 
 fn ws_blocking_server(addr: SocketAddr, deflate: bool) {

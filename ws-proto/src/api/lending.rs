@@ -32,8 +32,28 @@ impl Drop for Lending {
 
 /// Whether a closure on this thread is being lent a message by the
 /// connection whose lock is `lock`.
+#[inline]
 pub fn is_lending<T>(lock: *const T) -> bool {
     LENDING.get() == lock as *const ()
+}
+
+/// Panics if a closure on this thread is being lent a message by the
+/// connection whose lock is `lock` (the adapters call it before taking
+/// that lock). The panic is out of line: the check inlines to a compare.
+#[inline]
+pub fn assert_not_lending<T>(lock: *const T) {
+    if is_lending(lock) {
+        reentered();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn reentered() -> ! {
+    panic!(
+        "a Sender of this connection was used inside Receiver::recv_with's closure; \
+         copy what you need and send after it returns"
+    )
 }
 
 #[cfg(test)]
