@@ -403,8 +403,9 @@ impl Receiver {
                 g.drain_plaintext(Instant::now());
                 next(&mut g.conn)
             };
-            // Replies (Pong, Close) leave before the event is handed out; a
-            // sender busy writing takes them along.
+            // Replies (Pong, Close) leave before the event is returned (a
+            // `recv_with` closure runs first); a sender busy writing takes
+            // them along.
             let flushed = flush(&self.shared, false);
             if let Some(ev) = ev {
                 return Ok(Some(ev));
@@ -485,9 +486,12 @@ impl Receiver {
     /// others are built as by [`recv`](Self::recv) and lent from there.
     ///
     /// `f` runs while the connection is locked, so it must not use this
-    /// connection's [`Sender`] (that panics rather than deadlocks): copy
-    /// what you need into a buffer of your own and send after `recv_with`
-    /// returns.
+    /// connection's [`Sender`] (on `f`'s own thread that panics, even
+    /// inside a nested `recv_with` on another connection, rather than
+    /// deadlocking; `f` must not wait for another thread that uses it
+    /// either): copy what you need into a buffer of your own and send after
+    /// `recv_with` returns. If `f` panics, the message is lent again by
+    /// the next call.
     pub fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
         let mut f = Some(f);
         let state: *const Mutex<Inner> = &self.shared.state;

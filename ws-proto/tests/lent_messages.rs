@@ -165,3 +165,76 @@ fn a_closure_that_panics_leaves_the_message_to_be_lent_again() {
         );
     }
 }
+
+/// A masked frame with FIN and opcode as given (`b0`), as a client sends it.
+fn masked_b0(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = masked(b0 & 0x0f, payload, [7, 7, 1, 2]);
+    f[0] = b0;
+    f
+}
+
+#[test]
+fn a_closure_that_panics_on_a_built_message_gets_it_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    let panics = |conn: &mut Connection| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            conn.poll_message_with(|_| panic!("the application's closure fails"))
+        }))
+        .is_err()
+    };
+    // A fragmented message (built, then lent), then a Ping: each is lent
+    // again after a panic, by either reader.
+    let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+    let mut input = masked_b0(0x01, b"hel");
+    input.extend(masked_b0(0x80, b"lo"));
+    input.extend(masked_b0(0x89, b"p"));
+    conn.handle_data(now, &input);
+    assert!(panics(&mut conn));
+    assert_eq!(
+        conn.poll_message_with(|m| m == MessageRef::Text("hello")),
+        Some(true)
+    );
+    assert!(panics(&mut conn));
+    assert_eq!(
+        conn.poll_message(),
+        Some(ws_proto::Message::Ping(vec![b'p'].into()))
+    );
+    // Text that `handle_data` built straight into a String (after a
+    // `poll_message`), lent from there; the event reader gets it too.
+    let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+    assert!(conn.poll_message().is_none());
+    let big = "ß".repeat(5000);
+    conn.handle_data(now, &masked(0x1, big.as_bytes(), [1, 2, 3, 4]));
+    assert!(panics(&mut conn));
+    assert_eq!(
+        conn.poll_event(),
+        Some(ws_proto::Event::Text {
+            data: big.clone().into(),
+            fin: true
+        })
+    );
+}
+
+#[test]
+fn an_idle_lending_connection_gives_back_its_read_buffer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+    let payload = vec![5u8; 60_000];
+    let mut lent = 0;
+    for piece in masked(0x2, &payload, [3, 1, 4, 1]).chunks(16 << 10) {
+        conn.handle_data(now, piece);
+        while let Some(same) = conn.poll_message_with(|m| m == MessageRef::Binary(&payload)) {
+            assert!(same);
+            lent += 1;
+        }
+    }
+    assert_eq!(lent, 1);
+    assert_eq!(conn.buffered_input(), 0);
+    assert!(
+        conn.input_capacity() <= 4096,
+        "kept {} bytes",
+        conn.input_capacity()
+    );
+}

@@ -654,9 +654,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// like `recv`: `f` runs, at most once, only when a message is there.
     ///
     /// `f` runs while the connection is locked, so it must not use this
-    /// connection's [`Sender`] (that panics rather than deadlocks): copy
-    /// what you need into a buffer of your own and send after `recv_with`
-    /// returns.
+    /// connection's [`Sender`] (on `f`'s own thread that panics, even
+    /// inside a nested `recv_with` on another connection, rather than
+    /// deadlocking; `f` must not wait for another thread that uses it
+    /// either): copy what you need into a buffer of your own and send after
+    /// `recv_with` returns. If `f` panics, the message is lent again by
+    /// the next call.
     pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
         let mut f = Some(f);
         let shared = &*self.shared;

@@ -4,37 +4,43 @@
 //! Such a call would wait for itself forever; the adapters check
 //! [`is_lending`] before taking the lock and panic instead.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 thread_local! {
-    /// The lock (its address) whose connection lends a message to a
-    /// closure on this thread.
-    static LENDING: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+    /// How many closures on this thread are being lent a message (nested
+    /// `recv_with` calls on other connections count too).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// The locks (their addresses) of the connections lending them.
+    static LENDING: RefCell<Vec<*const ()>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Marks `lock` as lending on this thread until dropped (also when the
-/// closure panics).
+/// Marks a connection's lock as lending on this thread until dropped (also
+/// when the closure panics).
 #[derive(Debug)]
-pub struct Lending(*const ());
+pub struct Lending(());
 
 impl Lending {
     /// Marks the lock at `lock` as lending.
     pub fn enter<T>(lock: *const T) -> Lending {
-        Lending(LENDING.replace(lock as *const ()))
+        LENDING.with_borrow_mut(|l| l.push(lock as *const ()));
+        DEPTH.set(DEPTH.get() + 1);
+        Lending(())
     }
 }
 
 impl Drop for Lending {
     fn drop(&mut self) {
-        LENDING.set(self.0);
+        DEPTH.set(DEPTH.get() - 1);
+        LENDING.with_borrow_mut(|l| l.pop());
     }
 }
 
 /// Whether a closure on this thread is being lent a message by the
-/// connection whose lock is `lock`.
+/// connection whose lock is `lock` (directly, or around a nested
+/// `recv_with` on another connection).
 #[inline]
 pub fn is_lending<T>(lock: *const T) -> bool {
-    LENDING.get() == lock as *const ()
+    DEPTH.get() != 0 && LENDING.with_borrow(|l| l.contains(&(lock as *const ())))
 }
 
 /// Panics if a closure on this thread is being lent a message by the
@@ -71,10 +77,11 @@ mod tests {
                 s.spawn(|| assert!(!is_lending(&a)));
             });
             {
+                // A nested recv_with on another connection: both lend.
                 let _inner = Lending::enter(&b);
-                assert!(is_lending(&b) && !is_lending(&a));
+                assert!(is_lending(&b) && is_lending(&a));
             }
-            assert!(is_lending(&a));
+            assert!(is_lending(&a) && !is_lending(&b));
         }
         assert!(!is_lending(&a));
         let r = std::panic::catch_unwind(|| {

@@ -250,6 +250,9 @@ pub struct Connection {
     /// head of `inbuf`: the frame's stream offset, the payload bytes checked
     /// so far and the validator's state after them.
     lend_wait: Option<(u64, usize, Utf8Validator)>,
+    /// A message taken out for a `poll_message_with` closure that
+    /// panicked: the next poll hands it out again.
+    unlent: Option<Box<Message>>,
     /// A small frame at the head of `inbuf` may be unmasked in place
     /// already (`poll_message_with` unmasked it and its closure panicked,
     /// or it waited for the rest of it): `unmasked_to` says how far. False
@@ -331,6 +334,7 @@ impl Connection {
             ready: VecDeque::new(),
             asm: Assembler::new(),
             lend_wait: None,
+            unlent: None,
             lent_unmasked: false,
             rx_failed: None,
             carry: [0; 4],
@@ -860,6 +864,19 @@ impl Connection {
     /// out here as one final chunk.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.whole_text = false;
+        if let Some(m) = self.unlent.take() {
+            // A whole message a `poll_message_with` closure panicked on.
+            return Some(match *m {
+                Message::Text(t) => Event::Text {
+                    data: Bytes::from(t),
+                    fin: true,
+                },
+                Message::Binary(data) => Event::Binary { data, fin: true },
+                Message::Ping(p) => Event::Ping(p),
+                Message::Pong(p) => Event::Pong(p),
+                Message::Closed(info) => Event::Closed(info),
+            });
+        }
         if let Some(text) = self.ready.pop_front() {
             return Some(Event::Text {
                 data: Bytes::from(text),
@@ -899,6 +916,9 @@ impl Connection {
     /// itself, unmasked and, for text, checked for UTF-8 in place. Other
     /// messages are built as by `poll_message` and lent from there.
     ///
+    /// If `f` panics, the message is handed out again by the next poll
+    /// (of any kind).
+    ///
     /// A large frame that is whole in one call of
     /// [`handle_data`](Self::handle_data) stays in the input for this
     /// (rather than going straight into a `String`, as for
@@ -921,8 +941,14 @@ impl Connection {
     pub fn poll_message_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
         // Large frames are buffered, not built into a String as they arrive.
         self.whole_text = false;
-        if let Some(text) = self.ready.pop_front() {
-            return Some(f(MessageRef::Text(&text)));
+        if let Some(m) = self.unlent.take() {
+            // `f` panicked on it last time.
+            return Some(self.lend_owned(*m, f));
+        }
+        if let Some(text) = self.ready.front() {
+            let r = f(MessageRef::Text(text));
+            self.ready.pop_front();
+            return Some(r);
         }
         if self.nothing_to_read() {
             return None;
@@ -956,7 +982,35 @@ impl Connection {
         self.whole_text = true;
         let m = self.next_message();
         self.whole_text = false;
-        m.map(|m| f(m.view()))
+        Some(self.lend_owned(m?, f))
+    }
+
+    /// Lends a message taken out of the connection; if `f` panics, the
+    /// message goes back (to `unlent`), to be handed out again.
+    fn lend_owned<R>(&mut self, m: Message, f: impl FnOnce(MessageRef<'_>) -> R) -> R {
+        struct Restore<'a> {
+            slot: &'a mut Option<Box<Message>>,
+            m: Option<Message>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                if let Some(m) = self.m.take() {
+                    *self.slot = Some(Box::new(m));
+                }
+            }
+        }
+        let mut keep = Restore {
+            slot: &mut self.unlent,
+            m: Some(m),
+        };
+        // `m` is always there until lent.
+        let r = f(keep
+            .m
+            .as_ref()
+            .map_or(MessageRef::Binary(&[]), Message::view));
+        // Lent: not put back.
+        keep.m = None;
+        r
     }
 
     /// For [`poll_message_with`](Self::poll_message_with): between
@@ -978,8 +1032,10 @@ impl Connection {
         {
             return Lend::General;
         }
-        if self.inbuf.is_empty() {
-            self.take_next(false);
+        if self.inbuf.is_empty() && !self.take_next(false) {
+            // Nothing buffered: the general path gives back a large input
+            // buffer when idle.
+            return Lend::General;
         }
         let (h, n) = match FrameHeader::parse(&self.inbuf) {
             Ok(Some(header)) => header,
@@ -1042,6 +1098,9 @@ impl Connection {
 
     /// [`poll_message`](Self::poll_message) after its mode is set.
     fn next_message(&mut self) -> Option<Message> {
+        if let Some(m) = self.unlent.take() {
+            return Some(*m);
+        }
         if let Some(text) = self.ready.pop_front() {
             return Some(Message::Text(text));
         }
