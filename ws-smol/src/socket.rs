@@ -657,9 +657,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// connection's [`Sender`] (on `f`'s own thread that panics, even
     /// inside a nested `recv_with` on another connection, rather than
     /// deadlocking; `f` must not wait for another thread that uses it
-    /// either): copy what you need into a buffer of your own and send after
-    /// `recv_with` returns. If `f` panics, the message is lent again by
-    /// the next call.
+    /// either; dropping a `Sender` or a send future of this connection that
+    /// is waiting to write counts as using it): copy what you need into a
+    /// buffer of your own and send after `recv_with` returns. If `f`
+    /// panics, the message is lent again by the next call.
     pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
         let mut f = Some(f);
         let shared = &*self.shared;
