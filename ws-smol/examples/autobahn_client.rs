@@ -1,7 +1,15 @@
 //! The Autobahn|Testsuite client driver.
 //! `cargo run --release -p ws-smol --example autobahn_client -- ws://127.0.0.1:9001 AGENT`
 
-use ws_smol::{ClientOptions, DeflateConfig, Error, Message, Proxy};
+use ws_smol::{ClientOptions, DeflateConfig, Message, MessageRef, Proxy};
+
+/// What to do with a lent message.
+enum Echo {
+    Text,
+    Binary,
+    Nothing,
+    Closed,
+}
 
 fn options() -> ClientOptions {
     let mut o = ClientOptions::default();
@@ -36,21 +44,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 }
             };
+            // Messages are taken lent (`recv_with`), so that the suite
+            // judges that reader too (ws-blocking's client takes them
+            // owned): each is copied into one buffer and sent back.
+            let mut text = String::new();
+            let mut binary = Vec::new();
             loop {
-                match ws.recv().await {
-                    Ok(Message::Text(t)) => {
-                        if ws.send_text(&t).await.is_err() {
-                            break;
+                let echo = ws
+                    .recv_with(|m| match m {
+                        MessageRef::Text(t) => {
+                            text.clear();
+                            text.push_str(t);
+                            Echo::Text
                         }
-                    }
-                    Ok(Message::Binary(b)) => {
-                        if ws.send_binary(&b).await.is_err() {
-                            break;
+                        MessageRef::Binary(b) => {
+                            binary.clear();
+                            binary.extend_from_slice(b);
+                            Echo::Binary
                         }
-                    }
-                    Ok(Message::Closed(_)) | Err(Error::Closed) => break,
-                    Ok(_) => {}
-                    Err(_) => break,
+                        MessageRef::Closed(_) => Echo::Closed,
+                        MessageRef::Ping(_) | MessageRef::Pong(_) => Echo::Nothing,
+                    })
+                    .await;
+                let sent = match echo {
+                    Ok(Echo::Text) => ws.send_text(&text).await,
+                    Ok(Echo::Binary) => ws.send_binary(&binary).await,
+                    Ok(Echo::Nothing) => Ok(()),
+                    Ok(Echo::Closed) | Err(_) => break,
+                };
+                if sent.is_err() {
+                    break;
                 }
             }
         }
