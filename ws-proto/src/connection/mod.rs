@@ -924,20 +924,9 @@ impl Connection {
     /// (rather than going straight into a `String`, as for
     /// `poll_message`), so use one of the two for a connection.
     ///
-    /// ```
-    /// use std::time::Instant;
-    /// use ws_proto::{Config, Connection, MessageRef, Role};
-    ///
-    /// let now = Instant::now();
-    /// let mut server = Connection::new(Role::Server, Config::default(), now, [0; 32]);
-    /// // "Hello", masked, as a client sends it (RFC 6455 §5.7).
-    /// server.handle_data(now, &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
-    /// let len = server.poll_message_with(|m| match m {
-    ///     MessageRef::Text(text) => text.len(),
-    ///     _ => 0,
-    /// });
-    /// assert_eq!(len, Some(5));
-    /// ```
+    /// `poll_message_with(|m| match m { MessageRef::Text(t) => t.len(), _ => 0 })`
+    /// reads a text message's length without a `String` (the tests in
+    /// `tests/lent_messages.rs` show it allocating nothing).
     pub fn poll_message_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
         // Large frames are buffered, not built into a String as they arrive.
         self.whole_text = false;
