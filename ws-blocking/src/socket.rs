@@ -496,8 +496,11 @@ impl Receiver {
         let mut f = Some(f);
         let state: *const Mutex<Inner> = &self.shared.state;
         self.recv_next(|conn| {
-            let _lending = Lending::enter(state);
-            conn.poll_message_with(|m| (f.take().expect("a message is lent once"))(m))
+            conn.poll_message_with(|m| {
+                let f = f.take().expect("a message is lent once");
+                let _lending = Lending::enter(state);
+                f(m)
+            })
         })?
         .ok_or(Error::Closed)
     }

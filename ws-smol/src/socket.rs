@@ -360,6 +360,7 @@ struct Shared<S> {
 }
 
 impl<S> Shared<S> {
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, State<S>> {
         // The lock is not reentrant: a `recv_with` closure that sends on its
         // own connection would wait for itself forever. Fail loudly instead.
@@ -669,10 +670,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
                 cx,
                 |conn| {
                     let f = &mut f;
-                    let _lending = Lending::enter(shared);
                     conn.poll_message_with(|m| {
                         let ping = matches!(m, MessageRef::Ping(_));
                         let f = f.take().expect("a message is lent once");
+                        // Marked around `f` only: the polls that find no
+                        // message (most of them) pay nothing for it.
+                        let _lending = Lending::enter(shared);
                         (ping, f(m))
                     })
                 },

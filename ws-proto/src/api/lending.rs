@@ -7,31 +7,48 @@
 use std::cell::{Cell, RefCell};
 
 thread_local! {
-    /// How many closures on this thread are being lent a message (nested
-    /// `recv_with` calls on other connections count too).
-    static DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// The locks (their addresses) of the connections lending them.
-    static LENDING: RefCell<Vec<*const ()>> = const { RefCell::new(Vec::new()) };
+    /// The lock (its address) of the connection lending the innermost
+    /// closure on this thread; null when none is.
+    static TOP: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+    /// The locks of the connections lending enclosing closures (a
+    /// `recv_with` nested in another's closure): empty but for nesting, so
+    /// the common case is one thread-local cell.
+    static OUTER: RefCell<Vec<*const ()>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Marks a connection's lock as lending on this thread until dropped (also
 /// when the closure panics).
 #[derive(Debug)]
-pub struct Lending(());
+pub struct Lending {
+    /// An enclosing closure's lock went to `OUTER`.
+    nested: bool,
+}
 
 impl Lending {
     /// Marks the lock at `lock` as lending.
+    #[inline]
     pub fn enter<T>(lock: *const T) -> Lending {
-        LENDING.with_borrow_mut(|l| l.push(lock as *const ()));
-        DEPTH.set(DEPTH.get() + 1);
-        Lending(())
+        let outer = TOP.replace(lock as *const ());
+        let nested = !outer.is_null();
+        if nested {
+            OUTER.with_borrow_mut(|o| o.push(outer));
+        }
+        Lending { nested }
     }
 }
 
 impl Drop for Lending {
+    #[inline]
     fn drop(&mut self) {
-        DEPTH.set(DEPTH.get() - 1);
-        LENDING.with_borrow_mut(|l| l.pop());
+        // Guards drop innermost first (also when unwinding).
+        let outer = if self.nested {
+            OUTER
+                .with_borrow_mut(|o| o.pop())
+                .unwrap_or(std::ptr::null())
+        } else {
+            std::ptr::null()
+        };
+        TOP.set(outer);
     }
 }
 
@@ -40,7 +57,9 @@ impl Drop for Lending {
 /// `recv_with` on another connection).
 #[inline]
 pub fn is_lending<T>(lock: *const T) -> bool {
-    DEPTH.get() != 0 && LENDING.with_borrow(|l| l.contains(&(lock as *const ())))
+    let lock = lock as *const ();
+    let top = TOP.get();
+    !top.is_null() && (top == lock || OUTER.with_borrow(|o| o.contains(&lock)))
 }
 
 /// Panics if a closure on this thread is being lent a message by the
@@ -80,6 +99,12 @@ mod tests {
                 // A nested recv_with on another connection: both lend.
                 let _inner = Lending::enter(&b);
                 assert!(is_lending(&b) && is_lending(&a));
+                {
+                    // Three deep, the innermost on the outermost's lock.
+                    let _third = Lending::enter(&a);
+                    assert!(is_lending(&a) && is_lending(&b));
+                }
+                assert!(is_lending(&b) && is_lending(&a));
             }
             assert!(is_lending(&a) && !is_lending(&b));
         }
@@ -89,5 +114,11 @@ mod tests {
             panic!("closure");
         });
         assert!(r.is_err() && !is_lending(&a));
+        let r = std::panic::catch_unwind(|| {
+            let _g = Lending::enter(&a);
+            let _inner = Lending::enter(&b);
+            panic!("nested closure");
+        });
+        assert!(r.is_err() && !is_lending(&a) && !is_lending(&b));
     }
 }
