@@ -814,3 +814,24 @@ fn peer_variants_final_blocks_empty_messages_and_interleaved_control_frames() {
         ]
     );
 }
+
+#[test]
+fn an_owned_send_is_compressed_like_a_borrowed_one() {
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 7) as u8).collect();
+    let mut owned = deflate_server(Config::default());
+    let mut borrowed = deflate_server(Config::default());
+    owned
+        .send_owned(MessageKind::Binary, bytes::Bytes::from(data.clone()))
+        .unwrap();
+    borrowed.send_binary(&data).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut payload = None;
+    let _ = owned.poll_transmit_owned(&mut a, &mut payload);
+    let _ = borrowed.poll_transmit(&mut b);
+    // Compressed into the output buffer (RSV1 set), nothing handed out
+    // as it was given.
+    assert!(payload.is_none());
+    assert_eq!(a[0], 0xc2);
+    assert!(a.len() < data.len() / 10);
+    assert_eq!(a, b);
+}

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
+use bytes::Bytes;
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -89,6 +90,13 @@ impl AsyncWrite for MaybeTls {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => Pin::new(s).poll_flush(cx))
@@ -263,6 +271,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Sends a binary message.
     pub async fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
         self.tx.send_binary(data).await
+    }
+
+    /// Sends a binary message whose bytes the connection takes over
+    /// ([`Sender::send_bytes`]: large payloads are not copied).
+    pub async fn send_bytes(&self, data: Bytes) -> Result<(), Error> {
+        self.tx.send_bytes(data).await
+    }
+
+    /// Sends a text message whose `String` the connection takes over
+    /// ([`Sender::send_string`]).
+    pub async fn send_string(&self, text: String) -> Result<(), Error> {
+        self.tx.send_string(text).await
     }
 
     /// Sends one piece of a streamed message.

@@ -38,6 +38,8 @@ mod server;
 mod socket;
 
 pub use accept::{accept, accept_with};
+/// The owned byte buffer of binary messages (from the `bytes` crate).
+pub use bytes::Bytes;
 pub use client::{connect, connect_with, MaybeTls, WebSocket};
 pub use events::EventClient;
 pub use server::{Server, ServerHandle};

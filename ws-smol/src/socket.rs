@@ -10,13 +10,14 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use async_io::Timer;
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::poll_fn;
@@ -66,6 +67,9 @@ struct State<S> {
     ready_consumed: bool,
     out: Vec<u8>,
     written: usize,
+    /// A payload the connection took over (`send_bytes` and the like),
+    /// written after `out` from its own memory (what is left of it).
+    owned: Option<Bytes>,
     /// The stream holds nothing unflushed: its last `poll_flush` was
     /// ready and nothing was written since (TLS buffers what it writes).
     flushed: bool,
@@ -116,6 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         }
         if self.flushed
             && self.written == self.out.len()
+            && self.owned.is_none()
             && !self.shutdown_pending
             && !self.conn.has_output()
         {
@@ -124,13 +129,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if self.written < self.out.len() {
-                match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
+            if self.written < self.out.len() || self.owned.is_some() {
+                let head = &self.out[self.written..];
+                let r = match &self.owned {
+                    // The frame's header (and what was queued before it)
+                    // and its payload in one `writev`.
+                    Some(tail) if !head.is_empty() => Pin::new(&mut self.stream)
+                        .poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(tail)]),
+                    Some(tail) => Pin::new(&mut self.stream).poll_write(cx, tail),
+                    None => Pin::new(&mut self.stream).poll_write(cx, head),
+                };
+                match r {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(self.broken(io::ErrorKind::WriteZero)))
                     }
                     Poll::Ready(Ok(n)) => {
-                        self.written += n;
+                        let from_out = n.min(self.out.len() - self.written);
+                        self.written += from_out;
+                        if let Some(tail) = &mut self.owned {
+                            tail.advance(n - from_out);
+                            if tail.is_empty() {
+                                self.owned = None;
+                            }
+                        }
                         self.flushed = false;
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -144,7 +165,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             if self.out.capacity() > KEEP_OUT {
                 self.out = Vec::new();
             }
-            match self.conn.poll_transmit(&mut self.out) {
+            match self
+                .conn
+                .poll_transmit_owned(&mut self.out, &mut self.owned)
+            {
                 Transmit::Data(_) => continue,
                 Transmit::Shutdown => self.shutdown_pending = true,
                 Transmit::Nothing => {}
@@ -171,7 +195,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     }
 
     fn pending_out(&self) -> usize {
-        self.out.len() - self.written + self.conn.buffered_amount()
+        self.out.len() - self.written
+            + self.owned.as_ref().map_or(0, Bytes::len)
+            + self.conn.buffered_amount()
     }
 
     /// Flushes on behalf of the receiver: while a sender owns the wait for
@@ -512,6 +538,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
         self.command(false, |c| c.send_binary(data)).await
     }
 
+    /// Sends a binary message whose bytes the connection takes over: on
+    /// the server side a payload of at least [`ws_proto::OWNED_MIN`] bytes
+    /// that is not compressed is written from its own memory (one
+    /// `writev` with its frame header), never copied into the output
+    /// buffer ([`Connection::send_owned`]). Otherwise as
+    /// [`send_binary`](Self::send_binary).
+    pub async fn send_bytes(&self, data: Bytes) -> Result<(), Error> {
+        self.command(false, |c| c.send_owned(MessageKind::Binary, data))
+            .await
+    }
+
+    /// Sends a text message whose `String` the connection takes over, like
+    /// [`send_bytes`](Self::send_bytes).
+    pub async fn send_string(&self, text: String) -> Result<(), Error> {
+        self.command(false, |c| c.send_text_owned(text)).await
+    }
+
     /// Sends one piece of a streamed message; `fin` ends it.
     pub async fn send_chunk(&self, kind: MessageKind, data: &[u8], fin: bool) -> Result<(), Error> {
         self.command(false, |c| c.send_chunk(kind, data, fin)).await
@@ -567,16 +610,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
         st.poll_flush_for_sender(cx, &mut this.sink_owned)
     }
 
+    /// Text and binary messages are taken over as by
+    /// [`send_string`](Sender::send_string) / [`send_bytes`](Sender::send_bytes).
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
         let mut st = self.shared.lock();
-        let r = match &item {
-            Message::Text(t) => st.conn.send_text(t),
-            Message::Binary(b) => st.conn.send_binary(b),
-            Message::Ping(p) => st.conn.ping(p),
-            Message::Pong(p) => st.conn.pong(p),
+        let close = matches!(item, Message::Closed(_));
+        let r = match item {
+            Message::Text(t) => st.conn.send_text_owned(t),
+            Message::Binary(b) => st.conn.send_owned(MessageKind::Binary, b),
+            Message::Ping(p) => st.conn.ping(&p),
+            Message::Pong(p) => st.conn.pong(&p),
             Message::Closed(info) => st.conn.close(Instant::now(), info.code, &info.reason),
         };
-        if matches!(item, Message::Closed(_)) {
+        if close {
             st.wake_reader();
         }
         r.map_err(Error::from)
@@ -710,6 +756,7 @@ pub(crate) fn halves<S>(conn: Connection, stream: S, drained: bool) -> (Sender<S
             ready_consumed: false,
             out: Vec::new(),
             written: 0,
+            owned: None,
             flushed: false,
             shutdown_pending: false,
             shut: false,

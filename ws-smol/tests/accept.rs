@@ -2,32 +2,16 @@
 //! application accepted itself (plain TCP and TLS), against ws-smol's client
 //! and raw bytes, on loopback.
 
+mod common;
+
+use common::{direct, run};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
 
-use async_io::{Async, Timer};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use async_io::Async;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use ws_proto::api::tls;
-use ws_smol::{
-    Accept, ClientOptions, CloseCode, Config, Error, HandshakeError, Message, Proxy, ServerCert,
-};
+use ws_smol::{Accept, CloseCode, Config, Error, HandshakeError, Message, ServerCert};
 use ws_test_support::pki;
-
-fn direct() -> ClientOptions {
-    let mut o = ClientOptions::default();
-    o.proxy = Proxy::NoProxy;
-    o.connect_timeout = Some(Duration::from_secs(5));
-    o.handshake_timeout = Some(Duration::from_secs(5));
-    o
-}
-
-/// Runs a test body with a 20 s limit.
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    smol::block_on(future::or(f, async {
-        Timer::after(Duration::from_secs(20)).await;
-        panic!("test timed out");
-    }))
-}
 
 fn listen() -> (Async<TcpListener>, u16) {
     let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();

@@ -3,29 +3,15 @@
 //! ws-proto's `readers_agree` property; that it does not allocate is
 //! ws-proto's `lent_messages` test.)
 
+mod common;
+
+use common::{direct, run};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_lite::future;
-use ws_smol::{ClientOptions, CloseCode, Error, Message, MessageRef, Proxy, Receiver, Sender};
+use ws_smol::{CloseCode, Error, Message, MessageRef, Receiver, Sender};
 use ws_test_support::{take_lent, Reply};
-
-/// Runs a test body with a 20 s limit.
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    smol::block_on(future::or(f, async {
-        Timer::after(Duration::from_secs(20)).await;
-        panic!("test timed out");
-    }))
-}
-
-fn direct() -> ClientOptions {
-    let mut o = ClientOptions::default();
-    o.proxy = Proxy::NoProxy;
-    o.connect_timeout = Some(Duration::from_secs(5));
-    o.handshake_timeout = Some(Duration::from_secs(5));
-    o
-}
 
 type Tcp = Async<TcpStream>;
 

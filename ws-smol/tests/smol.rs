@@ -2,6 +2,9 @@
 //! cancellation safety, streaming, keepalive, server operations and limits,
 //! TLS and a real tinyproxy.
 
+mod common;
+
+use common::{direct, run};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +13,8 @@ use async_io::Timer;
 use futures_lite::{future, StreamExt};
 use futures_sink::Sink;
 use ws_smol::{
-    ClientCert, ClientEvent, ClientEventKind, ClientOptions, CloseCode, Error, Event, HttpProxy,
-    Message, MessageKind, Proxy, Server, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
+    ClientCert, ClientEvent, ClientEventKind, CloseCode, Error, Event, HttpProxy, Message,
+    MessageKind, Proxy, Server, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
 };
 use ws_test_support::{pki, tinyproxy, CLIENT_KEY_PASSWORD};
 
@@ -19,14 +22,6 @@ fn local() -> ServerOptions {
     let mut o = ServerOptions::default();
     o.ip = [127, 0, 0, 1].into();
     o.port = 0;
-    o
-}
-
-fn direct() -> ClientOptions {
-    let mut o = ClientOptions::default();
-    o.proxy = Proxy::NoProxy;
-    o.connect_timeout = Some(Duration::from_secs(5));
-    o.handshake_timeout = Some(Duration::from_secs(5));
     o
 }
 
@@ -55,14 +50,6 @@ async fn eventually(f: impl Fn() -> bool) {
     while !f() {
         Timer::after(Duration::from_millis(5)).await;
     }
-}
-
-/// Runs a test body with a 20 s limit.
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    smol::block_on(future::or(f, async {
-        Timer::after(Duration::from_secs(20)).await;
-        panic!("test timed out");
-    }))
 }
 
 #[test]

@@ -47,6 +47,11 @@ enum Lend {
     General,
 }
 
+/// Payloads from this size on that [`Connection::send_owned`] takes over
+/// are written from their own `Bytes` (a copy of fewer bytes costs less
+/// than the extra buffer to write).
+pub const OWNED_MIN: usize = 2048;
+
 /// A whole binary message up to this size leaves `poll_message` as a copy
 /// rather than a split of the input.
 const SMALL_COPY: usize = 128;
@@ -269,6 +274,10 @@ pub struct Connection {
 
     // Sending.
     out: Vec<u8>,
+    /// Payloads the connection took over ([`Connection::send_owned`]),
+    /// each to leave right after `out[..position]` (its frame's header):
+    /// written from the `Bytes` itself, never copied into `out`.
+    out_owned: Vec<(usize, Bytes)>,
     pending_pong: Option<Bytes>,
     tx_msg: Option<MessageKind>,
     /// The streamed message being sent is compressed.
@@ -342,6 +351,7 @@ impl Connection {
             reading: true,
             eof: false,
             out: Vec::new(),
+            out_owned: Vec::new(),
             pending_pong: None,
             tx_msg: None,
             tx_compressed: false,
@@ -400,7 +410,9 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit), like the browser's
     /// `bufferedAmount`. An adapter adds what it took and has not yet written.
     pub fn buffered_amount(&self) -> usize {
-        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
+        self.out.len()
+            + self.out_owned.iter().map(|(_, b)| b.len()).sum::<usize>()
+            + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
     }
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has anything to hand
@@ -1201,6 +1213,20 @@ impl Connection {
     /// many commands leave in one batch: one write for many small messages.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Transmit {
         self.flush_pong();
+        if !self.out_owned.is_empty() {
+            // Interleaved into `buf` (a copy): for callers that write one
+            // buffer; see `poll_transmit_owned` for the copy-free way.
+            let start = buf.len();
+            let mut from = 0;
+            for (at, payload) in self.out_owned.drain(..) {
+                buf.extend_from_slice(&self.out[from..at]);
+                buf.extend_from_slice(&payload);
+                from = at;
+            }
+            buf.extend_from_slice(&self.out[from..]);
+            self.out.clear();
+            return Transmit::Data(buf.len() - start);
+        }
         if !self.out.is_empty() {
             let n = self.out.len();
             if buf.is_empty() {
@@ -1216,6 +1242,33 @@ impl Connection {
             return Transmit::Shutdown;
         }
         Transmit::Nothing
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), for an adapter that
+    /// can write two buffers at once (`writev`): appends to `buf` the
+    /// queued bytes up to the next payload given with
+    /// [`send_owned`](Self::send_owned), and hands that payload out in
+    /// `owned` (which must be `None`), uncopied. Write `buf`, then `owned`,
+    /// then call again. [`Transmit::Data`] counts both.
+    pub fn poll_transmit_owned(
+        &mut self,
+        buf: &mut Vec<u8>,
+        owned: &mut Option<Bytes>,
+    ) -> Transmit {
+        debug_assert!(owned.is_none());
+        if self.out_owned.is_empty() {
+            return self.poll_transmit(buf);
+        }
+        let (at, payload) = self.out_owned.remove(0);
+        buf.extend_from_slice(&self.out[..at]);
+        // Headers and small frames only: little to move.
+        self.out.drain(..at);
+        for (later, _) in &mut self.out_owned {
+            *later -= at;
+        }
+        let n = at + payload.len();
+        *owned = Some(payload);
+        Transmit::Data(n)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called:
@@ -1259,6 +1312,74 @@ impl Connection {
     /// Compressed like [`send_text`](Self::send_text).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.send_message(MessageKind::Binary, data, true)
+    }
+
+    /// Queues a message whose payload the connection takes over instead of
+    /// copying: the same frames as [`send_text`](Self::send_text) /
+    /// [`send_binary`](Self::send_binary), but in the server role a payload
+    /// of at least [`OWNED_MIN`] bytes that is not compressed stays in its
+    /// `Bytes` until it is written ([`poll_transmit_owned`] hands it to the
+    /// adapter as it is). Text is checked to be UTF-8
+    /// ([`send_text_owned`](Self::send_text_owned) takes a `String` with
+    /// no check). Smaller payloads, compressed ones, payloads cut into
+    /// fragments smaller than [`OWNED_MIN`] and the client role (whose
+    /// frames are masked) are copied as by `send_binary`. Taken out with
+    /// [`poll_transmit`](Self::poll_transmit) instead, the payloads are
+    /// copied there: the bytes on the wire are the same either way.
+    ///
+    /// [`poll_transmit_owned`]: Self::poll_transmit_owned
+    pub fn send_owned(&mut self, kind: MessageKind, data: Bytes) -> Result<(), SendError> {
+        if kind == MessageKind::Text && simdutf8::basic::from_utf8(&data).is_err() {
+            return Err(SendError::InvalidUtf8);
+        }
+        self.queue_owned(kind, data)
+    }
+
+    /// [`send_owned`](Self::send_owned) for text that is a `String`
+    /// already (no UTF-8 check).
+    pub fn send_text_owned(&mut self, text: String) -> Result<(), SendError> {
+        self.queue_owned(MessageKind::Text, Bytes::from(text))
+    }
+
+    fn queue_owned(&mut self, kind: MessageKind, data: Bytes) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.tx_msg.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        #[cfg(feature = "deflate")]
+        let compressed = self.deflate.as_ref().is_some_and(|c| c.wants(data.len()));
+        #[cfg(not(feature = "deflate"))]
+        let compressed = false;
+        let max = self.config.send_fragment_size.max(1);
+        if self.role == Role::Client || data.len() < OWNED_MIN || max < OWNED_MIN || compressed {
+            return self.send_message(kind, &data, true);
+        }
+        let mut opcode = match kind {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        };
+        let mut rest = data;
+        loop {
+            let piece = rest.split_to(rest.len().min(max));
+            let last = rest.is_empty();
+            let header = FrameHeader {
+                fin: last,
+                rsv: 0,
+                opcode,
+                mask: None,
+                len: piece.len() as u64,
+            };
+            let mut hbuf = [0u8; MAX_HEADER_LEN];
+            let hlen = header.encode_into(&mut hbuf);
+            self.out.extend_from_slice(&hbuf[..hlen]);
+            if !piece.is_empty() {
+                self.out_owned.push((self.out.len(), piece));
+            }
+            if last {
+                return Ok(());
+            }
+            opcode = OpCode::Continuation;
+        }
     }
 
     /// Queues a message that is never compressed, even with

@@ -1,0 +1,184 @@
+//! `send_bytes` / `send_string` (and the `Sink`, which takes messages
+//! over the same way): large payloads leave from their own memory, in one
+//! `writev` with their header, on plain TCP and through TLS, in order with
+//! copied messages, also when the peer reads slowly and writes stop half
+//! way. (That the bytes on the wire are those of `send_binary` is ws-proto's
+//! `owned_send` property.)
+
+mod common;
+
+use common::{direct, run};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use futures_lite::{future, AsyncRead, AsyncWrite};
+use futures_sink::Sink;
+use ws_smol::{Bytes, CloseCode, Message, ServerCert, WebSocket};
+use ws_test_support::pki;
+
+/// Records the largest allocation made on a thread while it is marked
+/// (the sending server's): a payload copied into the output buffer would
+/// show as an allocation of its size.
+struct Largest;
+
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static MARKED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note(size: usize) {
+    if MARKED.with(Cell::get) {
+        LARGEST.fetch_max(size, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Largest {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Largest = Largest;
+
+/// The messages the server sends: owned and copied, large and small,
+/// text and binary, 9 MiB in all (more than loopback's socket buffers
+/// hold while the client waits).
+fn messages() -> Vec<Message> {
+    let big = |n: usize, salt: u32| -> Bytes {
+        (0..n as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 ^ salt as u8)
+            .collect::<Vec<u8>>()
+            .into()
+    };
+    vec![
+        Message::Binary(big(3 << 20, 1)),
+        Message::Text("small".into()),
+        Message::Text("grüße 世界 ".repeat(150_000)),
+        Message::Binary(big(4000, 2)),
+        Message::Binary(Bytes::from_static(b"tiny")),
+        Message::Binary(big(4 << 20, 3)),
+        Message::Text("x".repeat(5000)),
+    ]
+}
+
+/// Sends `messages()` (`watched`: the thread's allocations are recorded): owned by `send_bytes` / `send_string` at even
+/// places, through the `Sink` at odd ones but the last, copied by
+/// `send_text` / `send_binary` last; then closes.
+async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocket<S>, watched: bool) {
+    let mut tx = ws.sender();
+    let all = messages();
+    MARKED.with(|m| m.set(watched));
+    let n = all.len();
+    for (i, m) in all.into_iter().enumerate() {
+        match (i % 2, i + 1 == n, m) {
+            (_, true, Message::Text(t)) => tx.send_text(&t).await.unwrap(),
+            (0, _, Message::Binary(b)) => tx.send_bytes(b).await.unwrap(),
+            (0, _, Message::Text(t)) => tx.send_string(t).await.unwrap(),
+            (_, _, m) => sink_send(&mut tx, m).await,
+        }
+    }
+    tx.close(CloseCode::NORMAL, "done").await.unwrap();
+    MARKED.with(|m| m.set(false));
+    drop(ws);
+}
+
+/// Sends through the `Sink`: ready, start, flush.
+async fn sink_send<S: AsyncRead + AsyncWrite + Unpin>(tx: &mut ws_smol::Sender<S>, m: Message) {
+    future::poll_fn(|cx| std::pin::Pin::new(&mut *tx).poll_ready(cx))
+        .await
+        .unwrap();
+    std::pin::Pin::new(&mut *tx).start_send(m).unwrap();
+    future::poll_fn(|cx| std::pin::Pin::new(&mut *tx).poll_flush(cx))
+        .await
+        .unwrap();
+}
+
+/// Receives after a pause (the server's writes fill the socket and stop
+/// part way through a payload), checks every message and the close.
+async fn receive_all<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
+    Timer::after(Duration::from_millis(200)).await;
+    for (i, want) in messages().into_iter().enumerate() {
+        let got = ws.recv().await.unwrap();
+        assert!(got == want, "message {i} differs");
+    }
+    match ws.recv().await.unwrap() {
+        Message::Closed(info) => assert_eq!(
+            (info.code, info.reason.as_str()),
+            (CloseCode::NORMAL, "done")
+        ),
+        other => panic!("expected the close, got {other:?}"),
+    }
+}
+
+#[test]
+fn owned_payloads_arrive_whole_and_in_order_over_tcp() {
+    let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let port = l.get_ref().local_addr().unwrap().port();
+    // The server on a thread of its own, whose allocations are watched.
+    let server = std::thread::spawn(move || {
+        run(async move {
+            let (tcp, _): (Async<TcpStream>, _) = l.accept().await.unwrap();
+            send_all(ws_smol::accept(tcp).await.unwrap(), true).await;
+        })
+    });
+    run(async {
+        let ws = ws_smol::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct())
+            .await
+            .unwrap();
+        receive_all(ws).await;
+    });
+    server.join().unwrap();
+    // 7 MiB of payloads left without an output buffer of their size (the
+    // 5000-byte text at the end is copied: a few KiB).
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        largest < 64 << 10,
+        "largest allocation while sending: {largest}"
+    );
+}
+
+#[test]
+fn owned_payloads_arrive_whole_and_in_order_over_tls() {
+    run(async {
+        let p = pki();
+        let cert = ServerCert {
+            cert_path: p.server_cert.clone(),
+            key_path: p.server_key.clone(),
+        };
+        let acceptor = futures_rustls::TlsAcceptor::from(
+            ws_proto::api::tls::server_config(&cert, None).unwrap(),
+        );
+        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let port = l.get_ref().local_addr().unwrap().port();
+        let server = smol::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            let tls = acceptor.accept(tcp).await.unwrap();
+            send_all(ws_smol::accept(tls).await.unwrap(), false).await;
+        });
+        let mut o = direct();
+        o.ca_path = Some(p.ca.clone());
+        let ws = ws_smol::connect_with(&format!("wss://localhost:{port}/"), &o)
+            .await
+            .unwrap();
+        receive_all(ws).await;
+        server.await;
+    });
+}
