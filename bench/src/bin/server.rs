@@ -183,7 +183,9 @@ async fn upgrade(
         .ok()
 }
 
-/// ws-smol-stream: each message received whole (`recv`) and sent back.
+/// ws-smol-stream: each message received whole (`recv`) and sent back,
+/// taken over by the connection (`send_string` / `send_bytes`: from 2 KiB
+/// on, written from its own memory, not copied).
 async fn echo_owned<S>(mut ws: ws_smol::WebSocket<S>)
 where
     S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
@@ -191,8 +193,8 @@ where
     use ws_smol::Message;
     loop {
         let sent = match ws.recv().await {
-            Ok(Message::Text(t)) => ws.send_text(&t).await,
-            Ok(Message::Binary(b)) => ws.send_binary(&b).await,
+            Ok(Message::Text(t)) => ws.send_string(t).await,
+            Ok(Message::Binary(b)) => ws.send_bytes(b).await,
             Ok(Message::Closed(_)) | Err(_) => break,
             Ok(_) => Ok(()),
         };

@@ -1332,13 +1332,36 @@ impl Connection {
         if kind == MessageKind::Text && simdutf8::basic::from_utf8(&data).is_err() {
             return Err(SendError::InvalidUtf8);
         }
+        if !self.takes_over(data.len()) {
+            return self.send_message(kind, &data, true);
+        }
         self.queue_owned(kind, data)
     }
 
     /// [`send_owned`](Self::send_owned) for text that is a `String`
     /// already (no UTF-8 check).
     pub fn send_text_owned(&mut self, text: String) -> Result<(), SendError> {
+        if !self.takes_over(text.len()) {
+            // Not made into `Bytes`: that can cost an allocation.
+            return self.send_message(MessageKind::Text, text.as_bytes(), true);
+        }
         self.queue_owned(MessageKind::Text, Bytes::from(text))
+    }
+
+    /// Whether a payload of `len` bytes given to `send_owned` leaves from
+    /// its own `Bytes` (else it is copied as by `send_binary`).
+    #[inline]
+    fn takes_over(&self, len: usize) -> bool {
+        if len < OWNED_MIN
+            || self.role != Role::Server
+            || self.config.send_fragment_size < OWNED_MIN
+        {
+            return false;
+        }
+        #[cfg(feature = "deflate")]
+        return !self.deflate.as_ref().is_some_and(|c| c.wants(len));
+        #[cfg(not(feature = "deflate"))]
+        true
     }
 
     fn queue_owned(&mut self, kind: MessageKind, data: Bytes) -> Result<(), SendError> {
@@ -1346,14 +1369,7 @@ impl Connection {
         if self.tx_msg.is_some() {
             return Err(SendError::MessageInProgress);
         }
-        #[cfg(feature = "deflate")]
-        let compressed = self.deflate.as_ref().is_some_and(|c| c.wants(data.len()));
-        #[cfg(not(feature = "deflate"))]
-        let compressed = false;
-        let max = self.config.send_fragment_size.max(1);
-        if self.role == Role::Client || data.len() < OWNED_MIN || max < OWNED_MIN || compressed {
-            return self.send_message(kind, &data, true);
-        }
+        let max = self.config.send_fragment_size;
         let mut opcode = match kind {
             MessageKind::Text => OpCode::Text,
             MessageKind::Binary => OpCode::Binary,
