@@ -94,12 +94,23 @@ impl Command {
         partial: &mut Option<(MessageKind, Vec<u8>)>,
     ) -> (bool, Option<Message>) {
         match self {
+            // Odd lengths are sent owned (taken over; from OWNED_MIN on, in
+            // the server role, they leave in their own `Bytes`).
             Command::Text(s) => {
-                let ok = conn.send_text(s).is_ok();
+                let ok = if s.len() % 2 == 1 {
+                    conn.send_text_owned(s.clone()).is_ok()
+                } else {
+                    conn.send_text(s).is_ok()
+                };
                 (ok, ok.then(|| Message::Text(s.clone())))
             }
             Command::Binary(b) => {
-                let ok = conn.send_binary(b).is_ok();
+                let ok = if b.len() % 2 == 1 {
+                    conn.send_owned(MessageKind::Binary, bytes::Bytes::from(b.clone()))
+                        .is_ok()
+                } else {
+                    conn.send_binary(b).is_ok()
+                };
                 (ok, ok.then(|| Message::Binary(b.clone().into())))
             }
             Command::Chunk { text, data, fin } => {
@@ -148,6 +159,8 @@ pub struct Checked {
     pub whole: bool,
     /// With `whole`: take them lent, from `Connection::poll_message_with`.
     pub lent: bool,
+    /// Take the output with `poll_transmit_owned` (owned payloads apart).
+    pub owned_out: bool,
     pub messages: Vec<Message>,
     pub closed: Option<CloseInfo>,
     pub shut_down: bool,
@@ -163,6 +176,7 @@ impl Checked {
             asm: Assembler::new(),
             whole: false,
             lent: false,
+            owned_out: false,
             messages: Vec::new(),
             closed: None,
             shut_down: false,
@@ -233,12 +247,20 @@ impl Checked {
         );
         let mut buf = Vec::new();
         loop {
-            match self.conn.poll_transmit(&mut buf) {
+            let mut owned = None;
+            let t = if self.owned_out {
+                self.conn.poll_transmit_owned(&mut buf, &mut owned)
+            } else {
+                self.conn.poll_transmit(&mut buf)
+            };
+            match t {
                 Transmit::Data(n) => {
                     assert!(!self.shut_down, "data after shutdown");
-                    assert_eq!(n, buf.len());
+                    let owned = owned.unwrap_or_default();
+                    assert_eq!(n, buf.len() + owned.len());
                     self.written += n as u64;
                     self.wire.extend_from_slice(&buf);
+                    self.wire.extend_from_slice(&owned);
                     buf.clear();
                 }
                 Transmit::Shutdown => {
@@ -400,7 +422,12 @@ fn deliver(from: &mut Checked, to: &mut Checked, link: &mut Link, max: usize, no
 pub fn run_pair(steps: Vec<PairStep>) {
     let now = Instant::now();
     let client = Connection::new(Role::Client, small_config(), now, [1; 32]);
-    let server = Connection::new(Role::Server, small_config(), now, [2; 32]);
+    let mut config = small_config();
+    if steps.len() % 3 == 0 {
+        // Fragments large enough for owned payloads to leave as they are.
+        config.send_fragment_size = 4096;
+    }
+    let server = Connection::new(Role::Server, config, now, [2; 32]);
     run_pair_with(client, server, now, steps);
 }
 
@@ -411,6 +438,7 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
     let mut server = Checked::new(server);
     server.whole = true;
     server.lent = steps.len() % 2 == 1;
+    server.owned_out = steps.len() % 4 < 2;
     let mut to_server = Link {
         delivered_eof: false,
         cut: false,
