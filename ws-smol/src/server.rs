@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
+use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::TlsAcceptor;
 use smol::Task;
@@ -97,6 +98,15 @@ impl ServerHandle {
         self.sender(conn)?.send_binary(data).await
     }
 
+    /// Sends a binary message to one client, taken over by the connection
+    /// ([`Sender::send_bytes`](crate::Sender::send_bytes): from
+    /// [`OWNED_MIN`](ws_proto::OWNED_MIN) bytes on, written from its own
+    /// memory). A `Bytes` sent to many clients is shared, not copied for
+    /// each.
+    pub async fn send_bytes(&self, conn: &ClientConnection, data: Bytes) -> Result<(), Error> {
+        self.sender(conn)?.send_bytes(data).await
+    }
+
     /// Queues a text message for one client without waiting (for
     /// callbacks: a reply queued in a `MessageReceive` callback leaves
     /// before that connection reads its next frame).
@@ -107,6 +117,12 @@ impl ServerHandle {
     /// Queues a binary message without waiting.
     pub fn queue_binary(&self, conn: &ClientConnection, data: &[u8]) -> Result<(), Error> {
         self.sender(conn)?.queue_binary(data)
+    }
+
+    /// Queues a binary message taken over by the connection, without
+    /// waiting (see [`send_bytes`](Self::send_bytes)).
+    pub fn queue_bytes(&self, conn: &ClientConnection, data: Bytes) -> Result<(), Error> {
+        self.sender(conn)?.queue_bytes(data)
     }
 
     /// The permessage-deflate parameters negotiated with one client, if any

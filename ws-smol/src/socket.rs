@@ -510,6 +510,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
         self.queue(|c| c.send_binary(data))
     }
 
+    /// Queues a binary message the connection takes over, as
+    /// [`send_bytes`](Self::send_bytes) does (see
+    /// [`queue_text`](Self::queue_text)). One `Bytes` queued on many
+    /// connections (a broadcast) is shared, not copied for each.
+    pub fn queue_bytes(&self, data: Bytes) -> Result<(), Error> {
+        self.queue(|c| c.send_owned(MessageKind::Binary, data))
+    }
+
     /// Queues a Close (see [`queue_text`](Self::queue_text)).
     pub fn queue_close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.queue(|c| c.close(Instant::now(), code, reason))

@@ -259,6 +259,49 @@ fn keepalive_and_close_timeout_are_driven_by_timers() {
 }
 
 #[test]
+fn a_broadcast_of_one_bytes_reaches_every_client_whole() {
+    run(async {
+        let server = Server::start(local()).await.unwrap();
+        let events = server.events();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(
+                ws_smol::connect_with(&url(&server), &direct())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut conns = Vec::new();
+        while conns.len() < 3 {
+            if let ServerEvent::Connect(c) = events.recv().await.unwrap() {
+                conns.push(c);
+            }
+        }
+        // One payload for all (taken over by each connection, shared), and
+        // a small one (copied) after it.
+        let blob: ws_smol::Bytes = (0..(1u32 << 20) + 1)
+            .map(|i| (i.wrapping_mul(40_503) >> 11) as u8)
+            .collect::<Vec<u8>>()
+            .into();
+        let h = server.handle();
+        for (i, c) in conns.iter().enumerate() {
+            if i == 0 {
+                h.queue_bytes(c, blob.clone()).unwrap();
+            } else {
+                h.send_bytes(c, blob.clone()).await.unwrap();
+            }
+            h.send_bytes(c, ws_smol::Bytes::from_static(b"end"))
+                .await
+                .unwrap();
+        }
+        for ws in &mut clients {
+            assert!(ws.recv().await.unwrap() == Message::Binary(blob.clone()));
+            assert_eq!(ws.recv().await.unwrap(), Message::Binary(b"end"[..].into()));
+        }
+    });
+}
+
+#[test]
 fn server_lists_sends_closes_and_stops() {
     run(async {
         let mut o = local();
