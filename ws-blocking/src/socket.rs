@@ -47,6 +47,9 @@ impl Inner {
             match self.conn.poll_transmit(&mut self.plain) {
                 Transmit::Data(_) => {
                     match &mut self.tls {
+                        // Handed over whole when `out` is empty (it usually
+                        // is): no copy.
+                        None if out.is_empty() => std::mem::swap(out, &mut self.plain),
                         None => out.extend_from_slice(&self.plain),
                         Some(tls) => encrypt(tls, &self.plain, out),
                     }
