@@ -247,7 +247,7 @@ impl Checked {
         );
         let mut buf = Vec::new();
         loop {
-            let mut owned = None;
+            let mut owned = Vec::new();
             let t = if self.owned_out {
                 self.conn.poll_transmit_owned(&mut buf, &mut owned)
             } else {
@@ -256,11 +256,18 @@ impl Checked {
             match t {
                 Transmit::Data(n) => {
                     assert!(!self.shut_down, "data after shutdown");
-                    let owned = owned.unwrap_or_default();
-                    assert_eq!(n, buf.len() + owned.len());
+                    let mut from = 0;
+                    let mut total = buf.len();
+                    for (at, payload) in owned {
+                        assert!(at >= from && at <= buf.len(), "owned payload out of place");
+                        self.wire.extend_from_slice(&buf[from..at]);
+                        self.wire.extend_from_slice(&payload);
+                        total += payload.len();
+                        from = at;
+                    }
+                    self.wire.extend_from_slice(&buf[from..]);
+                    assert_eq!(n, total);
                     self.written += n as u64;
-                    self.wire.extend_from_slice(&buf);
-                    self.wire.extend_from_slice(&owned);
                     buf.clear();
                 }
                 Transmit::Shutdown => {

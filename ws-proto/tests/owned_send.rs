@@ -18,8 +18,11 @@ enum Op {
         len: usize,
     },
     Ping(u8),
-    /// Take what is queued so far (positions of the owned payloads left
-    /// must follow).
+    /// A Ping from the peer (its Pong is owed).
+    PeerPing(u8),
+    /// One call of the transmit function; the rest stays queued.
+    DrainOnce,
+    /// Take everything queued so far.
     Drain,
     Close,
 }
@@ -29,6 +32,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (any::<bool>(), prop_oneof![0..64usize, OWNED_MIN - 2..OWNED_MIN + 2, 3000..70_000usize])
             .prop_map(|(text, len)| Op::Send { text, len }),
         1 => any::<u8>().prop_map(|n| Op::Ping(n % 126)),
+        1 => any::<u8>().prop_map(|n| Op::PeerPing(n % 126)),
+        1 => Just(Op::DrainOnce),
         2 => Just(Op::Drain),
         1 => Just(Op::Close),
     ]
@@ -55,27 +60,53 @@ enum Take {
     Owned,
 }
 
-fn drain(conn: &mut Connection, take: Take, wire: &mut Vec<u8>) {
-    loop {
-        let mut buf = Vec::new();
-        let mut owned = None;
-        let t = match take {
-            Take::Copy => conn.poll_transmit(&mut buf),
-            Take::Owned => conn.poll_transmit_owned(&mut buf, &mut owned),
-        };
-        let n = buf.len() + owned.as_ref().map_or(0, Bytes::len);
-        wire.extend_from_slice(&buf);
-        if let Some(b) = owned {
-            wire.extend_from_slice(&b);
+/// One call of the transmit function; false once it has nothing more.
+fn transmit_once(conn: &mut Connection, take: Take, wire: &mut Vec<u8>) -> bool {
+    let mut buf = Vec::new();
+    let mut owned = Vec::new();
+    let t = match take {
+        Take::Copy => conn.poll_transmit(&mut buf),
+        Take::Owned => conn.poll_transmit_owned(&mut buf, &mut owned),
+    };
+    let n = buf.len() + owned.iter().map(|(_, b)| b.len()).sum::<usize>();
+    let mut from = 0;
+    for (at, payload) in owned {
+        assert!(at >= from && at <= buf.len(), "payload position {at}");
+        wire.extend_from_slice(&buf[from..at]);
+        wire.extend_from_slice(&payload);
+        from = at;
+    }
+    wire.extend_from_slice(&buf[from..]);
+    match t {
+        Transmit::Data(d) => {
+            assert_eq!(d, n, "Data counts both");
+            true
         }
-        match t {
-            Transmit::Data(d) => assert_eq!(d, n, "Data counts both buffers"),
-            Transmit::Shutdown | Transmit::Nothing => {
-                assert_eq!(n, 0);
-                return;
-            }
+        Transmit::Shutdown | Transmit::Nothing => {
+            assert_eq!(n, 0);
+            false
         }
     }
+}
+
+fn drain(conn: &mut Connection, take: Take, wire: &mut Vec<u8>) {
+    while transmit_once(conn, take, wire) {}
+}
+
+/// A masked Ping from a client, or an unmasked one from a server.
+fn ping_frame(role: Role, n: u8) -> Vec<u8> {
+    let payload = vec![9u8; n as usize];
+    let mut f = vec![0x89];
+    if role == Role::Server {
+        let key = [1, 2, 3, 4];
+        f.push(0x80 | n);
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        f.push(n);
+        f.extend_from_slice(&payload);
+    }
+    f
 }
 
 fn run(role: Role, fragment: usize, ops: &[Op]) {
@@ -111,6 +142,15 @@ fn run(role: Role, fragment: usize, ops: &[Op]) {
                     }
                 }
                 Op::Ping(n) => conn.ping(&vec![1; *n as usize]),
+                Op::PeerPing(n) => {
+                    conn.handle_data(now, &ping_frame(role, *n));
+                    while conn.poll_event().is_some() {}
+                    Ok(())
+                }
+                Op::DrainOnce => {
+                    transmit_once(conn, takes[i], &mut wires[i]);
+                    Ok(())
+                }
                 Op::Drain => {
                     drain(conn, takes[i], &mut wires[i]);
                     Ok(())
@@ -162,30 +202,48 @@ fn a_large_server_payload_leaves_in_its_own_bytes() {
     conn.send_owned(MessageKind::Binary, data.clone()).unwrap();
     conn.send_binary(b"after").unwrap();
     assert_eq!(conn.buffered_amount(), 8 + 3 * 10 + 4 + 200_000 + 7);
-    let mut pieces = Vec::new();
-    loop {
-        let mut buf = Vec::new();
-        let mut owned = None;
-        if conn.poll_transmit_owned(&mut buf, &mut owned) == Transmit::Nothing {
-            break;
-        }
-        pieces.push((buf, owned));
-    }
-    // Four fragments of at most 64 KiB, each after its header, then the
-    // last frame's bytes.
-    assert_eq!(pieces.len(), 5);
+    let mut buf = Vec::new();
+    let mut owned = Vec::new();
+    assert!(matches!(
+        conn.poll_transmit_owned(&mut buf, &mut owned),
+        Transmit::Data(n) if n == 8 + 3 * 10 + 4 + 200_000 + 7
+    ));
+    // Three fragments of 64 KiB handed out as they are, each after its
+    // header; the short last one (3 392 bytes) too: not under OWNED_MIN.
+    assert_eq!(owned.len(), 4);
     let mut offset = 0;
-    for (i, (buf, owned)) in pieces.iter().take(4).enumerate() {
-        let owned = owned.as_ref().expect("a payload of its own");
+    let mut header_end = 8 + 10;
+    for (i, (at, piece)) in owned.iter().enumerate() {
         // The same memory: not copied.
-        assert_eq!(owned.as_ptr(), data[offset..].as_ptr(), "fragment {i}");
-        offset += owned.len();
-        // "before" leads the first buffer; every buffer ends in a header.
-        assert!(buf.len() <= 8 + 10 && buf.len() >= 4, "{}", buf.len());
+        assert_eq!(piece.as_ptr(), data[offset..].as_ptr(), "fragment {i}");
+        assert_eq!(*at, header_end, "fragment {i}");
+        offset += piece.len();
+        header_end += if i < 2 { 10 } else { 4 };
     }
     assert_eq!(offset, data.len());
-    assert_eq!(pieces[4].0, [0x82, 5, b'a', b'f', b't', b'e', b'r']);
-    assert!(pieces[4].1.is_none());
+    // "before", the headers and "after" are all that was copied.
+    assert_eq!(buf.len(), 8 + 3 * 10 + 4 + 7);
+    assert_eq!(
+        &buf[buf.len() - 7..],
+        [0x82, 5, b'a', b'f', b't', b'e', b'r']
+    );
+    assert_eq!(
+        conn.poll_transmit_owned(&mut buf, &mut owned),
+        Transmit::Nothing
+    );
+}
+
+#[test]
+fn a_short_last_fragment_is_copied() {
+    let mut config = Config::default();
+    config.send_fragment_size = OWNED_MIN;
+    let mut conn = Connection::new(Role::Server, config, Instant::now(), [4; 32]);
+    conn.send_owned(MessageKind::Binary, Bytes::from(vec![3u8; OWNED_MIN + 1]))
+        .unwrap();
+    let (mut buf, mut owned) = (Vec::new(), Vec::new());
+    let _ = conn.poll_transmit_owned(&mut buf, &mut owned);
+    assert_eq!(owned.len(), 1);
+    assert_eq!(buf.len(), 4 + 2 + 1);
 }
 
 #[test]
@@ -197,12 +255,12 @@ fn small_masked_or_invalid_payloads_are_handled_as_before() {
         conn.send_owned(MessageKind::Binary, Bytes::from(vec![1; len]))
             .unwrap();
         let mut buf = Vec::new();
-        let mut owned = None;
+        let mut owned = Vec::new();
         assert!(matches!(
             conn.poll_transmit_owned(&mut buf, &mut owned),
             Transmit::Data(_)
         ));
-        assert!(owned.is_none());
+        assert!(owned.is_empty());
         assert!(buf.len() > len);
     }
     let mut conn = Connection::new(Role::Server, Config::default(), Instant::now(), [3; 32]);

@@ -100,8 +100,9 @@ impl ServerHandle {
 
     /// Sends a binary message to one client, taken over by the connection
     /// ([`Sender::send_bytes`](crate::Sender::send_bytes): from
-    /// [`OWNED_MIN`](ws_proto::OWNED_MIN) bytes on, written from its own
-    /// memory). A `Bytes` sent to many clients is shared, not copied for
+    /// [`OWNED_MIN`](ws_proto::OWNED_MIN) bytes on, unless
+    /// permessage-deflate compresses it, written from its own memory). A
+    /// `Bytes` sent to many clients that way is shared, not copied for
     /// each.
     pub async fn send_bytes(&self, conn: &ClientConnection, data: Bytes) -> Result<(), Error> {
         self.sender(conn)?.send_bytes(data).await

@@ -35,6 +35,9 @@ const READ_SIZE: usize = 64 << 10;
 /// Output capacity kept after a flush; more is released.
 const KEEP_OUT: usize = 4 << 10;
 
+/// Buffers per vectored write (owned payloads and the bytes between them).
+const MAX_IOV: usize = 32;
+
 /// The receiver stops reading while more than this is waiting to be
 /// written (a peer that sends without reading cannot grow our output
 /// without bound; it sees TCP backpressure instead).
@@ -67,9 +70,11 @@ struct State<S> {
     ready_consumed: bool,
     out: Vec<u8>,
     written: usize,
-    /// A payload the connection took over (`send_bytes` and the like),
-    /// written after `out` from its own memory (what is left of it).
-    owned: Option<Bytes>,
+    /// Payloads the connection took over (`send_bytes` and the like),
+    /// each written from its own memory after `out[..position]`; those
+    /// before `owned_next` are written (and let go of).
+    owned: Vec<(usize, Bytes)>,
+    owned_next: usize,
     /// The stream holds nothing unflushed: its last `poll_flush` was
     /// ready and nothing was written since (TLS buffers what it writes).
     flushed: bool,
@@ -120,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         }
         if self.flushed
             && self.written == self.out.len()
-            && self.owned.is_none()
+            && self.owned_next == self.owned.len()
             && !self.shutdown_pending
             && !self.conn.has_output()
         {
@@ -129,29 +134,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if self.written < self.out.len() || self.owned.is_some() {
-                let head = &self.out[self.written..];
-                let r = match &self.owned {
-                    // The frame's header (and what was queued before it)
-                    // and its payload in one `writev`.
-                    Some(tail) if !head.is_empty() => Pin::new(&mut self.stream)
-                        .poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(tail)]),
-                    Some(tail) => Pin::new(&mut self.stream).poll_write(cx, tail),
-                    None => Pin::new(&mut self.stream).poll_write(cx, head),
-                };
+            if self.written < self.out.len() || self.owned_next < self.owned.len() {
+                let r = self.poll_write_out(cx);
                 match r {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(self.broken(io::ErrorKind::WriteZero)))
                     }
                     Poll::Ready(Ok(n)) => {
-                        let from_out = n.min(self.out.len() - self.written);
-                        self.written += from_out;
-                        if let Some(tail) = &mut self.owned {
-                            tail.advance(n - from_out);
-                            if tail.is_empty() {
-                                self.owned = None;
-                            }
-                        }
+                        self.consume_out(n);
                         self.flushed = false;
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -164,6 +154,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             self.written = 0;
             if self.out.capacity() > KEEP_OUT {
                 self.out = Vec::new();
+            }
+            self.owned.clear();
+            self.owned_next = 0;
+            if self.owned.capacity() > MAX_IOV {
+                self.owned = Vec::new();
             }
             match self
                 .conn
@@ -189,14 +184,86 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Writes `out[written..]` with the owned payloads in their places:
+    /// as many buffers as one vectored write takes (a batch of messages
+    /// leaves in one system call, owned payloads or not).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.owned_next == self.owned.len() {
+            return Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]);
+        }
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut k = 0;
+        let mut at = self.written;
+        let mut i = self.owned_next;
+        while i < self.owned.len() && k + 2 <= MAX_IOV {
+            let (p, payload) = &self.owned[i];
+            if at < *p {
+                iov[k] = IoSlice::new(&self.out[at..*p]);
+                k += 1;
+            }
+            iov[k] = IoSlice::new(payload);
+            k += 1;
+            at = *p;
+            i += 1;
+        }
+        let end = self.owned.get(i).map_or(self.out.len(), |(p, _)| *p);
+        if at < end && k < MAX_IOV {
+            iov[k] = IoSlice::new(&self.out[at..end]);
+            k += 1;
+        }
+        Pin::new(&mut self.stream).poll_write_vectored(cx, &iov[..k])
+    }
+
+    /// Accounts for `n` bytes written by `poll_write_out`.
+    fn consume_out(&mut self, mut n: usize) {
+        while n > 0 {
+            let next = self
+                .owned
+                .get(self.owned_next)
+                .map_or(self.out.len(), |(p, _)| *p);
+            if self.written < next {
+                let t = n.min(next - self.written);
+                self.written += t;
+                n -= t;
+            } else if let Some((_, payload)) = self.owned.get_mut(self.owned_next) {
+                let t = n.min(payload.len());
+                payload.advance(t);
+                n -= t;
+                if payload.is_empty() {
+                    // Written: let the memory go now, not with the batch.
+                    *payload = Bytes::new();
+                    self.owned_next += 1;
+                }
+            } else {
+                // A stream that says it wrote more than it was given.
+                break;
+            }
+        }
+    }
+
+    /// The stream failed: nothing more can be written, so what waits to be
+    /// (payloads taken over among it: a shared broadcast, the input buffer a
+    /// received message was split from) is let go of.
     fn broken(&mut self, kind: io::ErrorKind) -> Error {
         self.write_error = Some(kind);
+        self.out = Vec::new();
+        self.written = 0;
+        self.owned = Vec::new();
+        self.owned_next = 0;
+        let (mut buf, mut owned) = (Vec::new(), Vec::new());
+        while let Transmit::Data(_) = self.conn.poll_transmit_owned(&mut buf, &mut owned) {
+            buf.clear();
+            owned.clear();
+        }
         Error::Io(kind.into())
     }
 
     fn pending_out(&self) -> usize {
         self.out.len() - self.written
-            + self.owned.as_ref().map_or(0, Bytes::len)
+            + self.owned[self.owned_next..]
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum::<usize>()
             + self.conn.buffered_amount()
     }
 
@@ -476,6 +543,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
         poll_fn(|cx| {
             let mut st = guard.shared.lock();
             if let Some(f) = f.take() {
+                if let Some(kind) = st.write_error {
+                    // Nothing more can be written: queue nothing more.
+                    return Poll::Ready(Err(Error::Io(kind.into())));
+                }
                 f(&mut st.conn)?;
                 if wake_reader {
                     // A Close starts a timer the receiver must arm.
@@ -513,7 +584,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
     /// Queues a binary message the connection takes over, as
     /// [`send_bytes`](Self::send_bytes) does (see
     /// [`queue_text`](Self::queue_text)). One `Bytes` queued on many
-    /// connections (a broadcast) is shared, not copied for each.
+    /// connections (a broadcast) is shared rather than copied for each
+    /// wherever it is taken over (as for `send_bytes`: server side, at
+    /// least [`ws_proto::OWNED_MIN`] bytes, not compressed).
     pub fn queue_bytes(&self, data: Bytes) -> Result<(), Error> {
         self.queue(|c| c.send_owned(MessageKind::Binary, data))
     }
@@ -764,7 +837,8 @@ pub(crate) fn halves<S>(conn: Connection, stream: S, drained: bool) -> (Sender<S
             ready_consumed: false,
             out: Vec::new(),
             written: 0,
-            owned: None,
+            owned: Vec::new(),
+            owned_next: 0,
             flushed: false,
             shutdown_pending: false,
             shut: false,

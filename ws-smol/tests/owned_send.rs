@@ -10,8 +10,11 @@ mod common;
 use common::{direct, run};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::io::{self, IoSlice};
 use std::net::{TcpListener, TcpStream};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
@@ -176,6 +179,97 @@ fn owned_payloads_arrive_whole_and_in_order_over_tls() {
         let mut o = direct();
         o.ca_path = Some(p.ca.clone());
         let ws = ws_smol::connect_with(&format!("wss://localhost:{port}/"), &o)
+            .await
+            .unwrap();
+        receive_all(ws).await;
+        server.await;
+    });
+}
+
+/// A stream that writes at most a few bytes per call (1 to 16 bytes a
+/// quarter of the time, else up to 4 KiB), so that writes end inside
+/// headers, at their ends and part way through payloads.
+struct Trickle {
+    inner: Async<TcpStream>,
+    state: u32,
+}
+
+impl Trickle {
+    fn cap(&mut self) -> usize {
+        self.state = self
+            .state
+            .wrapping_mul(1_664_525)
+            .wrapping_add(1_013_904_223);
+        let r = (self.state >> 8) as usize;
+        if r % 4 == 0 {
+            1 + r % 16
+        } else {
+            1 + r % 4096
+        }
+    }
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = self.cap().min(buf.len());
+        Pin::new(&mut self.inner).poll_write(cx, &buf[..n])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut left = self.cap();
+        let mut cut = Vec::new();
+        for b in bufs {
+            if left == 0 {
+                break;
+            }
+            let n = b.len().min(left);
+            cut.push(IoSlice::new(&b[..n]));
+            left -= n;
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, &cut)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+#[test]
+fn owned_payloads_survive_writes_cut_anywhere() {
+    run(async {
+        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let port = l.get_ref().local_addr().unwrap().port();
+        let server = smol::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            let stream = Trickle {
+                inner: tcp,
+                state: 12_345,
+            };
+            send_all(ws_smol::accept(stream).await.unwrap(), false).await;
+        });
+        let ws = ws_smol::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct())
             .await
             .unwrap();
         receive_all(ws).await;

@@ -20,6 +20,8 @@ thread_local! {
 /// when the closure panics).
 #[derive(Debug)]
 pub struct Lending {
+    /// The lock this guard marks.
+    lock: *const (),
     /// An enclosing closure's lock went to `OUTER`.
     nested: bool,
 }
@@ -28,27 +30,38 @@ impl Lending {
     /// Marks the lock at `lock` as lending.
     #[inline]
     pub fn enter<T>(lock: *const T) -> Lending {
-        let outer = TOP.replace(lock as *const ());
+        let lock = lock as *const ();
+        let outer = TOP.replace(lock);
         let nested = !outer.is_null();
         if nested {
             OUTER.with_borrow_mut(|o| o.push(outer));
         }
-        Lending { nested }
+        Lending { lock, nested }
     }
 }
 
 impl Drop for Lending {
     #[inline]
     fn drop(&mut self) {
-        // Guards drop innermost first (also when unwinding).
-        let outer = if self.nested {
-            OUTER
-                .with_borrow_mut(|o| o.pop())
-                .unwrap_or(std::ptr::null())
+        if TOP.get() == self.lock {
+            // Guards drop innermost first (also when unwinding).
+            let outer = if self.nested {
+                OUTER
+                    .with_borrow_mut(|o| o.pop())
+                    .unwrap_or(std::ptr::null())
+            } else {
+                std::ptr::null()
+            };
+            TOP.set(outer);
         } else {
-            std::ptr::null()
-        };
-        TOP.set(outer);
+            // An enclosing guard dropped before an inner one (only by hand:
+            // the adapters nest them): take its own mark out.
+            OUTER.with_borrow_mut(|o| {
+                if let Some(i) = o.iter().rposition(|&l| l == self.lock) {
+                    o.remove(i);
+                }
+            });
+        }
     }
 }
 
@@ -120,5 +133,12 @@ mod tests {
             panic!("nested closure");
         });
         assert!(r.is_err() && !is_lending(&a) && !is_lending(&b));
+        // Dropped out of order, by hand: both marks go all the same.
+        let outer = Lending::enter(&a);
+        let inner = Lending::enter(&b);
+        drop(outer);
+        assert!(!is_lending(&a) && is_lending(&b));
+        drop(inner);
+        assert!(!is_lending(&a) && !is_lending(&b));
     }
 }

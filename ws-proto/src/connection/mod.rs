@@ -1245,29 +1245,36 @@ impl Connection {
     }
 
     /// Like [`poll_transmit`](Self::poll_transmit), for an adapter that
-    /// can write two buffers at once (`writev`): appends to `buf` the
-    /// queued bytes up to the next payload given with
-    /// [`send_owned`](Self::send_owned), and hands that payload out in
-    /// `owned` (which must be `None`), uncopied. Write `buf`, then `owned`,
-    /// then call again. [`Transmit::Data`] counts both.
+    /// writes several buffers at once (`writev`): appends every queued
+    /// byte to `buf` but the payloads given with
+    /// [`send_owned`](Self::send_owned), which are appended to `owned`,
+    /// uncopied, each with the length `buf` had where it belongs (write
+    /// `buf[..at]`, that payload, and so on). [`Transmit::Data`] counts
+    /// both. Pass an empty `buf` and `owned` to hand everything over
+    /// without a copy.
     pub fn poll_transmit_owned(
         &mut self,
         buf: &mut Vec<u8>,
-        owned: &mut Option<Bytes>,
+        owned: &mut Vec<(usize, Bytes)>,
     ) -> Transmit {
-        debug_assert!(owned.is_none());
         if self.out_owned.is_empty() {
             return self.poll_transmit(buf);
         }
-        let (at, payload) = self.out_owned.remove(0);
-        buf.extend_from_slice(&self.out[..at]);
-        // Headers and small frames only: little to move.
-        self.out.drain(..at);
-        for (later, _) in &mut self.out_owned {
-            *later -= at;
+        // Output is queued, so a Pong owed goes after it now (it does not
+        // wait for the owned payloads to run out).
+        self.flush_pong();
+        let base = buf.len();
+        let mut n = self.out.len();
+        for (at, payload) in self.out_owned.drain(..) {
+            n += payload.len();
+            owned.push((base + at, payload));
         }
-        let n = at + payload.len();
-        *owned = Some(payload);
+        if base == 0 {
+            std::mem::swap(buf, &mut self.out);
+        } else {
+            buf.extend_from_slice(&self.out);
+        }
+        self.out.clear();
         Transmit::Data(n)
     }
 
@@ -1322,8 +1329,10 @@ impl Connection {
     /// adapter as it is). Text is checked to be UTF-8
     /// ([`send_text_owned`](Self::send_text_owned) takes a `String` with
     /// no check). Smaller payloads, compressed ones, payloads cut into
-    /// fragments smaller than [`OWNED_MIN`] and the client role (whose
-    /// frames are masked) are copied as by `send_binary`. Taken out with
+    /// fragments smaller than [`OWNED_MIN`] (with
+    /// [`Config::send_fragment_size`]; a short last fragment too) and the
+    /// client role (whose frames are masked) are copied as by
+    /// `send_binary`. Taken out with
     /// [`poll_transmit`](Self::poll_transmit) instead, the payloads are
     /// copied there: the bytes on the wire are the same either way.
     ///
@@ -1388,8 +1397,12 @@ impl Connection {
             let mut hbuf = [0u8; MAX_HEADER_LEN];
             let hlen = header.encode_into(&mut hbuf);
             self.out.extend_from_slice(&hbuf[..hlen]);
-            if !piece.is_empty() {
+            if piece.len() >= OWNED_MIN {
                 self.out_owned.push((self.out.len(), piece));
+            } else {
+                // A short last fragment: a copy costs less than a buffer of
+                // its own to write.
+                self.out.extend_from_slice(&piece);
             }
             if last {
                 return Ok(());
