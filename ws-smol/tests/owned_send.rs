@@ -276,3 +276,37 @@ fn owned_payloads_survive_writes_cut_anywhere() {
         server.await;
     });
 }
+
+#[test]
+fn after_a_write_error_nothing_taken_over_is_kept() {
+    run(async {
+        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let port = l.get_ref().local_addr().unwrap().port();
+        let client = smol::spawn(async move {
+            let ws = ws_smol::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct())
+                .await
+                .unwrap();
+            // Gone without a word: the server's writes fail.
+            drop(ws);
+        });
+        let (tcp, _) = l.accept().await.unwrap();
+        let ws = ws_smol::accept(tcp).await.unwrap();
+        client.await;
+        let blob = Bytes::from(vec![7u8; 1 << 20]);
+        let mut sent = 0;
+        let error = loop {
+            match ws.send_bytes(blob.clone()).await {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 1000, "writes to a closed peer kept succeeding");
+        };
+        assert!(matches!(error, ws_smol::Error::Io(_)), "{error}");
+        // The connection let go of every copy it had taken over.
+        assert!(blob.is_unique());
+        // And takes nothing more.
+        assert!(ws.send_bytes(blob.clone()).await.is_err());
+        assert!(blob.is_unique());
+        assert!(ws.sender().buffered_amount() == 0);
+    });
+}
