@@ -33,8 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ServerEvent::Message(conn, Message::Text(t)) => {
                 let _ = handle.queue_text(conn, t);
             }
+            // A binary message goes back as it came in: the `Bytes` is
+            // shared (from 2 KiB on, uncompressed, it is written from the
+            // memory it was read into, not copied).
             ServerEvent::Message(conn, Message::Binary(b)) => {
-                let _ = handle.queue_binary(conn, b);
+                let _ = handle.queue_bytes(conn, b.clone());
             }
             _ => {}
         });
