@@ -10,8 +10,7 @@
 /// the input back.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    let rot = mask_rotated(mask, offset);
-    let word = mask_word(rot);
+    let (rot, word) = mask_rotated_word(mask, offset);
     if buf.len() < SHORT {
         return apply_mask_short(buf, rot, word);
     }
@@ -57,18 +56,36 @@ fn apply_mask_short(buf: &mut [u8], rot: [u8; 4], word: u64) {
 /// The (rotated) mask twice over, for a word at a time.
 #[inline]
 fn mask_word(rot: [u8; 4]) -> u64 {
-    // The same four bytes in both halves, whatever the byte order.
-    let r = u64::from(u32::from_ne_bytes(rot));
-    r | r << 32
+    u64::from_ne_bytes([
+        rot[0], rot[1], rot[2], rot[3], rot[0], rot[1], rot[2], rot[3],
+    ])
 }
 
-/// The mask as seen from payload byte `offset`: byte `i` is
-/// `mask[(offset + i) % 4]` (a rotation of one register, not four loads).
+/// The mask as seen from payload byte `offset`.
 #[inline]
 fn mask_rotated(mask: [u8; 4], offset: usize) -> [u8; 4] {
-    u32::from_le_bytes(mask)
+    let s = offset & 3;
+    [
+        mask[s],
+        mask[(s + 1) & 3],
+        mask[(s + 2) & 3],
+        mask[(s + 3) & 3],
+    ]
+}
+
+/// [`mask_rotated`] and [`mask_word`] in registers, for
+/// [`apply_mask`]: a rotation instead of four byte loads and a dozen
+/// shifts, which would cost a short payload more than its XOR. (The
+/// block-wise copies keep the byte form: with it the compiler lays out
+/// their vector loops better.)
+#[inline]
+fn mask_rotated_word(mask: [u8; 4], offset: usize) -> ([u8; 4], u64) {
+    let rot = u32::from_le_bytes(mask)
         .rotate_right(8 * (offset & 3) as u32)
-        .to_le_bytes()
+        .to_le_bytes();
+    // The same four bytes in both halves, whatever the byte order.
+    let r = u64::from(u32::from_ne_bytes(rot));
+    (rot, r | r << 32)
 }
 
 /// Bytes masked per block by [`extend_masked`]: small enough to stay in L1.
