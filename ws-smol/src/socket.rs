@@ -125,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         }
         if self.flushed
             && self.written == self.out.len()
-            && self.owned_next == self.owned.len()
+            && self.owned.is_empty()
             && !self.shutdown_pending
             && !self.conn.has_output()
         {
@@ -134,14 +134,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if self.written < self.out.len() || self.owned_next < self.owned.len() {
-                let r = self.poll_write_out(cx);
+            // Owned payloads are rare: the common case writes one buffer.
+            let plain = self.owned_next == self.owned.len();
+            if self.written < self.out.len() || !plain {
+                let r = if plain {
+                    Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..])
+                } else {
+                    self.poll_write_out(cx)
+                };
                 match r {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(self.broken(io::ErrorKind::WriteZero)))
                     }
                     Poll::Ready(Ok(n)) => {
-                        self.consume_out(n);
+                        if plain {
+                            self.written += n.min(self.out.len() - self.written);
+                        } else {
+                            self.consume_out(n);
+                        }
                         self.flushed = false;
                     }
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -155,10 +165,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             if self.out.capacity() > KEEP_OUT {
                 self.out = Vec::new();
             }
-            self.owned.clear();
-            self.owned_next = 0;
-            if self.owned.capacity() > MAX_IOV {
-                self.owned = Vec::new();
+            if !self.owned.is_empty() {
+                self.owned.clear();
+                self.owned_next = 0;
+                if self.owned.capacity() > MAX_IOV {
+                    self.owned = Vec::new();
+                }
             }
             match self
                 .conn
@@ -187,10 +199,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     /// Writes `out[written..]` with the owned payloads in their places:
     /// as many buffers as one vectored write takes (a batch of messages
     /// leaves in one system call, owned payloads or not).
+    #[inline(never)]
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.owned_next == self.owned.len() {
-            return Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]);
-        }
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let mut k = 0;
         let mut at = self.written;
@@ -215,6 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     }
 
     /// Accounts for `n` bytes written by `poll_write_out`.
+    #[inline(never)]
     fn consume_out(&mut self, mut n: usize) {
         while n > 0 {
             let next = self
@@ -259,12 +270,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     }
 
     fn pending_out(&self) -> usize {
-        self.out.len() - self.written
-            + self.owned[self.owned_next..]
+        let owned = if self.owned.is_empty() {
+            0
+        } else {
+            self.owned[self.owned_next..]
                 .iter()
                 .map(|(_, b)| b.len())
                 .sum::<usize>()
-            + self.conn.buffered_amount()
+        };
+        self.out.len() - self.written + owned + self.conn.buffered_amount()
     }
 
     /// Flushes on behalf of the receiver: while a sender owns the wait for

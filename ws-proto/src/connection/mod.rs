@@ -410,9 +410,12 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit), like the browser's
     /// `bufferedAmount`. An adapter adds what it took and has not yet written.
     pub fn buffered_amount(&self) -> usize {
-        self.out.len()
-            + self.out_owned.iter().map(|(_, b)| b.len()).sum::<usize>()
-            + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
+        let owned = if self.out_owned.is_empty() {
+            0
+        } else {
+            self.out_owned.iter().map(|(_, b)| b.len()).sum::<usize>()
+        };
+        self.out.len() + owned + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
     }
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has anything to hand
@@ -1212,21 +1215,36 @@ impl Connection {
     /// copying when `buf` is empty, so pass an empty one). Frames queued by
     /// many commands leave in one batch: one write for many small messages.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Transmit {
-        self.flush_pong();
         if !self.out_owned.is_empty() {
-            // Interleaved into `buf` (a copy): for callers that write one
-            // buffer; see `poll_transmit_owned` for the copy-free way.
-            let start = buf.len();
-            let mut from = 0;
-            for (at, payload) in self.out_owned.drain(..) {
-                buf.extend_from_slice(&self.out[from..at]);
-                buf.extend_from_slice(&payload);
-                from = at;
-            }
-            buf.extend_from_slice(&self.out[from..]);
-            self.out.clear();
-            return Transmit::Data(buf.len() - start);
+            return self.transmit_interleaved(buf);
         }
+        self.transmit_plain(buf)
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), for an adapter that
+    /// writes several buffers at once (`writev`): appends every queued
+    /// byte to `buf` but the payloads given with
+    /// [`send_owned`](Self::send_owned), which are appended to `owned`,
+    /// uncopied, each with the length `buf` had where it belongs (write
+    /// `buf[..at]`, that payload, and so on). [`Transmit::Data`] counts
+    /// both. Pass an empty `buf` and `owned` to hand everything over
+    /// without a copy.
+    #[inline]
+    pub fn poll_transmit_owned(
+        &mut self,
+        buf: &mut Vec<u8>,
+        owned: &mut Vec<(usize, Bytes)>,
+    ) -> Transmit {
+        if !self.out_owned.is_empty() {
+            return self.transmit_parts(buf, owned);
+        }
+        self.transmit_plain(buf)
+    }
+
+    /// The output when no payload was taken over (the usual case).
+    #[inline(always)]
+    fn transmit_plain(&mut self, buf: &mut Vec<u8>) -> Transmit {
+        self.flush_pong();
         if !self.out.is_empty() {
             let n = self.out.len();
             if buf.is_empty() {
@@ -1244,22 +1262,26 @@ impl Connection {
         Transmit::Nothing
     }
 
-    /// Like [`poll_transmit`](Self::poll_transmit), for an adapter that
-    /// writes several buffers at once (`writev`): appends every queued
-    /// byte to `buf` but the payloads given with
-    /// [`send_owned`](Self::send_owned), which are appended to `owned`,
-    /// uncopied, each with the length `buf` had where it belongs (write
-    /// `buf[..at]`, that payload, and so on). [`Transmit::Data`] counts
-    /// both. Pass an empty `buf` and `owned` to hand everything over
-    /// without a copy.
-    pub fn poll_transmit_owned(
-        &mut self,
-        buf: &mut Vec<u8>,
-        owned: &mut Vec<(usize, Bytes)>,
-    ) -> Transmit {
-        if self.out_owned.is_empty() {
-            return self.poll_transmit(buf);
+    /// `poll_transmit` with payloads taken over: copied into `buf` in
+    /// their places (for callers that write one buffer).
+    #[inline(never)]
+    fn transmit_interleaved(&mut self, buf: &mut Vec<u8>) -> Transmit {
+        self.flush_pong();
+        let start = buf.len();
+        let mut from = 0;
+        for (at, payload) in self.out_owned.drain(..) {
+            buf.extend_from_slice(&self.out[from..at]);
+            buf.extend_from_slice(&payload);
+            from = at;
         }
+        buf.extend_from_slice(&self.out[from..]);
+        self.out.clear();
+        Transmit::Data(buf.len() - start)
+    }
+
+    /// `poll_transmit_owned` with payloads taken over.
+    #[inline(never)]
+    fn transmit_parts(&mut self, buf: &mut Vec<u8>, owned: &mut Vec<(usize, Bytes)>) -> Transmit {
         // Output is queued, so a Pong owed goes after it now (it does not
         // wait for the owned payloads to run out).
         self.flush_pong();
