@@ -121,6 +121,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     /// Writes queued output; `Ready(Ok)` once everything is written.
     fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let Some(kind) = self.write_error {
+            // What the core queued since (a Close, the shutdown after the
+            // receiver reported the failure) can never be written: taking it
+            // out lets the connection finish.
+            self.discard_output();
             return Poll::Ready(Err(Error::Io(kind.into())));
         }
         if self.flushed
@@ -261,12 +265,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         self.written = 0;
         self.owned = Vec::new();
         self.owned_next = 0;
-        let (mut buf, mut owned) = (Vec::new(), Vec::new());
-        while let Transmit::Data(_) = self.conn.poll_transmit_owned(&mut buf, &mut owned) {
-            buf.clear();
-            owned.clear();
-        }
+        self.discard_output();
         Error::Io(kind.into())
+    }
+
+    /// Takes everything the core has queued (the shutdown too) and drops
+    /// it: after a write error.
+    fn discard_output(&mut self) {
+        if !self.conn.has_output() {
+            return;
+        }
+        let (mut buf, mut owned) = (Vec::new(), Vec::new());
+        loop {
+            match self.conn.poll_transmit_owned(&mut buf, &mut owned) {
+                Transmit::Data(_) => {
+                    buf.clear();
+                    owned.clear();
+                }
+                Transmit::Shutdown => {}
+                Transmit::Nothing => break,
+            }
+        }
     }
 
     fn pending_out(&self) -> usize {
@@ -699,6 +718,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         let mut st = this.shared.lock();
+        if let Some(kind) = st.write_error {
+            return Poll::Ready(Err(Error::Io(kind.into())));
+        }
         if st.pending_out() < SINK_HIGH_WATER {
             return Poll::Ready(Ok(()));
         }
@@ -709,6 +731,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Sender<S> {
     /// [`send_string`](Sender::send_string) / [`send_bytes`](Sender::send_bytes).
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
         let mut st = self.shared.lock();
+        if let Some(kind) = st.write_error {
+            // Nothing more can be written: take nothing more.
+            return Err(Error::Io(kind.into()));
+        }
         let close = matches!(item, Message::Closed(_));
         let r = match item {
             Message::Text(t) => st.conn.send_text_owned(t),

@@ -308,5 +308,30 @@ fn after_a_write_error_nothing_taken_over_is_kept() {
         assert!(ws.send_bytes(blob.clone()).await.is_err());
         assert!(blob.is_unique());
         assert!(ws.sender().buffered_amount() == 0);
+        // The Sink refuses too.
+        let mut tx = ws.sender();
+        assert!(
+            future::poll_fn(|cx| std::pin::Pin::new(&mut tx).poll_ready(cx))
+                .await
+                .is_err()
+        );
+        assert!(std::pin::Pin::new(&mut tx)
+            .start_send(Message::Binary(blob.clone()))
+            .is_err());
+        assert!(blob.is_unique());
+        // The receiver reports the end and then ends (before the fix it
+        // waited forever: the shutdown queued after the failure was never
+        // taken out).
+        let mut ws = ws;
+        let mut closed = false;
+        loop {
+            match ws.recv().await {
+                Ok(Message::Closed(_)) => closed = true,
+                Ok(_) => {}
+                Err(ws_smol::Error::Closed) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(closed);
     });
 }
