@@ -7,11 +7,11 @@
 
 mod common;
 
-use common::{direct, run};
+use common::{direct, listen, run};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{self, IoSlice};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -133,8 +133,7 @@ async fn receive_all<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
 
 #[test]
 fn owned_payloads_arrive_whole_and_in_order_over_tcp() {
-    let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
-    let port = l.get_ref().local_addr().unwrap().port();
+    let (l, url) = listen();
     // The server on a thread of its own, whose allocations are watched.
     let server = std::thread::spawn(move || {
         run(async move {
@@ -143,9 +142,7 @@ fn owned_payloads_arrive_whole_and_in_order_over_tcp() {
         })
     });
     run(async {
-        let ws = ws_smol::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct())
-            .await
-            .unwrap();
+        let ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
         receive_all(ws).await;
     });
     server.join().unwrap();
@@ -169,8 +166,7 @@ fn owned_payloads_arrive_whole_and_in_order_over_tls() {
         let acceptor = futures_rustls::TlsAcceptor::from(
             ws_proto::api::tls::server_config(&cert, None).unwrap(),
         );
-        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
-        let port = l.get_ref().local_addr().unwrap().port();
+        let (l, url) = listen();
         let server = smol::spawn(async move {
             let (tcp, _) = l.accept().await.unwrap();
             let tls = acceptor.accept(tcp).await.unwrap();
@@ -178,7 +174,7 @@ fn owned_payloads_arrive_whole_and_in_order_over_tls() {
         });
         let mut o = direct();
         o.ca_path = Some(p.ca.clone());
-        let ws = ws_smol::connect_with(&format!("wss://localhost:{port}/"), &o)
+        let ws = ws_smol::connect_with(&url.replace("ws://127.0.0.1", "wss://localhost"), &o)
             .await
             .unwrap();
         receive_all(ws).await;
@@ -259,8 +255,7 @@ impl AsyncWrite for Trickle {
 #[test]
 fn owned_payloads_survive_writes_cut_anywhere() {
     run(async {
-        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
-        let port = l.get_ref().local_addr().unwrap().port();
+        let (l, url) = listen();
         let server = smol::spawn(async move {
             let (tcp, _) = l.accept().await.unwrap();
             let stream = Trickle {
@@ -269,9 +264,7 @@ fn owned_payloads_survive_writes_cut_anywhere() {
             };
             send_all(ws_smol::accept(stream).await.unwrap(), false).await;
         });
-        let ws = ws_smol::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct())
-            .await
-            .unwrap();
+        let ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
         receive_all(ws).await;
         server.await;
     });
@@ -280,12 +273,9 @@ fn owned_payloads_survive_writes_cut_anywhere() {
 #[test]
 fn after_a_write_error_nothing_taken_over_is_kept() {
     run(async {
-        let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
-        let port = l.get_ref().local_addr().unwrap().port();
+        let (l, url) = listen();
         let client = smol::spawn(async move {
-            let ws = ws_smol::connect_with(&format!("ws://127.0.0.1:{port}/"), &direct())
-                .await
-                .unwrap();
+            let ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
             // Gone without a word: the server's writes fail.
             drop(ws);
         });

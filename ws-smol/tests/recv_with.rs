@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{direct, run};
+use common::{direct, listen, run};
 use std::net::{TcpListener, TcpStream};
 
 use async_io::Async;
@@ -14,13 +14,6 @@ use ws_smol::{CloseCode, Error, Message, MessageRef, Receiver, Sender};
 use ws_test_support::{take_lent, Reply};
 
 type Tcp = Async<TcpStream>;
-
-/// A listener on loopback and its URL.
-fn listen() -> (Async<TcpListener>, String) {
-    let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
-    let port = l.get_ref().local_addr().unwrap().port();
-    (l, format!("ws://127.0.0.1:{port}/"))
-}
 
 /// The server's side of one connection.
 async fn accept_one(l: Async<TcpListener>) -> (Sender<Tcp>, Receiver<Tcp>) {

@@ -1396,10 +1396,7 @@ impl Connection {
     }
 
     fn queue_owned(&mut self, kind: MessageKind, data: Bytes) -> Result<(), SendError> {
-        self.check_open()?;
-        if self.tx_msg.is_some() {
-            return Err(SendError::MessageInProgress);
-        }
+        self.check_whole_message()?;
         let max = self.config.send_fragment_size;
         let mut opcode = match kind {
             MessageKind::Text => OpCode::Text,
@@ -2253,10 +2250,7 @@ impl Connection {
         data: &[u8],
         compress: bool,
     ) -> Result<(), SendError> {
-        self.check_open()?;
-        if self.tx_msg.is_some() {
-            return Err(SendError::MessageInProgress);
-        }
+        self.check_whole_message()?;
         #[cfg(feature = "deflate")]
         if compress {
             if let Some(codec) = self.deflate.as_mut().filter(|c| c.wants(data.len())) {
@@ -2274,6 +2268,16 @@ impl Connection {
         #[cfg(not(feature = "deflate"))]
         let _ = compress;
         self.write_data(kind, true, data, true, 0);
+        Ok(())
+    }
+
+    /// A whole message may be queued: the connection is open and no
+    /// streamed message is in progress.
+    fn check_whole_message(&self) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.tx_msg.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
         Ok(())
     }
 

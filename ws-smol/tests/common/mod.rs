@@ -1,8 +1,11 @@
 //! Helpers shared by ws-smol's loopback tests.
+// Each test file uses some of them.
+#![allow(dead_code)]
 
+use std::net::TcpListener;
 use std::time::Duration;
 
-use async_io::Timer;
+use async_io::{Async, Timer};
 use futures_lite::future;
 use ws_smol::{ClientOptions, Proxy};
 
@@ -22,4 +25,11 @@ pub fn run<F: std::future::Future<Output = ()>>(f: F) {
         Timer::after(Duration::from_secs(20)).await;
         panic!("test timed out");
     }))
+}
+
+/// A listener on loopback and its URL.
+pub fn listen() -> (Async<TcpListener>, String) {
+    let l = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let port = l.get_ref().local_addr().unwrap().port();
+    (l, format!("ws://127.0.0.1:{port}/"))
 }
