@@ -14,6 +14,7 @@
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::process::Command;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -114,6 +115,37 @@ impl Write for Mem<'_> {
     }
 }
 
+/// tungstenite's stream for decoding on a long-lived connection: the
+/// frames over and over, `feed` bytes a read at most (a read ends at the
+/// end of the frames, as each run of ws-proto's decoders feeds them
+/// again); writes are discarded.
+struct Cycle {
+    data: Rc<[u8]>,
+    pos: usize,
+    feed: usize,
+}
+
+impl Read for Cycle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.data.len() {
+            self.pos = 0;
+        }
+        let n = self.feed.min(buf.len()).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Cycle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
     DecodeProto,
@@ -121,6 +153,13 @@ enum Op {
     /// zero-copy input): only the decode is timed, not making the buffers
     /// (that copy is the socket read's).
     DecodeProtoOwned,
+    /// The input read into one buffer, each read split off and handed
+    /// over (`handle_bytes`): each piece continues the memory of the one
+    /// before, so nothing is copied after the read. Only the decode is
+    /// timed (making the pieces is the socket read's copy).
+    DecodeProtoRead,
+    /// The same, messages lent.
+    DecodeProtoReadLent,
     /// Messages lent by `poll_message_with` (no copy or allocation for a
     /// message whole in the input).
     DecodeProtoLent,
@@ -142,9 +181,11 @@ enum Op {
 /// Handshakes per run of a handshake case.
 const HANDSHAKES: usize = 1000;
 
-const OPS: [Op; 14] = [
+const OPS: [Op; 16] = [
     Op::DecodeProto,
     Op::DecodeProtoOwned,
+    Op::DecodeProtoRead,
+    Op::DecodeProtoReadLent,
     Op::DecodeProtoLent,
     Op::DecodeTung,
     Op::EncodeProtoServer,
@@ -167,9 +208,15 @@ struct Case {
     feed: usize,
     payload: Vec<u8>,
     text: String,
-    input: Vec<u8>,
+    input: Rc<[u8]>,
     scratch: Vec<u8>,
     request: Vec<u8>,
+    /// The decoders' connections, one per op, kept from run to run: a
+    /// long-lived connection in its steady state (buffers reused), as a
+    /// server's are. Each run feeds the same frames again.
+    conns: Vec<(Op, Connection)>,
+    /// tungstenite's, likewise, reading the frames over and over.
+    tung: Option<tungstenite::WebSocket<Cycle>>,
     /// Time spent in the timed part of an op that excludes its setup.
     timed: Duration,
 }
@@ -191,10 +238,29 @@ impl Case {
             payload,
             text,
             scratch: vec![0u8; input.len()],
-            input,
+            input: input.into(),
             request: ws_bench::upgrade_request("127.0.0.1:9001", None),
+            conns: Vec::new(),
+            tung: None,
             timed: Duration::ZERO,
         }
+    }
+
+    /// The connection `op` decodes with, taken out of `conns` (put it back
+    /// after the run) or made: a reader that has polled before (a text
+    /// frame that starts before the first `poll_message` is read as
+    /// `poll_event` would, since nothing says which is used).
+    fn take_conn(&mut self, op: Op) -> Connection {
+        if let Some(i) = self.conns.iter().position(|(o, _)| *o == op) {
+            return self.conns.swap_remove(i).1;
+        }
+        let mut c = Connection::new(Role::Server, big_config(), Instant::now(), [0; 32]);
+        if matches!(op, Op::DecodeProtoLent | Op::DecodeProtoReadLent) {
+            assert!(c.poll_message_with(|_| ()).is_none());
+        } else {
+            assert!(c.poll_message().is_none());
+        }
+        c
     }
 
     /// Runs `op` once over the case; the messages handled.
@@ -203,11 +269,7 @@ impl Case {
         match op {
             Op::DecodeProto => {
                 // Whole messages as the adapters take them: poll_message.
-                let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
-                // A connection in use: its reader has polled before (a text
-                // frame that starts before the first poll_message is read
-                // as poll_event would, since nothing says which is used).
-                assert!(c.poll_message().is_none());
+                let mut c = self.take_conn(op);
                 let mut msgs = 0;
                 for piece in self.input.chunks(self.feed) {
                     c.handle_data(now, piece);
@@ -216,6 +278,7 @@ impl Case {
                         msgs += 1;
                     }
                 }
+                self.conns.push((op, c));
                 assert_eq!(msgs, self.count);
                 msgs
             }
@@ -225,9 +288,8 @@ impl Case {
                     .chunks(self.feed)
                     .map(bytes::BytesMut::from)
                     .collect();
+                let mut c = self.take_conn(op);
                 let start = Instant::now();
-                let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
-                assert!(c.poll_message().is_none());
                 let mut msgs = 0;
                 for piece in pieces {
                     c.handle_bytes(now, piece);
@@ -237,12 +299,45 @@ impl Case {
                     }
                 }
                 self.timed += start.elapsed();
+                self.conns.push((op, c));
+                assert_eq!(msgs, self.count);
+                msgs
+            }
+            Op::DecodeProtoRead | Op::DecodeProtoReadLent => {
+                // The reads into one buffer, each split off: not timed.
+                let mut all = bytes::BytesMut::from(&self.input[..]);
+                let mut pieces = Vec::with_capacity(all.len() / self.feed.min(all.len()) + 1);
+                while !all.is_empty() {
+                    pieces.push(all.split_to(self.feed.min(all.len())));
+                }
+                let mut c = self.take_conn(op);
+                let start = Instant::now();
+                let mut msgs = 0;
+                for piece in pieces {
+                    c.handle_bytes(now, piece);
+                    if op == Op::DecodeProtoReadLent {
+                        while c
+                            .poll_message_with(|m| {
+                                black_box(m);
+                            })
+                            .is_some()
+                        {
+                            msgs += 1;
+                        }
+                    } else {
+                        while let Some(m) = c.poll_message() {
+                            black_box(&m);
+                            msgs += 1;
+                        }
+                    }
+                }
+                self.timed += start.elapsed();
+                self.conns.push((op, c));
                 assert_eq!(msgs, self.count);
                 msgs
             }
             Op::DecodeProtoLent => {
-                let mut c = Connection::new(Role::Server, big_config(), now, [0; 32]);
-                assert!(c.poll_message_with(|_| ()).is_none());
+                let mut c = self.take_conn(op);
                 let mut msgs = 0;
                 for piece in self.input.chunks(self.feed) {
                     c.handle_data(now, piece);
@@ -255,21 +350,23 @@ impl Case {
                         msgs += 1;
                     }
                 }
+                self.conns.push((op, c));
                 assert_eq!(msgs, self.count);
                 msgs
             }
             Op::DecodeTung => {
-                let mem = Mem {
-                    data: &self.input,
-                    pos: 0,
-                    feed: self.feed,
-                    written: 0,
-                };
-                let mut ws = tungstenite::WebSocket::from_raw_socket(
-                    mem,
-                    tungstenite::protocol::Role::Server,
-                    Some(tung_config()),
-                );
+                let ws = self.tung.get_or_insert_with(|| {
+                    let cycle = Cycle {
+                        data: self.input.clone(),
+                        pos: 0,
+                        feed: self.feed,
+                    };
+                    tungstenite::WebSocket::from_raw_socket(
+                        cycle,
+                        tungstenite::protocol::Role::Server,
+                        Some(tung_config()),
+                    )
+                });
                 for _ in 0..self.count {
                     black_box(ws.read().expect("tungstenite read"));
                 }
@@ -399,7 +496,10 @@ impl Case {
             while start.elapsed() < min {
                 msgs += self.run(op);
             }
-            let spent = if op == Op::DecodeProtoOwned {
+            let spent = if matches!(
+                op,
+                Op::DecodeProtoOwned | Op::DecodeProtoRead | Op::DecodeProtoReadLent
+            ) {
                 self.timed
             } else {
                 start.elapsed()
@@ -533,6 +633,12 @@ fn main() {
         })
         .collect();
 
+    // `--tables A1,A7` runs some tables only (all by default).
+    let tables: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--tables")
+        .map(|i| args[i + 1].split(',').map(str::to_string).collect());
+    let want = |name: &str| tables.as_ref().is_none_or(|t| t.iter().any(|x| x == name));
     // The first case measured ran 30-50% slow in one run of three (the
     // machine settling: clock, page faults of the first allocations):
     // half a second of both decoders first.
@@ -543,19 +649,20 @@ fn main() {
         warm.run(Op::DecodeTung);
     }
 
-    println!("### A1. Decode: masked frames in, whole messages out (server role)\n");
-    println!("The simdutf8 columns: the SIMD validator ws-proto uses, validating the same payload alone (no unmask, no copy); its speed bounds a decoder that must also unmask and copy.\n");
-    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | memcpy GB/s | XOR unmask GB/s | from_utf8 GB/s | simdutf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 | simdutf8 / from_utf8 |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for &kind in &kinds {
-        for &size in &sizes {
-            let mut c = Case::new(kind, size, count_for(size), usize::MAX);
-            let p = c.time(Op::DecodeProto, samples, min);
-            let t = c.time(Op::DecodeTung, samples, min);
-            let m = c.time(Op::Memcpy, samples, min);
-            let u = c.time(Op::Unmask, samples, min);
-            let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&mut c, p, samples, min, "");
-            println!(
+    if want("A1") {
+        println!("### A1. Decode: masked frames in, whole messages out (server role)\n");
+        println!("The simdutf8 columns: the SIMD validator ws-proto uses, validating the same payload alone (no unmask, no copy); its speed bounds a decoder that must also unmask and copy.\n");
+        println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | memcpy GB/s | XOR unmask GB/s | from_utf8 GB/s | simdutf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 | simdutf8 / from_utf8 |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for &kind in &kinds {
+            for &size in &sizes {
+                let mut c = Case::new(kind, size, count_for(size), usize::MAX);
+                let p = c.time(Op::DecodeProto, samples, min);
+                let t = c.time(Op::DecodeTung, samples, min);
+                let m = c.time(Op::Memcpy, samples, min);
+                let u = c.time(Op::Unmask, samples, min);
+                let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&mut c, p, samples, min, "");
+                println!(
                 "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {:.2} | {} | {} | {:.0}% | {} | {} |",
                 kind.name(),
                 fmt_size(size),
@@ -571,22 +678,24 @@ fn main() {
                 utf_ratio,
                 simd_ratio
             );
+            }
         }
     }
-
-    println!("\n### A1b. Large messages fed in 64 KiB reads, as the adapters read\n");
-    println!("The last two columns: the same reads handed over as owned buffers (`handle_bytes`); only the decode is timed, as making each buffer is the copy the socket read does.\n");
-    println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | XOR unmask GB/s | from_utf8 GB/s | simdutf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 | simdutf8 / from_utf8 | owned buffers ns/msg | owned / unmask |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for &kind in &kinds {
-        for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
-            let mut c = Case::new(kind, size, count_for(size), 64 << 10);
-            let p = c.time(Op::DecodeProto, samples, min);
-            let o = c.time(Op::DecodeProtoOwned, samples, min);
-            let t = c.time(Op::DecodeTung, samples, min);
-            let u = c.time(Op::Unmask, samples, min);
-            let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&mut c, p, samples, min, "**");
-            println!(
+    if want("A1b") {
+        println!("\n### A1b. Large messages fed in 64 KiB reads, as the adapters read\n");
+        println!("The last two columns: the same reads handed over as owned buffers (`handle_bytes`); only the decode is timed, as making each buffer is the copy the socket read does.\n");
+        println!("| payload | size | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s | XOR unmask GB/s | from_utf8 GB/s | simdutf8 GB/s | ws-proto / unmask | ws-proto / from_utf8 | simdutf8 / from_utf8 | owned buffers ns/msg | owned / unmask |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for &kind in &kinds {
+            for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
+                let mut c = Case::new(kind, size, count_for(size), 64 << 10);
+                let p = c.time(Op::DecodeProto, samples, min);
+                let o = c.time(Op::DecodeProtoOwned, samples, min);
+                let t = c.time(Op::DecodeTung, samples, min);
+                let u = c.time(Op::Unmask, samples, min);
+                let [utf, simd, utf_ratio, simd_ratio] =
+                    utf8_columns(&mut c, p, samples, min, "**");
+                println!(
                 "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {} | {} | **{:.0}%** | {} | {} | {:.1} | {:.0}% |",
                 kind.name(),
                 fmt_size(size),
@@ -603,33 +712,34 @@ fn main() {
                 o,
                 100.0 * u / o
             );
+            }
         }
     }
-
-    println!("\n### A6. Decode, messages lent (`poll_message_with`)\n");
-    println!("The same input as A1 (whole) and A1b (64 KiB reads), read with `poll_message_with`: a message whole in the input is lent to a closure as a `&str` / `&[u8]` of the input buffer, unmasked and checked in place (no `String`, no copy, no allocation); others are built as by `poll_message` and lent from there. tungstenite returns owned messages.\n");
-    println!("| payload | size | input | lent ns/msg | tungstenite ns/msg | lent / tungstenite msgs/s | lent GB/s | XOR unmask GB/s | from_utf8 GB/s | lent / unmask | lent / from_utf8 |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for &kind in &kinds {
-        for &size in &sizes {
-            for feed in [usize::MAX, 64 << 10] {
-                if feed != usize::MAX && size < 64 << 10 {
-                    continue;
-                }
-                let mut c = Case::new(kind, size, count_for(size), feed);
-                let l = c.time(Op::DecodeProtoLent, samples, min);
-                let t = c.time(Op::DecodeTung, samples, min);
-                let u = c.time(Op::Unmask, samples, min);
-                let (utf, ratio) = if kind == Kind::Binary {
-                    ("-".to_string(), "-".to_string())
-                } else {
-                    let f = c.time(Op::FromUtf8, samples, min);
-                    (
-                        format!("{:.2}", gbps(size, f)),
-                        format!("**{:.2}x**", f / l),
-                    )
-                };
-                println!(
+    if want("A6") {
+        println!("\n### A6. Decode, messages lent (`poll_message_with`)\n");
+        println!("The same input as A1 (whole) and A1b (64 KiB reads), read with `poll_message_with`: a message whole in the input is lent to a closure as a `&str` / `&[u8]` of the input buffer, unmasked and checked in place (no `String`, no copy, no allocation); others are built as by `poll_message` and lent from there. tungstenite returns owned messages.\n");
+        println!("| payload | size | input | lent ns/msg | tungstenite ns/msg | lent / tungstenite msgs/s | lent GB/s | XOR unmask GB/s | from_utf8 GB/s | lent / unmask | lent / from_utf8 |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for &kind in &kinds {
+            for &size in &sizes {
+                for feed in [usize::MAX, 64 << 10] {
+                    if feed != usize::MAX && size < 64 << 10 {
+                        continue;
+                    }
+                    let mut c = Case::new(kind, size, count_for(size), feed);
+                    let l = c.time(Op::DecodeProtoLent, samples, min);
+                    let t = c.time(Op::DecodeTung, samples, min);
+                    let u = c.time(Op::Unmask, samples, min);
+                    let (utf, ratio) = if kind == Kind::Binary {
+                        ("-".to_string(), "-".to_string())
+                    } else {
+                        let f = c.time(Op::FromUtf8, samples, min);
+                        (
+                            format!("{:.2}", gbps(size, f)),
+                            format!("**{:.2}x**", f / l),
+                        )
+                    };
+                    println!(
                     "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {} | **{:.0}%** | {} |",
                     kind.name(),
                     fmt_size(size),
@@ -643,81 +753,131 @@ fn main() {
                     100.0 * u / l,
                     ratio
                 );
+                }
             }
         }
     }
-
-    println!("\n### A2. Encode (one message, then take the bytes)\n");
-    println!("| payload | size | role | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s |");
-    println!("|---|---|---|---|---|---|---|");
-    for &kind in &kinds {
-        for &size in &sizes {
-            let mut c = Case::new(kind, size, count_for(size), usize::MAX);
-            for (role, po, to) in [
-                ("server", Op::EncodeProtoServer, Op::EncodeTungServer),
-                (
-                    "client (masked)",
-                    Op::EncodeProtoClient,
-                    Op::EncodeTungClient,
-                ),
-            ] {
-                let p = c.time(po, samples, min);
-                let t = c.time(to, samples, min);
+    if want("A7") {
+        println!("\n### A7. Decode from reads into one buffer (zero-copy input)\n");
+        println!("The input as an embedder that reads into one `BytesMut` with room reserved hands it over: each read split off and given to `handle_bytes`, so each piece continues the memory of the one before and the connection unmasks the payload and hands the message out in place, never copied after the read. Only the decode is timed (filling the buffer is the socket read's copy); the handle_data column is A1b's path (the input borrowed, copied in) timed in the same run. Owned messages (`poll_message`) and lent ones (`poll_message_with`).\n");
+        println!("| payload | size | reads | handle_data ns/msg | handle_bytes owned ns/msg | handle_bytes lent ns/msg | owned GB/s | lent GB/s | XOR unmask GB/s | from_utf8 GB/s | handle_data / unmask | owned / unmask | lent / unmask | handle_data / from_utf8 | owned / from_utf8 | lent / from_utf8 |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for &kind in &kinds {
+            for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
+                for feed in [64 << 10, usize::MAX] {
+                    let mut c = Case::new(kind, size, count_for(size), feed);
+                    let d = c.time(Op::DecodeProto, samples, min);
+                    let o = c.time(Op::DecodeProtoRead, samples, min);
+                    let l = c.time(Op::DecodeProtoReadLent, samples, min);
+                    let u = c.time(Op::Unmask, samples, min);
+                    let (utf, rd, ro, rl) = if kind == Kind::Binary {
+                        ["-", "-", "-", "-"].map(String::from).into()
+                    } else {
+                        let f = c.time(Op::FromUtf8, samples, min);
+                        (
+                            format!("{:.2}", gbps(size, f)),
+                            format!("{:.2}x", f / d),
+                            format!("**{:.2}x**", f / o),
+                            format!("**{:.2}x**", f / l),
+                        )
+                    };
+                    println!(
+                        "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {:.0}% | **{:.0}%** | **{:.0}%** | {} | {} | {} |",
+                        kind.name(),
+                        fmt_size(size),
+                        if feed == usize::MAX { "one".to_string() } else { fmt_size(feed) },
+                        d,
+                        o,
+                        l,
+                        gbps(size, o),
+                        gbps(size, l),
+                        gbps(size, u),
+                        utf,
+                        100.0 * u / d,
+                        100.0 * u / o,
+                        100.0 * u / l,
+                        rd,
+                        ro,
+                        rl
+                    );
+                }
+            }
+        }
+    }
+    if want("A2") {
+        println!("\n### A2. Encode (one message, then take the bytes)\n");
+        println!("| payload | size | role | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s | ws-proto GB/s |");
+        println!("|---|---|---|---|---|---|---|");
+        for &kind in &kinds {
+            for &size in &sizes {
+                let mut c = Case::new(kind, size, count_for(size), usize::MAX);
+                for (role, po, to) in [
+                    ("server", Op::EncodeProtoServer, Op::EncodeTungServer),
+                    (
+                        "client (masked)",
+                        Op::EncodeProtoClient,
+                        Op::EncodeTungClient,
+                    ),
+                ] {
+                    let p = c.time(po, samples, min);
+                    let t = c.time(to, samples, min);
+                    println!(
+                        "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} |",
+                        kind.name(),
+                        fmt_size(size),
+                        role,
+                        p,
+                        t,
+                        t / p,
+                        gbps(size, p)
+                    );
+                }
+            }
+        }
+    }
+    if want("A3") {
+        println!("\n### A3. Decode with the input fed in pieces\n");
+        println!("| payload | size | piece | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s |");
+        println!("|---|---|---|---|---|---|");
+        for (kind, size) in [(Kind::Ascii, 1 << 10), (Kind::Binary, 64 << 10)] {
+            if !kinds.contains(&kind) {
+                continue;
+            }
+            for feed in [1usize, 7, 1460, 64 << 10] {
+                // Byte-at-a-time feeds are slow: fewer messages per iteration.
+                let count = if feed < 100 {
+                    (256 << 10) / size
+                } else {
+                    count_for(size)
+                };
+                let mut c = Case::new(kind, size, count, feed);
+                let p = c.time(Op::DecodeProto, samples, min);
+                let t = c.time(Op::DecodeTung, samples, min);
                 println!(
-                    "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} |",
+                    "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** |",
                     kind.name(),
                     fmt_size(size),
-                    role,
+                    fmt_size(feed),
                     p,
                     t,
-                    t / p,
-                    gbps(size, p)
+                    t / p
                 );
             }
         }
     }
-
-    println!("\n### A3. Decode with the input fed in pieces\n");
-    println!("| payload | size | piece | ws-proto ns/msg | tungstenite ns/msg | ws-proto / tungstenite msgs/s |");
-    println!("|---|---|---|---|---|---|");
-    for (kind, size) in [(Kind::Ascii, 1 << 10), (Kind::Binary, 64 << 10)] {
-        if !kinds.contains(&kind) {
-            continue;
-        }
-        for feed in [1usize, 7, 1460, 64 << 10] {
-            // Byte-at-a-time feeds are slow: fewer messages per iteration.
-            let count = if feed < 100 {
-                (256 << 10) / size
-            } else {
-                count_for(size)
-            };
-            let mut c = Case::new(kind, size, count, feed);
-            let p = c.time(Op::DecodeProto, samples, min);
-            let t = c.time(Op::DecodeTung, samples, min);
-            println!(
-                "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** |",
-                kind.name(),
-                fmt_size(size),
-                fmt_size(feed),
-                p,
-                t,
-                t / p
-            );
+    if want("A5") {
+        println!("\n### A5. The opening handshake, server side, in memory\n");
+        println!("Request parsed and checked, 101 response written, connection built (the load generator's request).\n");
+        println!("| ws-proto ns/handshake | tungstenite ns/handshake | ws-proto / tungstenite handshakes/s |");
+        println!("|---|---|---|");
+        {
+            let mut c = Case::new(Kind::Binary, 16, HANDSHAKES, usize::MAX);
+            let p = c.time(Op::HandshakeProto, samples, min);
+            let t = c.time(Op::HandshakeTung, samples, min);
+            println!("| {p:.0} | {t:.0} | **{:.2}x** |", t / p);
         }
     }
-
-    println!("\n### A5. The opening handshake, server side, in memory\n");
-    println!("Request parsed and checked, 101 response written, connection built (the load generator's request).\n");
-    println!("| ws-proto ns/handshake | tungstenite ns/handshake | ws-proto / tungstenite handshakes/s |");
-    println!("|---|---|---|");
-    {
-        let mut c = Case::new(Kind::Binary, 16, HANDSHAKES, usize::MAX);
-        let p = c.time(Op::HandshakeProto, samples, min);
-        let t = c.time(Op::HandshakeTung, samples, min);
-        println!("| {p:.0} | {t:.0} | **{:.2}x** |", t / p);
-    }
-
-    if with_callgrind {
+    if with_callgrind && want("A4") {
         println!("\n### A4. Instructions per message (callgrind)\n");
         println!(
             "| payload | size | operation | ws-proto | tungstenite | tungstenite / ws-proto |"
