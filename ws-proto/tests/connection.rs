@@ -952,6 +952,66 @@ fn one_byte_at_a_time() {
     assert!(p.client.closed().unwrap().is_clean());
 }
 
+/// Large frames read into one buffer and handed over read by read (each
+/// read split off, as an embedder with room reserved does): the pieces
+/// join without a copy, and each message, owned or lent, lies in the
+/// memory the reads went to.
+#[test]
+fn large_frames_read_into_one_buffer_are_never_copied() {
+    let (mut s, now) = server();
+    let payloads: Vec<Vec<u8>> = [300_000usize, 70_000, 5]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| (i * 7 + k) as u8).collect())
+        .collect();
+    let mut wire = Vec::new();
+    for p in &payloads {
+        wire.extend(client_frame(0x82, p));
+    }
+    for lent in [false, true] {
+        let mut reads = bytes::BytesMut::from(&wire[..]);
+        let range = reads.as_ptr_range();
+        let mut got = Vec::new();
+        assert!(if lent {
+            s.poll_message_with(|_| ()).is_none()
+        } else {
+            s.poll_message().is_none()
+        });
+        // Reads of odd sizes, cutting headers and payloads anywhere.
+        let mut step = 0;
+        while !reads.is_empty() {
+            step += 1;
+            let n = [7_001, 65_536, 3, 40_000][step % 4].min(reads.len());
+            s.handle_bytes(now, reads.split_to(n));
+            loop {
+                let m = if lent {
+                    s.poll_message_with(|m| match m {
+                        ws_proto::MessageRef::Binary(b) => {
+                            (b.to_vec(), range.contains(&b.as_ptr()))
+                        }
+                        other => panic!("{other:?}"),
+                    })
+                } else {
+                    s.poll_message().map(|m| match m {
+                        Message::Binary(b) => (b.to_vec(), range.contains(&b.as_ptr())),
+                        other => panic!("{other:?}"),
+                    })
+                };
+                let Some(m) = m else { break };
+                got.push(m);
+            }
+        }
+        assert_eq!(got.len(), 3, "lent {lent}");
+        for ((data, in_reads), want) in got.iter().zip(&payloads) {
+            assert_eq!(data, want, "lent {lent}");
+            // Small owned messages are copies of their own (documented);
+            // everything else is the memory of the reads.
+            let copied = !lent && want.len() <= 128;
+            assert_eq!(*in_reads, !copied, "lent {lent}, {} bytes", want.len());
+        }
+    }
+}
+
 #[test]
 fn handle_bytes_hands_out_slices_of_the_callers_buffer() {
     let (mut s, now) = server();
