@@ -308,3 +308,25 @@ pub fn take_lent(m: ws_proto::MessageRef<'_>, buf: &mut Vec<u8>, pings: &mut u32
         MessageRef::Closed(c) => Reply::Closed(c.code, c.reason.clone()),
     }
 }
+
+/// For an echo server on `recv_with_reply`: answers a lent text or binary
+/// message with itself from inside the lend, counts pings, and checks that
+/// answering the close is refused. `Nothing` once answered.
+pub fn answer_lent(
+    m: ws_proto::MessageRef<'_>,
+    reply: &mut ws_proto::Reply<'_>,
+    pings: &mut u32,
+) -> Reply {
+    use ws_proto::MessageRef;
+    match m {
+        MessageRef::Text(t) => reply.send_text(t).unwrap(),
+        MessageRef::Binary(b) => reply.send_binary(b).unwrap(),
+        MessageRef::Ping(_) => *pings += 1,
+        MessageRef::Pong(_) => {}
+        MessageRef::Closed(c) => {
+            assert!(reply.send_text("late").is_err(), "answered after the close");
+            return Reply::Closed(c.code, c.reason.clone());
+        }
+    }
+    Reply::Nothing
+}

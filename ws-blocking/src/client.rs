@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use ws_proto::api::proxy::{self, ProxyConnect, ProxyError};
 use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{ClientOptions, Error};
-use ws_proto::{ClientHandshake, CloseCode, Event, Message, MessageKind, MessageRef, Response};
+use ws_proto::{
+    ClientHandshake, CloseCode, Event, Message, MessageKind, MessageRef, Reply, Response,
+};
 
 use crate::socket::{split, Receiver, Sender};
 
@@ -145,6 +147,16 @@ impl WebSocket {
     /// then [`Error::Closed`]. See [`Receiver::recv_with`].
     pub fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
         self.rx.recv_with(f)
+    }
+
+    /// The next whole message, ping, pong or the close, lent to `f`, which
+    /// may answer it through the [`Reply`]; then [`Error::Closed`]. See
+    /// [`Receiver::recv_with_reply`].
+    pub fn recv_with_reply<R>(
+        &mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Result<R, Error> {
+        self.rx.recv_with_reply(f)
     }
 
     /// The next chunk event (for streaming huge messages); `Ok(None)` when

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use ws_proto::api::tls::rustls;
 use ws_proto::api::{assert_not_lending, Error, Lending};
-use ws_proto::{CloseCode, Connection, Event, Message, MessageKind, MessageRef, State, Transmit};
+use ws_proto::{
+    CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, State, Transmit,
+};
 
 /// The longest a receiver sleeps in `read` before it looks at the timers
 /// again (a Close queued by another thread starts a close timeout that the
@@ -496,13 +498,51 @@ impl Receiver {
     /// `recv_with` returns. If `f` panics, the message is lent again by
     /// the next call.
     pub fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
+        self.recv_lent(|m, _| f(m))
+    }
+
+    /// [`recv_with`](Self::recv_with), and `f` may answer: the [`Reply`]
+    /// it is given queues whole messages on this connection while the
+    /// message is lent ([`Connection::poll_message_reply`]), so a request
+    /// answered from the bytes it came in (an echo, say) costs one copy,
+    /// not two. The answers are written before this call returns, with the
+    /// other replies of what was read (Pongs, a Close); what the socket
+    /// does not take at once leaves with the next receive or send. The same
+    /// rules as the `Sender`'s sends: after a Close, or while a streamed
+    /// message is unfinished, a `Reply` refuses.
+    ///
+    /// ```no_run
+    /// # fn echo(ws: &mut ws_blocking::WebSocket) -> Result<(), ws_blocking::Error> {
+    /// use ws_blocking::MessageRef;
+    ///
+    /// loop {
+    ///     ws.recv_with_reply(|m, reply| match m {
+    ///         MessageRef::Text(t) => reply.send_text(t).is_ok(),
+    ///         MessageRef::Binary(b) => reply.send_binary(b).is_ok(),
+    ///         _ => true,
+    ///     })?;
+    /// }
+    /// # }
+    /// ```
+    pub fn recv_with_reply<R>(
+        &mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Result<R, Error> {
+        self.recv_lent(f)
+    }
+
+    /// Both lending receives.
+    fn recv_lent<R>(
+        &mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Result<R, Error> {
         let mut f = Some(f);
         let state: *const Mutex<Inner> = &self.shared.state;
         self.recv_next(|conn| {
-            conn.poll_message_with(|m| {
+            conn.poll_message_reply(|m, reply| {
                 let f = f.take().expect("a message is lent once");
                 let _lending = Lending::enter(state);
-                f(m)
+                f(m, reply)
             })
         })?
         .ok_or(Error::Closed)

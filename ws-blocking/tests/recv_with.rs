@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::direct;
 use ws_blocking::{CloseCode, Error, Message, MessageRef, Receiver, Sender};
-use ws_test_support::{take_lent, Reply};
+use ws_test_support::{answer_lent, take_lent, Reply};
 
 /// Runs `server` on the server's side of one connection from a client that
 /// `client` drives, each in a thread; fails if they take more than 20 s
@@ -46,6 +46,17 @@ fn with_pair<T: Send + 'static>(
 
 #[test]
 fn a_server_echoes_lent_messages_of_every_size_and_sees_the_close() {
+    echo_every_size(false);
+}
+
+/// The same echo answered from inside the lend (`recv_with_reply`): no
+/// buffer of the server's own.
+#[test]
+fn a_server_answers_lent_messages_of_every_size_from_inside_the_lend() {
+    echo_every_size(true);
+}
+
+fn echo_every_size(inside: bool) {
     let big_text = "grüße, 世界! ".repeat(20_000);
     let big_binary: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
     let sent = vec![
@@ -57,15 +68,19 @@ fn a_server_echoes_lent_messages_of_every_size_and_sees_the_close() {
         Message::Text("x".repeat(3000)),
     ];
     let (code, reason, pings) = with_pair(
-        |tx, mut rx| {
+        move |tx, mut rx| {
             // One buffer for every message: what a lent message is copied
             // into to be sent back.
             let mut buf = Vec::new();
             let mut pings = 0;
             loop {
-                let reply = rx
-                    .recv_with(|m| take_lent(m, &mut buf, &mut pings))
-                    .unwrap();
+                let reply = if inside {
+                    rx.recv_with_reply(|m, reply| answer_lent(m, reply, &mut pings))
+                        .unwrap()
+                } else {
+                    rx.recv_with(|m| take_lent(m, &mut buf, &mut pings))
+                        .unwrap()
+                };
                 match reply {
                     Reply::Text => tx.send_text(std::str::from_utf8(&buf).unwrap()).unwrap(),
                     Reply::Binary => tx.send_binary(&buf).unwrap(),
@@ -100,6 +115,35 @@ fn a_server_echoes_lent_messages_of_every_size_and_sees_the_close() {
     assert_eq!(
         (code, reason.as_str(), pings),
         (CloseCode::NORMAL, "bye", 1)
+    );
+}
+
+/// An answer from inside the lend is written before `recv_with_reply`
+/// returns: the server then waits for the client to have it, without
+/// receiving again.
+#[test]
+fn an_answer_from_inside_the_lend_leaves_without_another_receive() {
+    let (got_tx, got_rx) = mpsc::channel::<()>();
+    with_pair(
+        move |tx, mut rx| {
+            for _ in 0..3 {
+                rx.recv_with_reply(|m, reply| match m {
+                    MessageRef::Text(t) => reply.send_text(&t.to_uppercase()).unwrap(),
+                    other => panic!("{other:?}"),
+                })
+                .unwrap();
+                // Not receiving until the client has the answer.
+                got_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+            }
+            drop(tx);
+        },
+        move |mut ws| {
+            for word in ["one", "two", "three"] {
+                ws.send_text(word).unwrap();
+                assert_eq!(ws.recv().unwrap(), Message::Text(word.to_uppercase()));
+                got_tx.send(()).unwrap();
+            }
+        },
     );
 }
 

@@ -166,7 +166,7 @@ pub mod utf8;
 pub use assemble::{Assembler, Message, MessageRef};
 pub use close::CloseCode;
 pub use config::Config;
-pub use connection::{Connection, Role, State, Transmit, OWNED_MIN};
+pub use connection::{Connection, Reply, Role, State, Transmit, OWNED_MIN};
 #[cfg(feature = "deflate")]
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{BuildError, ConnectionError, HandshakeError, ProtocolError, SendError};

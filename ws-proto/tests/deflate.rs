@@ -835,3 +835,46 @@ fn an_owned_send_is_compressed_like_a_borrowed_one() {
     assert!(a.len() < data.len() / 10);
     assert_eq!(a, b);
 }
+
+#[test]
+fn replies_from_a_lend_are_compressed() {
+    let mut pair = negotiated(on(), on());
+    let texts = sample_texts();
+    for t in &texts {
+        pair.client.conn.send_text(t).unwrap();
+    }
+    let wire = client_wire(&mut pair);
+    let now = Instant::now();
+    let server = &mut pair.server.conn;
+    server.handle_data(now, &wire);
+    let mut lent = 0;
+    while let Some(r) = server.poll_message_reply(|m, reply| match m {
+        ws_proto::MessageRef::Text(t) => reply.send_text(t),
+        other => panic!("{other:?}"),
+    }) {
+        r.unwrap();
+        lent += 1;
+    }
+    assert_eq!(lent, texts.len());
+    let mut out = Vec::new();
+    while let Transmit::Data(_) = server.poll_transmit(&mut out) {}
+    let fr = frames(&out);
+    assert_eq!(fr.len(), texts.len());
+    // RSV1 on each: compressed, and smaller than the texts in all.
+    for (b0, _) in &fr {
+        assert_eq!(b0 & 0x70, 0x40, "{b0:#x}");
+    }
+    let sizes = |v: Vec<usize>| v.into_iter().sum::<usize>();
+    assert!(
+        sizes(fr.iter().map(|f| f.1.len()).collect())
+            < sizes(texts.iter().map(String::len).collect())
+    );
+    let client = &mut pair.client.conn;
+    client.handle_data(now, &out);
+    let mut got = Vec::new();
+    while let Some(m) = client.poll_message() {
+        got.push(m);
+    }
+    let want: Vec<Message> = texts.into_iter().map(Message::Text).collect();
+    assert_eq!(got, want);
+}

@@ -19,7 +19,7 @@ use ws_proto::api::tls;
 use ws_proto::api::{ClientOptions, Error};
 use ws_proto::{
     ClientHandshake, ClientRequest, CloseCode, Config, Event, Message, MessageKind, MessageRef,
-    Response,
+    Reply, Response,
 };
 
 use crate::socket::{halves, Receiver, Sender};
@@ -256,6 +256,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// then [`Error::Closed`]. See [`Receiver::recv_with`].
     pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
         self.rx.recv_with(f).await
+    }
+
+    /// The next whole message, ping, pong or the close, lent to `f`, which
+    /// may answer it through the [`Reply`]; then [`Error::Closed`]. See
+    /// [`Receiver::recv_with_reply`].
+    pub async fn recv_with_reply<R>(
+        &mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Result<R, Error> {
+        self.rx.recv_with_reply(f).await
     }
 
     /// The next chunk event; `None` when finished. Cancel-safe.

@@ -50,7 +50,7 @@ pub use ws_proto::api::{
 };
 pub use ws_proto::{
     Accept, CloseCode, CloseInfo, Config, Event, HandshakeError, Headers, Message, MessageKind,
-    MessageRef, Response, State, UpgradeRequest,
+    MessageRef, Reply, Response, State, UpgradeRequest,
 };
 #[cfg(feature = "deflate")]
 pub use ws_proto::{DeflateConfig, DeflateParams};

@@ -24,8 +24,8 @@ use futures_lite::future::poll_fn;
 use futures_sink::Sink;
 use ws_proto::api::{assert_not_lending, Error, Lending};
 use ws_proto::{
-    CloseCode, Connection, Event, Message, MessageKind, MessageRef, SendError, State as ConnState,
-    Transmit,
+    CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, SendError,
+    State as ConnState, Transmit,
 };
 
 /// Bytes read per `poll_read`, into a per-thread scratch buffer, so an idle
@@ -830,6 +830,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// buffer of your own and send after `recv_with` returns. If `f`
     /// panics, the message is lent again by the next call.
     pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
+        self.recv_lent(|m, _| f(m)).await
+    }
+
+    /// [`recv_with`](Self::recv_with), and `f` may answer: the [`Reply`]
+    /// it is given queues whole messages on this connection while the
+    /// message is lent ([`Connection::poll_message_reply`]), so a request
+    /// answered from the bytes it came in (an echo, say) costs one copy,
+    /// not two. The answers leave as this call returns, in one write with
+    /// the other replies of what was read (Pongs, a Close); what the
+    /// socket does not take at once leaves with the next receive or send
+    /// ([`Sender::flush`] waits for it). The same rules as the `Sender`'s
+    /// sends: after a Close, or while a streamed message is unfinished, a
+    /// `Reply` refuses.
+    ///
+    /// ```no_run
+    /// # async fn echo(ws: &mut ws_smol::WebSocket<smol::Async<std::net::TcpStream>>) -> Result<(), ws_smol::Error> {
+    /// use ws_smol::MessageRef;
+    ///
+    /// loop {
+    ///     ws.recv_with_reply(|m, reply| match m {
+    ///         MessageRef::Text(t) => reply.send_text(t).is_ok(),
+    ///         MessageRef::Binary(b) => reply.send_binary(b).is_ok(),
+    ///         _ => true,
+    ///     })
+    ///     .await?;
+    /// }
+    /// # }
+    /// ```
+    pub async fn recv_with_reply<R>(
+        &mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Result<R, Error> {
+        self.recv_lent(f).await
+    }
+
+    /// Both lending receives.
+    async fn recv_lent<R>(
+        &mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Result<R, Error> {
         let mut f = Some(f);
         let shared = &*self.shared;
         poll_fn(|cx| {
@@ -837,13 +877,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
                 cx,
                 |conn| {
                     let f = &mut f;
-                    conn.poll_message_with(|m| {
+                    conn.poll_message_reply(|m, reply| {
                         let ping = matches!(m, MessageRef::Ping(_));
                         let f = f.take().expect("a message is lent once");
                         // Marked around `f` only: the polls that find no
                         // message (most of them) pay nothing for it.
                         let _lending = Lending::enter(shared);
-                        (ping, f(m))
+                        (ping, f(m, reply))
                     })
                 },
                 |(ping, _)| *ping,

@@ -11,9 +11,41 @@ use std::net::{TcpListener, TcpStream};
 use async_io::Async;
 use futures_lite::future;
 use ws_smol::{CloseCode, Error, Message, MessageRef, Receiver, Sender};
-use ws_test_support::{take_lent, Reply};
+use ws_test_support::{answer_lent, take_lent, Reply};
 
 type Tcp = Async<TcpStream>;
+
+/// An answer from inside the lend leaves as `recv_with_reply` returns: the
+/// server then waits for the client to have it, without receiving again.
+#[test]
+fn an_answer_from_inside_the_lend_leaves_without_another_receive() {
+    run(async {
+        let (l, url) = listen();
+        let (got_tx, got_rx) = smol::channel::bounded::<()>(1);
+        let server = smol::spawn(async move {
+            let (tx, mut rx) = accept_one(l).await;
+            for _ in 0..3 {
+                rx.recv_with_reply(|m, reply| match m {
+                    MessageRef::Text(t) => reply.send_text(&t.to_uppercase()).unwrap(),
+                    other => panic!("{other:?}"),
+                })
+                .await
+                .unwrap();
+                // Not receiving until the client has the answer: a
+                // deadlock if it waits for the next receive.
+                got_rx.recv().await.unwrap();
+            }
+            drop(tx);
+        });
+        let mut ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
+        for word in ["one", "two", "three"] {
+            ws.send_text(word).await.unwrap();
+            assert_eq!(ws.recv().await.unwrap(), Message::Text(word.to_uppercase()));
+            got_tx.send(()).await.unwrap();
+        }
+        server.await;
+    })
+}
 
 /// The server's side of one connection.
 async fn accept_one(l: Async<TcpListener>) -> (Sender<Tcp>, Receiver<Tcp>) {
@@ -23,6 +55,17 @@ async fn accept_one(l: Async<TcpListener>) -> (Sender<Tcp>, Receiver<Tcp>) {
 
 #[test]
 fn a_server_echoes_lent_messages_of_every_size_and_sees_the_close() {
+    echo_every_size(false);
+}
+
+/// The same echo answered from inside the lend (`recv_with_reply`): no
+/// buffer of the server's own.
+#[test]
+fn a_server_answers_lent_messages_of_every_size_from_inside_the_lend() {
+    echo_every_size(true);
+}
+
+fn echo_every_size(inside: bool) {
     run(async {
         let (l, url) = listen();
         let server = smol::spawn(async move {
@@ -32,10 +75,15 @@ fn a_server_echoes_lent_messages_of_every_size_and_sees_the_close() {
             let mut buf = Vec::new();
             let mut pings = 0;
             loop {
-                let reply = rx
-                    .recv_with(|m| take_lent(m, &mut buf, &mut pings))
-                    .await
-                    .unwrap();
+                let reply = if inside {
+                    rx.recv_with_reply(|m, reply| answer_lent(m, reply, &mut pings))
+                        .await
+                        .unwrap()
+                } else {
+                    rx.recv_with(|m| take_lent(m, &mut buf, &mut pings))
+                        .await
+                        .unwrap()
+                };
                 match reply {
                     Reply::Text => tx
                         .send_text(std::str::from_utf8(&buf).unwrap())

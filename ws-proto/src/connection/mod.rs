@@ -104,6 +104,21 @@ fn reserve_ahead(remaining: u64) -> usize {
     remaining.min(RESERVE_AHEAD_MAX as u64) as usize
 }
 
+/// A [`Reply`] on a connection's sending fields alone, so that a message
+/// lent from its other fields can be borrowed at the same time.
+macro_rules! reply {
+    ($c:ident, $ready:expr) => {
+        Reply {
+            out: &mut $c.out,
+            rng: &mut $c.rng,
+            #[cfg(feature = "deflate")]
+            deflate: &mut $c.deflate,
+            max: $c.config.send_fragment_size.max(1),
+            ready: $ready,
+        }
+    };
+}
+
 /// Which end of the connection this is. It decides the masking rules: "a
 /// client MUST mask all frames that it sends to the server" and "A server
 /// MUST NOT mask any frames that it sends to the client" (§5.1).
@@ -943,14 +958,48 @@ impl Connection {
     /// reads a text message's length without a `String` (the tests in
     /// `tests/lent_messages.rs` show it allocating nothing).
     pub fn poll_message_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Option<R> {
+        self.lend(|m, _| f(m))
+    }
+
+    /// [`poll_message_with`](Self::poll_message_with), and `f` may answer:
+    /// the [`Reply`] it is given queues whole messages on this connection
+    /// while the message is lent. An echo or a request answered from the
+    /// bytes it came in costs one copy (into the output), not two (out of
+    /// the lent message, then into the output).
+    ///
+    /// ```
+    /// # use ws_proto::{Connection, MessageRef};
+    /// # fn answer(conn: &mut Connection) {
+    /// while let Some(sent) = conn.poll_message_reply(|m, reply| match m {
+    ///     MessageRef::Text(t) => reply.send_text(t),
+    ///     MessageRef::Binary(b) => reply.send_binary(b),
+    ///     _ => Ok(()),
+    /// }) {
+    ///     // Err after a Close: nothing more is sent.
+    ///     let _ = sent;
+    /// }
+    /// # }
+    /// ```
+    pub fn poll_message_reply<R>(
+        &mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Option<R> {
+        self.lend(f)
+    }
+
+    /// Both lending polls.
+    #[inline]
+    fn lend<R>(&mut self, f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R) -> Option<R> {
         // Large frames are buffered, not built into a String as they arrive.
         self.whole_text = false;
         if let Some(m) = self.unlent.take() {
             // `f` panicked on it last time.
             return Some(self.lend_owned(*m, f));
         }
-        if let Some(text) = self.ready.front() {
-            let r = f(MessageRef::Text(text));
+        if !self.ready.is_empty() {
+            let ready = self.check_whole_message();
+            let text = self.ready.front().map_or("", String::as_str);
+            let r = f(MessageRef::Text(text), &mut reply!(self, ready));
             self.ready.pop_front();
             return Some(r);
         }
@@ -959,6 +1008,7 @@ impl Connection {
         }
         match self.whole_in_input() {
             Lend::Whole { n, len, text } => {
+                let ready = self.check_whole_message();
                 let payload = &self.inbuf[n..n + len];
                 let view = if text {
                     simdutf8::basic::from_utf8(payload)
@@ -968,7 +1018,7 @@ impl Connection {
                     Some(MessageRef::Binary(payload))
                 };
                 if let Some(view) = view {
-                    let r = f(view);
+                    let r = f(view, &mut reply!(self, ready));
                     self.inbuf.advance(n + len);
                     self.lent_unmasked = false;
                     return Some(r);
@@ -991,7 +1041,11 @@ impl Connection {
 
     /// Lends a message taken out of the connection; if `f` panics, the
     /// message goes back (to `unlent`), to be handed out again.
-    fn lend_owned<R>(&mut self, m: Message, f: impl FnOnce(MessageRef<'_>) -> R) -> R {
+    fn lend_owned<R>(
+        &mut self,
+        m: Message,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> R {
         struct Restore<'a> {
             slot: &'a mut Option<Box<Message>>,
             m: Option<Message>,
@@ -1003,15 +1057,18 @@ impl Connection {
                 }
             }
         }
+        let ready = self.check_whole_message();
         let mut keep = Restore {
             slot: &mut self.unlent,
             m: Some(m),
         };
         // `m` is always there until lent.
-        let r = f(keep
-            .m
-            .as_ref()
-            .map_or(MessageRef::Binary(&[]), Message::view));
+        let r = f(
+            keep.m
+                .as_ref()
+                .map_or(MessageRef::Binary(&[]), Message::view),
+            &mut reply!(self, ready),
+        );
         // Lent: not put back.
         keep.m = None;
         r
@@ -2251,24 +2308,15 @@ impl Connection {
         compress: bool,
     ) -> Result<(), SendError> {
         self.check_whole_message()?;
-        #[cfg(feature = "deflate")]
-        if compress {
-            if let Some(codec) = self.deflate.as_mut().filter(|c| c.wants(data.len())) {
-                // A compressor failure (never seen with a valid state) falls
-                // back to sending the message as it is.
-                if let Some(z) = codec.compress(data, true) {
-                    self.write_data(kind, true, &z, true, RSV1);
-                    if let Some(codec) = self.deflate.as_mut() {
-                        codec.return_scratch(z);
-                    }
-                    return Ok(());
-                }
-            }
-        }
-        #[cfg(not(feature = "deflate"))]
-        let _ = compress;
-        self.write_data(kind, true, data, true, 0);
+        self.reply(Ok(())).queue(kind, data, compress);
         Ok(())
+    }
+
+    /// The sending side of the connection, for whole messages: `ready`
+    /// says whether they may be sent.
+    #[inline]
+    fn reply(&mut self, ready: Result<(), SendError>) -> Reply<'_> {
+        reply!(self, ready)
     }
 
     /// A whole message may be queued: the connection is open and no
@@ -2321,25 +2369,15 @@ impl Connection {
     /// `rsv` goes on the first frame.
     fn write_data(&mut self, kind: MessageKind, first: bool, data: &[u8], fin: bool, rsv: u8) {
         let max = self.config.send_fragment_size.max(1);
-        let mut opcode = match (first, kind) {
-            (false, _) => OpCode::Continuation,
-            (true, MessageKind::Text) => OpCode::Text,
-            (true, MessageKind::Binary) => OpCode::Binary,
-        };
-        let mut rest = data;
-        let mut rsv = rsv;
-        loop {
-            let n = rest.len().min(max);
-            let (piece, tail) = rest.split_at(n);
-            let last = tail.is_empty();
-            self.write_frame_rsv(opcode, fin && last, rsv, piece);
-            if last {
-                break;
-            }
-            rest = tail;
-            opcode = OpCode::Continuation;
-            rsv = 0;
-        }
+        write_data_to(
+            &mut self.out,
+            &mut self.rng,
+            max,
+            (kind, first),
+            data,
+            fin,
+            rsv,
+        );
     }
 
     fn send_control(&mut self, op: OpCode, payload: &[u8]) -> Result<(), SendError> {
@@ -2383,22 +2421,137 @@ impl Connection {
     }
 
     fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
-        let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
-        let header = FrameHeader {
-            fin,
-            rsv,
-            opcode,
-            mask,
-            len: payload.len() as u64,
-        };
-        let mut hbuf = [0u8; MAX_HEADER_LEN];
-        let hlen = header.encode_into(&mut hbuf);
-        self.out.reserve(hlen + payload.len());
-        self.out.extend_from_slice(&hbuf[..hlen]);
-        match mask {
-            Some(mask) => extend_masked(&mut self.out, payload, mask),
-            None => self.out.extend_from_slice(payload),
+        write_frame_to(&mut self.out, &mut self.rng, opcode, fin, rsv, payload);
+    }
+}
+
+/// Appends one frame to `out`, masked with the next key from `rng` (the
+/// client role's; a server has none).
+#[inline]
+fn write_frame_to(
+    out: &mut Vec<u8>,
+    rng: &mut Option<Box<StdRng>>,
+    opcode: OpCode,
+    fin: bool,
+    rsv: u8,
+    payload: &[u8],
+) {
+    let mask = rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
+    let header = FrameHeader {
+        fin,
+        rsv,
+        opcode,
+        mask,
+        len: payload.len() as u64,
+    };
+    let mut hbuf = [0u8; MAX_HEADER_LEN];
+    let hlen = header.encode_into(&mut hbuf);
+    out.reserve(hlen + payload.len());
+    out.extend_from_slice(&hbuf[..hlen]);
+    match mask {
+        Some(mask) => extend_masked(out, payload, mask),
+        None => out.extend_from_slice(payload),
+    }
+}
+
+/// Appends `data` as one or more data frames of at most `max` payload
+/// bytes: `kind` and whether the first frame starts the message, `fin`
+/// whether the last one ends it, `rsv` on the first frame.
+#[inline(always)]
+fn write_data_to(
+    out: &mut Vec<u8>,
+    rng: &mut Option<Box<StdRng>>,
+    max: usize,
+    (kind, first): (MessageKind, bool),
+    data: &[u8],
+    fin: bool,
+    rsv: u8,
+) {
+    let mut opcode = match (first, kind) {
+        (false, _) => OpCode::Continuation,
+        (true, MessageKind::Text) => OpCode::Text,
+        (true, MessageKind::Binary) => OpCode::Binary,
+    };
+    let mut rest = data;
+    let mut rsv = rsv;
+    loop {
+        let n = rest.len().min(max);
+        let (piece, tail) = rest.split_at(n);
+        let last = tail.is_empty();
+        write_frame_to(out, rng, opcode, fin && last, rsv, piece);
+        if last {
+            break;
         }
+        rest = tail;
+        opcode = OpCode::Continuation;
+        rsv = 0;
+    }
+}
+
+/// Sends whole messages on the connection that lent a message to the
+/// closure of [`Connection::poll_message_reply`]: a request answered
+/// straight from the bytes it arrived in, with no copy of its own first
+/// (the lent message borrows the connection, so its other methods are out
+/// of reach while the closure runs).
+///
+/// The same frames as [`Connection::send_text`] and
+/// [`Connection::send_binary`] would queue at that point (compressed when
+/// permessage-deflate is on, masked in the client role, fragmented at
+/// [`Config::send_fragment_size`](crate::Config::send_fragment_size)), and
+/// the same errors: after a Close was sent or received, or while a message
+/// started with [`Connection::send_chunk`] is unfinished, nothing is
+/// queued.
+pub struct Reply<'a> {
+    out: &'a mut Vec<u8>,
+    rng: &'a mut Option<Box<StdRng>>,
+    #[cfg(feature = "deflate")]
+    deflate: &'a mut Option<Box<crate::deflate::Codec>>,
+    max: usize,
+    ready: Result<(), SendError>,
+}
+
+impl std::fmt::Debug for Reply<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reply<'_> {
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.ready.clone()?;
+        self.queue(MessageKind::Text, text.as_bytes(), true);
+        Ok(())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.ready.clone()?;
+        self.queue(MessageKind::Binary, data, true);
+        Ok(())
+    }
+
+    /// Writes a whole message's frames, compressed if `compress` and the
+    /// extension wants it.
+    #[inline(always)]
+    fn queue(&mut self, kind: MessageKind, data: &[u8], compress: bool) {
+        #[cfg(feature = "deflate")]
+        if compress {
+            if let Some(codec) = self.deflate.as_mut().filter(|c| c.wants(data.len())) {
+                // A compressor failure (never seen with a valid state) falls
+                // back to sending the message as it is.
+                if let Some(z) = codec.compress(data, true) {
+                    write_data_to(self.out, self.rng, self.max, (kind, true), &z, true, RSV1);
+                    codec.return_scratch(z);
+                    return;
+                }
+            }
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = compress;
+        write_data_to(self.out, self.rng, self.max, (kind, true), data, true, 0);
     }
 }
 

@@ -1,0 +1,138 @@
+//! `poll_message_reply`: messages queued from inside the lend are the frames
+//! `send_text` / `send_binary` would queue at that point, under the same
+//! rules.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{pieces, seed};
+use ws_proto::{
+    CloseCode, Config, Connection, Message, MessageKind, MessageRef, Role, SendError, Transmit,
+};
+
+/// Frames as `from` sends them: text, binary, a Ping, a fragmented text
+/// message and a large binary message.
+fn wire_from(from: Role) -> Vec<u8> {
+    let now = Instant::now();
+    let mut c = Connection::new(from, Config::default(), now, seed(3));
+    c.send_text("hello").unwrap();
+    c.send_binary(&[1, 2, 3, 250]).unwrap();
+    c.ping(b"are you there").unwrap();
+    c.send_text(&"Grüße, 世界! 🌍 ".repeat(40)).unwrap();
+    c.send_chunk(MessageKind::Text, "frag".as_bytes(), false)
+        .unwrap();
+    c.send_chunk(MessageKind::Text, "mented".as_bytes(), true)
+        .unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    c.send_binary(&big).unwrap();
+    c.send_text("").unwrap();
+    let mut out = Vec::new();
+    while let Transmit::Data(_) = c.poll_transmit(&mut out) {}
+    out
+}
+
+fn drain(c: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Transmit::Data(_) = c.poll_transmit(&mut out) {}
+    out
+}
+
+/// The bytes `role` writes when it answers every text and binary message
+/// with itself (and a Ping with a text "pong?"), fed `input` cut at `cuts`:
+/// through `poll_message_reply`, or through `poll_message` and the send
+/// methods.
+fn echo(role: Role, config: &Config, input: &[u8], cuts: &[usize], reply: bool) -> Vec<u8> {
+    let now = Instant::now();
+    let mut c = Connection::new(role, config.clone(), now, seed(9));
+    let mut out = Vec::new();
+    for piece in pieces(input, cuts) {
+        c.handle_data(now, piece);
+        if reply {
+            while let Some(r) = c.poll_message_reply(|m, reply| match m {
+                MessageRef::Text(t) => reply.send_text(t),
+                MessageRef::Binary(b) => reply.send_binary(b),
+                MessageRef::Ping(_) => reply.send_text("pong?"),
+                _ => Ok(()),
+            }) {
+                r.unwrap();
+            }
+        } else {
+            while let Some(m) = c.poll_message() {
+                match m {
+                    Message::Text(t) => c.send_text(&t).unwrap(),
+                    Message::Binary(b) => c.send_binary(&b).unwrap(),
+                    Message::Ping(_) => c.send_text("pong?").unwrap(),
+                    _ => {}
+                }
+            }
+        }
+        out.extend(drain(&mut c));
+    }
+    out
+}
+
+#[test]
+fn replies_are_the_frames_the_send_methods_queue() {
+    for role in [Role::Server, Role::Client] {
+        let peer = if role == Role::Server {
+            Role::Client
+        } else {
+            Role::Server
+        };
+        let input = wire_from(peer);
+        let mut small_fragments = Config::default();
+        small_fragments.send_fragment_size = 1000;
+        for config in [Config::default(), small_fragments] {
+            // Whole (messages lent in place), in pieces (large ones built
+            // first, then lent) and a byte at a time at the start.
+            for cuts in [vec![], vec![3, 40, 900, 5000, 70_000], (1..64).collect()] {
+                let sent = echo(role, &config, &input, &cuts, false);
+                let replied = echo(role, &config, &input, &cuts, true);
+                assert!(sent.len() > 200_000, "{role:?}");
+                assert_eq!(replied, sent, "{role:?} cuts {cuts:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_reply_is_refused_where_a_send_would_be() {
+    let now = Instant::now();
+    let input = wire_from(Role::Client);
+    // While a streamed message is unfinished.
+    let mut s = Connection::new(Role::Server, Config::default(), now, seed(0));
+    s.send_chunk(MessageKind::Binary, b"part", false).unwrap();
+    s.handle_data(now, &input);
+    let r = s.poll_message_reply(|_, reply| reply.send_text("no"));
+    assert_eq!(r, Some(Err(SendError::MessageInProgress)));
+    // After our Close: the peer's messages are still read, not answered.
+    let mut s = Connection::new(Role::Server, Config::default(), now, seed(0));
+    s.close(now, CloseCode::NORMAL, "bye").unwrap();
+    let before = drain(&mut s);
+    s.handle_data(now, &input);
+    let r = s.poll_message_reply(|m, reply| {
+        assert!(matches!(m, MessageRef::Text("hello")));
+        reply.send_binary(b"no")
+    });
+    assert_eq!(r, Some(Err(SendError::Closing)));
+    assert!(drain(&mut s).is_empty(), "nothing queued after {before:?}");
+    // After the peer's Close: lent as Closed, and answering fails.
+    let mut c = Connection::new(Role::Client, Config::default(), now, seed(1));
+    c.close(now, CloseCode::NORMAL, "done").unwrap();
+    let close = drain(&mut c);
+    let mut s = Connection::new(Role::Server, Config::default(), now, seed(0));
+    s.handle_data(now, &close);
+    let r = s.poll_message_reply(|m, reply| {
+        assert!(matches!(m, MessageRef::Closed(_)));
+        reply.send_text("too late")
+    });
+    assert!(matches!(
+        r,
+        Some(Err(SendError::Closing | SendError::Closed))
+    ));
+    // Only the Close answering the peer's went out.
+    let out = drain(&mut s);
+    assert_eq!(out[0], 0x88, "{out:?}");
+    assert_eq!(out.len(), 2 + 2);
+}
