@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use ws_proto::{
     Accept, Assembler, ClientHandshake, ClientRequest, CloseCode, CloseInfo, Config, Connection,
-    DeflateConfig, Event, Incoming, Message, MessageKind, Role, ServerHandshake, State, Transmit,
+    DeflateConfig, Event, Incoming, Message, MessageKind, MessageRef, Role, SendError,
+    ServerHandshake, State, Transmit,
 };
 
 /// A permessage-deflate configuration from one byte: the context-takeover
@@ -159,6 +160,12 @@ pub struct Checked {
     pub whole: bool,
     /// With `whole`: take them lent, from `Connection::poll_message_with`.
     pub lent: bool,
+    /// With `lent`: answer each text and binary message with itself from
+    /// inside the lend (`Connection::poll_message_reply`); the answers go
+    /// to `sent`.
+    pub answer: bool,
+    /// What this side sent, in order: the messages the peer must receive.
+    pub sent: Vec<Message>,
     /// Take the output with `poll_transmit_owned` (owned payloads apart).
     pub owned_out: bool,
     pub messages: Vec<Message>,
@@ -176,6 +183,8 @@ impl Checked {
             asm: Assembler::new(),
             whole: false,
             lent: false,
+            answer: false,
+            sent: Vec::new(),
             owned_out: false,
             messages: Vec::new(),
             closed: None,
@@ -187,7 +196,26 @@ impl Checked {
 
     fn pump_messages(&mut self) {
         loop {
-            let m = if self.lent {
+            let m = if self.lent && self.answer {
+                let sent = &mut self.sent;
+                self.conn.poll_message_reply(|m, reply| {
+                    let answer = match m {
+                        MessageRef::Text(t) => {
+                            reply.send_text(t).map(|()| Message::Text(t.to_string()))
+                        }
+                        MessageRef::Binary(b) => reply
+                            .send_binary(b)
+                            .map(|()| Message::Binary(bytes::Bytes::copy_from_slice(b))),
+                        _ => Err(SendError::Closed),
+                    };
+                    // Refused after a Close or during a streamed message,
+                    // as a send would be.
+                    if let Ok(a) = answer {
+                        sent.push(a);
+                    }
+                    m.to_message()
+                })
+            } else if self.lent {
                 self.conn.poll_message_with(|m| m.to_message())
             } else {
                 self.conn.poll_message()
@@ -445,6 +473,7 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
     let mut server = Checked::new(server);
     server.whole = true;
     server.lent = steps.len() % 2 == 1;
+    server.answer = steps.len() % 5 < 2;
     server.owned_out = steps.len() % 4 < 2;
     let mut to_server = Link {
         delivered_eof: false,
@@ -454,19 +483,18 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
         delivered_eof: false,
         cut: false,
     };
-    let (mut sent_by_client, mut sent_by_server) = (Vec::new(), Vec::new());
     let (mut c_partial, mut s_partial) = (None, None);
     for step in steps {
         match step {
             PairStep::Client(c) => {
                 if let (_, Some(m)) = c.apply(&mut client.conn, now, &mut c_partial) {
-                    sent_by_client.push(m);
+                    client.sent.push(m);
                 }
                 client.pump();
             }
             PairStep::Server(c) => {
                 if let (_, Some(m)) = c.apply(&mut server.conn, now, &mut s_partial) {
-                    sent_by_server.push(m);
+                    server.sent.push(m);
                 }
                 server.pump();
             }
@@ -512,12 +540,12 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
         assert!(side.closed.is_some(), "{name} not closed");
         assert!(side.conn.is_finished(), "{name} not finished");
     }
-    check_received(&sent_by_client, &server.messages);
-    check_received(&sent_by_server, &client.messages);
+    check_received(&client.sent, &server.messages);
+    check_received(&server.sent, &client.messages);
     let clean = |s: &Checked| s.closed.as_ref().is_some_and(|c| c.is_clean());
     if clean(&client) && clean(&server) && !to_client.cut && !to_server.cut {
-        assert_eq!(data_only(&server.messages).len(), sent_by_client.len());
-        assert_eq!(data_only(&client.messages).len(), sent_by_server.len());
+        assert_eq!(data_only(&server.messages).len(), client.sent.len());
+        assert_eq!(data_only(&client.messages).len(), server.sent.len());
     }
 }
 
