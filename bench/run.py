@@ -31,7 +31,7 @@ NODE_DIR = os.path.join(ROOT, "scripts", "node")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, GEN_CORE = "1", "0"
 
-SERVERS = ["ws-smol", "ws-smol-stream", "ws-smol-lent", "ws-smol-global", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
+SERVERS = ["ws-smol", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
 
 
 class Server:
@@ -348,7 +348,7 @@ def table_p(secs):
     print("| server | load | all calls | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for conns, depth in [(1, 1), (100, 1), (10, 1)]:
-        for impl in ["ws-smol", "ws-smol-stream", "ws-smol-lent", "tokio-tungstenite", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "tokio-tungstenite", "fastwebsockets"]:
             calls = perf_syscalls_run(impl, conns, depth, secs)
             echoes = max(calls.get("sendto", 0) + calls.get("sendmsg", 0) + calls.get("writev", 0), 1)
             per = {k: calls.get(k, 0) / echoes for k in names}
@@ -451,7 +451,7 @@ def table_i(secs):
     for conns, size in [(100, 20), (10, 1024)]:
         # tokio-tungstenite made about 400 echoes in 4 s under callgrind
         # (against 50 000-140 000 for these two): not comparable here.
-        for impl in ["ws-smol", "ws-smol-stream", "ws-smol-lent", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "fastwebsockets"]:
             echoes, g = callgrind_echo(impl, conns, size, secs)
             e = max(echoes, 1)
             total = sum(g.values())

@@ -7,7 +7,9 @@
 //! own accept loop, `ws_smol::accept`, then `recv`/`send_*` in a task per
 //! connection on a `LocalExecutor`, as the peers' servers are written),
 //! ws-smol-lent (the same with `recv_with`: each message lent, copied into
-//! a buffer the connection keeps, and sent back), ws-blocking, async-tungstenite,
+//! a buffer the connection keeps, and sent back), ws-smol-reply (the same
+//! with `recv_with_reply`: each message lent and answered from inside the
+//! lend, no buffer of the server's own), ws-blocking, async-tungstenite,
 //! tokio-tungstenite, fastwebsockets, raw-tcp (answers
 //! an upgrade request with a canned response of the same size, then
 //! closes: the baseline of the handshake benchmark) or raw-tcp-smol (the
@@ -29,8 +31,9 @@ fn main() {
     match which.as_str() {
         "ws-smol" => ws_smol_server(addr, deflate, true),
         "ws-smol-global" => ws_smol_server(addr, deflate, false),
-        "ws-smol-stream" => ws_smol_stream_server(addr, deflate, false),
-        "ws-smol-lent" => ws_smol_stream_server(addr, deflate, true),
+        "ws-smol-stream" => ws_smol_stream_server(addr, deflate, Echo::Owned),
+        "ws-smol-lent" => ws_smol_stream_server(addr, deflate, Echo::Lent),
+        "ws-smol-reply" => ws_smol_stream_server(addr, deflate, Echo::Reply),
         "ws-blocking" => ws_blocking_server(addr, deflate),
         "async-tungstenite" => async_tungstenite_server(addr),
         "tokio-tungstenite" => tokio_tungstenite_server(addr),
@@ -141,7 +144,40 @@ where
     }
 }
 
-fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, lent: bool) {
+/// How a ws-smol stream server echoes.
+#[derive(Clone, Copy)]
+enum Echo {
+    /// `recv`, then `send_string` / `send_bytes`.
+    Owned,
+    /// `recv_with`, a copy, then `send_text` / `send_binary`.
+    Lent,
+    /// `recv_with_reply`.
+    Reply,
+}
+
+/// ws-smol-reply: each message lent by `recv_with_reply` and answered
+/// from inside the lend (one copy, into the output).
+async fn echo_reply<S>(mut ws: ws_smol::WebSocket<S>)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    use ws_smol::MessageRef;
+    loop {
+        let go_on = ws
+            .recv_with_reply(|m, reply| match m {
+                MessageRef::Text(t) => reply.send_text(t).is_ok(),
+                MessageRef::Binary(b) => reply.send_binary(b).is_ok(),
+                MessageRef::Closed(_) => false,
+                MessageRef::Ping(_) | MessageRef::Pong(_) => true,
+            })
+            .await;
+        if !matches!(go_on, Ok(true)) {
+            break;
+        }
+    }
+}
+
+fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, echo: Echo) {
     run_local(move |ex| async move {
         let listener = async_io::Async::<std::net::TcpListener>::bind(addr).expect("bind");
         announce(listener.get_ref().local_addr().unwrap().port());
@@ -152,20 +188,28 @@ fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, lent: bool) {
             let _ = sock.get_ref().set_nodelay(true);
             // A task type per server, so that neither echo loop changes how
             // the compiler lays out the other's.
-            if lent {
-                ex.spawn(async move {
-                    if let Some(ws) = upgrade(sock, deflate).await {
-                        echo_lent(ws).await;
-                    }
-                })
-                .detach();
-            } else {
-                ex.spawn(async move {
-                    if let Some(ws) = upgrade(sock, deflate).await {
-                        echo_owned(ws).await;
-                    }
-                })
-                .detach();
+            match echo {
+                Echo::Lent => ex
+                    .spawn(async move {
+                        if let Some(ws) = upgrade(sock, deflate).await {
+                            echo_lent(ws).await;
+                        }
+                    })
+                    .detach(),
+                Echo::Reply => ex
+                    .spawn(async move {
+                        if let Some(ws) = upgrade(sock, deflate).await {
+                            echo_reply(ws).await;
+                        }
+                    })
+                    .detach(),
+                Echo::Owned => ex
+                    .spawn(async move {
+                        if let Some(ws) = upgrade(sock, deflate).await {
+                            echo_owned(ws).await;
+                        }
+                    })
+                    .detach(),
             }
         }
     })
