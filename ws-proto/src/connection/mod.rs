@@ -656,6 +656,19 @@ impl Connection {
         }
     }
 
+    /// Takes the first `n` bytes of `inbuf` as handed out. All of it (a
+    /// message that was the whole input, as with one in flight) empties
+    /// the buffer where it stands instead: its start does not move, so
+    /// the next input is written there without reclaiming the room first.
+    #[inline]
+    fn consume_input(&mut self, n: usize) {
+        if n == self.inbuf.len() {
+            self.inbuf.clear();
+        } else {
+            self.inbuf.advance(n);
+        }
+    }
+
     /// The stream offset of `inbuf[0]`.
     fn inbuf_start(&self) -> u64 {
         self.fed - (self.inbuf.len() + self.next.len()) as u64
@@ -1019,12 +1032,12 @@ impl Connection {
                 };
                 if let Some(view) = view {
                     let r = f(view, &mut reply!(self, ready));
-                    self.inbuf.advance(n + len);
+                    self.consume_input(n + len);
                     self.lent_unmasked = false;
                     return Some(r);
                 }
                 // Consumed; the general path reports the error first.
-                self.inbuf.advance(n + len);
+                self.consume_input(n + len);
                 self.lent_unmasked = false;
                 self.rx_failed = Some(ProtocolError::InvalidUtf8);
             }
@@ -1813,7 +1826,7 @@ impl Connection {
                 // dropped) and the input is not split.
                 self.unmask_payload(n, len, mask);
                 let data = Bytes::copy_from_slice(&self.inbuf[n..n + len]);
-                self.inbuf.advance(n + len);
+                self.consume_input(n + len);
                 return Some(Message::Binary(data));
             }
             let data = self.take_payload(n, len, mask);
@@ -1822,7 +1835,7 @@ impl Connection {
         // Text is copied into its String from the input (no split).
         self.unmask_payload(n, len, mask);
         let text = crate::utf8::to_string(&self.inbuf[n..n + len]);
-        self.inbuf.advance(n + len);
+        self.consume_input(n + len);
         if text.is_none() {
             self.rx_failed = Some(ProtocolError::InvalidUtf8);
         }
