@@ -2421,7 +2421,17 @@ impl Connection {
         self.pending_pong = None;
     }
 
+    /// Writes the pending Pong, if any: a check inlined into every
+    /// transmit, the write out of line.
+    #[inline]
     fn flush_pong(&mut self) {
+        if self.pending_pong.is_some() {
+            self.write_pong();
+        }
+    }
+
+    #[inline(never)]
+    fn write_pong(&mut self) {
         if let Some(p) = self.pending_pong.take() {
             if !self.close_sent {
                 self.write_frame(OpCode::Pong, true, &p);
