@@ -42,7 +42,11 @@
 //!    continuation frames; text chunks are already valid UTF-8. An
 //!    [`Assembler`] turns chunks into whole [`Message`]s; or take whole
 //!    messages from [`poll_message`](Connection::poll_message), which
-//!    builds a text message's `String` in the pass that validates it.
+//!    builds a text message's `String` in the pass that validates it; or
+//!    have them lent, without a copy when whole in the input, by
+//!    [`poll_message_with`](Connection::poll_message_with), or by
+//!    [`poll_message_reply`](Connection::poll_message_reply), whose
+//!    closure may answer through a [`Reply`].
 //! 4. permessage-deflate (RFC 7692), behind the default-on `deflate` cargo
 //!    feature, is part of the connection: set
 //!    `Config::deflate` on either side and the handshakes negotiate
