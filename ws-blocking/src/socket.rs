@@ -84,39 +84,52 @@ impl Inner {
     /// the way in for large frames, with room reserved for the rest of a
     /// frame), or through TLS.
     fn feed(&mut self, now: Instant, data: &[u8]) {
-        let Some(tls) = &mut self.tls else {
+        if self.tls.is_none() {
             self.conn.handle_data(now, data);
             return;
-        };
+        }
         let mut raw: &[u8] = data;
         while !raw.is_empty() {
-            match tls.read_tls(&mut raw) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+            let Some(tls) = &mut self.tls else { return };
+            // rustls takes ciphertext only while the plaintext it holds is
+            // under its limit (16 KiB): the plaintext goes on into the
+            // connection after every turn, or the rest of a large read
+            // would be refused, and the stream broken.
+            let took = tls.read_tls(&mut raw).unwrap_or(0);
             if tls.process_new_packets().is_err() {
                 // A TLS alert or a corrupt record: our alert goes out with
                 // the next flush; the connection ends.
                 self.conn.handle_eof(now);
                 return;
             }
+            let moved = self.drain_plaintext(now);
+            if took == 0 && moved == 0 {
+                // Neither side moves: the session is stuck. Dropping the
+                // rest would break the stream; end the connection instead.
+                self.conn.handle_eof(now);
+                return;
+            }
         }
-        self.drain_plaintext(now);
     }
 
-    /// Hands plaintext the TLS session holds to the connection.
-    fn drain_plaintext(&mut self, now: Instant) {
-        let Some(tls) = &mut self.tls else { return };
+    /// Hands plaintext the TLS session holds to the connection; how many
+    /// bytes (or that the peer's close_notify arrived) moved.
+    fn drain_plaintext(&mut self, now: Instant) -> usize {
+        let Some(tls) = &mut self.tls else { return 0 };
         let mut buf = [0u8; 4096];
+        let mut moved = 0;
         loop {
             match tls.reader().read(&mut buf) {
                 Ok(0) => {
                     // close_notify: the peer will send nothing more.
                     self.conn.handle_eof(now);
-                    break;
+                    return moved + 1;
                 }
-                Ok(n) => self.conn.handle_data(now, &buf[..n]),
-                Err(_) => break,
+                Ok(n) => {
+                    self.conn.handle_data(now, &buf[..n]);
+                    moved += n;
+                }
+                Err(_) => return moved,
             }
         }
     }

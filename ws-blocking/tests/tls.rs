@@ -166,3 +166,55 @@ fn missing_certificate_files_are_2302002() {
         2_302_002
     );
 }
+
+/// Megabytes arriving while the client is not reading: its next reads are
+/// full, more ciphertext than rustls takes before its plaintext is read
+/// out. Until session 12 the rest of such a read was dropped, which broke
+/// the TLS stream (1006 at the third message).
+#[test]
+fn a_burst_read_in_large_reads_comes_through_whole() {
+    let p = pki();
+    let mut o = local_options();
+    o.cert = Some(ServerCert {
+        cert_path: p.server_cert.clone(),
+        key_path: p.server_key.clone(),
+    });
+    let server = start(o);
+    let h = server.handle();
+    let burst = || -> Vec<Message> {
+        let noise: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        vec![
+            Message::Binary(noise.into()),
+            Message::Text("small".into()),
+            Message::Text("grüße 世界 ".repeat(150_000)),
+        ]
+    };
+    server.on(ServerEventKind::MessageReceive, move |ev| {
+        if let ServerEvent::Message(c, Message::Text(_)) = ev {
+            for m in burst() {
+                match m {
+                    Message::Binary(b) => h.send_binary(c, &b).unwrap(),
+                    Message::Text(t) => h.send_text(c, &t).unwrap(),
+                    _ => unreachable!(),
+                }
+            }
+        }
+    });
+    let url = format!("wss://localhost:{}/", server.local_addr().port());
+    let mut ws = WebSocket::connect_with(&url, &trusting(&p)).unwrap();
+    ws.send_text("go").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for (i, want) in burst().into_iter().enumerate() {
+        let got = ws.recv().unwrap();
+        assert!(
+            got == want,
+            "message {i} differs: {}",
+            match &got {
+                Message::Closed(c) => format!("{c:?}"),
+                _ => "other data".into(),
+            }
+        );
+    }
+}
