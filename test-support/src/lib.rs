@@ -330,3 +330,104 @@ pub fn answer_lent(
     }
     Reply::Nothing
 }
+
+/// For tests that a payload is not copied while it is sent: an allocator
+/// that records the largest allocation made on a thread while that thread
+/// is [`MARKED`] (a copy into an output buffer shows as an allocation of
+/// the payload's size). Install it in a test binary with
+/// `#[global_allocator] static GLOBAL: Largest = Largest;`.
+pub struct Largest;
+
+/// The largest allocation [`Largest`] saw on a marked thread.
+pub static LARGEST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// Whether [`Largest`] watches this thread.
+    pub static MARKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn note_allocation(size: usize) {
+    if MARKED.with(std::cell::Cell::get) {
+        LARGEST.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+unsafe impl std::alloc::GlobalAlloc for Largest {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// What the owned-send tests send: owned and copied, large and small,
+/// text and binary, 9 MiB in all (more than loopback's socket buffers
+/// hold while the client waits).
+pub fn owned_send_messages() -> Vec<ws_proto::Message> {
+    use ws_proto::Message;
+    let big = |n: usize, salt: u32| -> Message {
+        Message::Binary(
+            (0..n as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 ^ salt as u8)
+                .collect::<Vec<u8>>()
+                .into(),
+        )
+    };
+    vec![
+        big(3 << 20, 1),
+        Message::Text("small".into()),
+        Message::Text("grüße 世界 ".repeat(150_000)),
+        big(4000, 2),
+        Message::Binary(b"tiny".to_vec().into()),
+        big(4 << 20, 3),
+        Message::Text("x".repeat(5000)),
+    ]
+}
+
+/// Checks that [`Largest`] saw no allocation of 64 KiB or more on a marked
+/// thread: the payloads left without an output buffer of their size (the
+/// copied messages of [`owned_send_messages`] need a few KiB).
+pub fn assert_payloads_not_copied() {
+    let largest = LARGEST.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        largest < 64 << 10,
+        "largest allocation while sending: {largest}"
+    );
+}
+
+/// Checks the `i`th message an owned-send test received against what was
+/// sent (sizes, not megabytes of contents, when they differ).
+pub fn check_sent_message(i: usize, got: &ws_proto::Message, want: &ws_proto::Message) {
+    use ws_proto::Message;
+    assert!(
+        got == want,
+        "message {i} differs: got {}",
+        match got {
+            Message::Text(t) => format!("text of {} bytes", t.len()),
+            Message::Binary(b) => format!("binary of {} bytes", b.len()),
+            other => format!("{other:?}"),
+        }
+    );
+}
+
+/// Checks that an owned-send test ended with the sender's clean close
+/// ("done").
+pub fn check_done(got: ws_proto::Message) {
+    match got {
+        ws_proto::Message::Closed(info) => assert_eq!(
+            (info.code, info.reason.as_str()),
+            (ws_proto::CloseCode::NORMAL, "done")
+        ),
+        other => panic!("expected the close, got {other:?}"),
+    }
+}

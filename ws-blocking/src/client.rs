@@ -12,6 +12,7 @@ use ws_proto::{
 };
 
 use crate::socket::{split, Receiver, Sender};
+use bytes::Bytes;
 
 /// A connected WebSocket client: receive with [`recv`](Self::recv) while
 /// other threads send through [`sender`](Self::sender) clones, or
@@ -173,6 +174,18 @@ impl WebSocket {
     /// Sends a binary message.
     pub fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
         self.tx.send_binary(data)
+    }
+
+    /// Sends a binary message whose bytes the connection takes over (see
+    /// [`Sender::send_bytes`]).
+    pub fn send_bytes(&self, data: Bytes) -> Result<(), Error> {
+        self.tx.send_bytes(data)
+    }
+
+    /// Sends a text message whose `String` the connection takes over (see
+    /// [`Sender::send_string`]).
+    pub fn send_string(&self, text: String) -> Result<(), Error> {
+        self.tx.send_string(text)
     }
 
     /// Sends one piece of a streamed message.

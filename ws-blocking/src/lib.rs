@@ -37,6 +37,7 @@ mod server;
 mod socket;
 
 pub use accept::{accept, accept_with};
+pub use bytes::Bytes;
 pub use client::WebSocket;
 pub use events::EventClient;
 pub use server::{Events, Server, ServerHandle};

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{
     bind_error, emit_shared, CallbackId, Callbacks, ClientConnection, ConnectionTable, Error,
@@ -250,6 +251,15 @@ impl ServerHandle {
     /// Sends a binary message to one client (`send`).
     pub fn send_binary(&self, conn: &ClientConnection, data: &[u8]) -> Result<(), Error> {
         self.sender(conn)?.send_binary(data)
+    }
+
+    /// Sends a binary message to one client, taken over by the connection
+    /// ([`Sender::send_bytes`]: from [`OWNED_MIN`](ws_proto::OWNED_MIN)
+    /// bytes on, over plain TCP and unless permessage-deflate compresses
+    /// it, written from its own memory). A `Bytes` sent to many clients
+    /// that way is shared, not copied for each.
+    pub fn send_bytes(&self, conn: &ClientConnection, data: Bytes) -> Result<(), Error> {
+        self.sender(conn)?.send_bytes(data)
     }
 
     /// The permessage-deflate parameters negotiated with one client, if any

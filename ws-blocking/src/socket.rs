@@ -9,11 +9,12 @@
 //! lock to feed the bytes in, so it keeps reading while a sender is blocked
 //! writing to a slow peer.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ws_proto::api::tls::rustls;
 use ws_proto::api::{assert_not_lending, Error, Lending};
 use ws_proto::{
@@ -78,6 +79,20 @@ impl Inner {
             self.plain = Vec::new();
         }
         shutdown
+    }
+
+    /// Like [`take_output`](Self::take_output) on plain TCP, with the
+    /// payloads the connection took over left in their own memory: each in
+    /// `owned` with its place in `out` (`Connection::poll_transmit_owned`).
+    fn take_output_owned(&mut self, out: &mut Vec<u8>, owned: &mut Vec<(usize, Bytes)>) -> bool {
+        let mut shutdown = false;
+        loop {
+            match self.conn.poll_transmit_owned(out, owned) {
+                Transmit::Data(_) => {}
+                Transmit::Shutdown => shutdown = true,
+                Transmit::Nothing => return shutdown,
+            }
+        }
     }
 
     /// Feeds bytes read from the socket: straight in (copied, unmasked on
@@ -179,6 +194,31 @@ impl Writer {
     }
 }
 
+/// Writes `buf` with the payloads in `owned` in their places (each after
+/// `buf[..at]`), all of it, blocking: vectored writes, as many buffers a
+/// turn as the system takes.
+fn write_all_parts(stream: &mut TcpStream, buf: &[u8], owned: &[(usize, Bytes)]) -> io::Result<()> {
+    let mut parts = Vec::with_capacity(2 * owned.len() + 1);
+    let mut from = 0;
+    for (at, payload) in owned {
+        parts.push(IoSlice::new(&buf[from..*at]));
+        parts.push(IoSlice::new(payload));
+        from = *at;
+    }
+    parts.push(IoSlice::new(&buf[from..]));
+    parts.retain(|p| !p.is_empty());
+    let mut rest = &mut parts[..];
+    while !rest.is_empty() {
+        match stream.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes what `stream` takes without blocking; how much that was.
 fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
     stream.set_nonblocking(true)?;
@@ -217,6 +257,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// to it would then never read what it writes.
 fn flush(link: &Link, wait: bool) -> Result<(), Error> {
     let mut buf = Vec::new();
+    let mut owned = Vec::new();
     loop {
         let mut w = if wait {
             lock(&link.writer)
@@ -242,7 +283,15 @@ fn flush(link: &Link, wait: bool) -> Result<(), Error> {
             // wait: left in the connection, Pongs coalesce, so a peer that
             // pings and never reads cannot grow this buffer.
             let more = wait || taken.is_empty();
-            let shutdown = more && st.take_output(&mut taken) || w.shutdown;
+            // A writer that may block writes payloads taken over from their
+            // own memory (plain TCP; TLS encrypts them into records anyway).
+            // One that must not block copies them in: what the socket does
+            // not take waits in `unsent`.
+            let shutdown = if more && wait && st.tls.is_none() {
+                st.take_output_owned(&mut taken, &mut owned)
+            } else {
+                more && st.take_output(&mut taken)
+            } || w.shutdown;
             buf = taken;
             shutdown
         };
@@ -250,7 +299,13 @@ fn flush(link: &Link, wait: bool) -> Result<(), Error> {
         if buf.is_empty() && !shutdown {
             return Ok(());
         }
-        let written = if wait {
+        let written = if !owned.is_empty() {
+            let r = write_all_parts(&mut w.stream, &buf, &owned).map(|()| buf.len());
+            // Let go of the payloads at once (their senders may be waiting
+            // to reuse them).
+            owned.clear();
+            r
+        } else if wait {
             w.stream.write_all(&buf).map(|()| buf.len())
         } else {
             write_nonblocking(&mut w.stream, &buf)
@@ -319,6 +374,24 @@ impl Sender {
     /// Sends a binary message.
     pub fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
         self.with(|c| c.send_binary(data))
+    }
+
+    /// Sends a binary message whose bytes the connection takes over: on
+    /// the server side over plain TCP, a payload of at least
+    /// [`ws_proto::OWNED_MIN`] bytes that is not compressed is written from
+    /// its own memory (a vectored write with its frame header), never
+    /// copied into the output buffer ([`Connection::send_owned`]); it is
+    /// let go of once written. Otherwise as
+    /// [`send_binary`](Self::send_binary). A `Bytes` sent to many
+    /// connections this way is shared, not copied for each.
+    pub fn send_bytes(&self, data: Bytes) -> Result<(), Error> {
+        self.with(|c| c.send_owned(MessageKind::Binary, data))
+    }
+
+    /// Sends a text message whose `String` the connection takes over, like
+    /// [`send_bytes`](Self::send_bytes).
+    pub fn send_string(&self, text: String) -> Result<(), Error> {
+        self.with(|c| c.send_text_owned(text))
     }
 
     /// Sends one piece of a message streamed in pieces; `fin` ends it.

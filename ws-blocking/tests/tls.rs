@@ -7,18 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{direct, local_options, pki, start, Pki, CLIENT_KEY_PASSWORD};
+use common::{direct, local_options, pki, start, tls_options, Pki, CLIENT_KEY_PASSWORD};
 use ws_blocking::{
     ClientCert, ClientOptions, CloseCode, Error, Message, Server, ServerCert, ServerEvent,
     ServerEventKind, WebSocket,
 };
 
 fn tls_echo(p: &Pki, client_ca: bool) -> Server {
-    let mut o = local_options();
-    o.cert = Some(ServerCert {
-        cert_path: p.server_cert.clone(),
-        key_path: p.server_key.clone(),
-    });
+    let mut o = tls_options(p);
     if client_ca {
         o.client_ca = Some(p.ca.clone());
     }
@@ -174,12 +170,7 @@ fn missing_certificate_files_are_2302002() {
 #[test]
 fn a_burst_read_in_large_reads_comes_through_whole() {
     let p = pki();
-    let mut o = local_options();
-    o.cert = Some(ServerCert {
-        cert_path: p.server_cert.clone(),
-        key_path: p.server_key.clone(),
-    });
-    let server = start(o);
+    let server = start(tls_options(&p));
     let h = server.handle();
     let burst = || -> Vec<Message> {
         let noise: Vec<u8> = (0..3u32 << 20)

@@ -8,12 +8,9 @@
 mod common;
 
 use common::{direct, listen, run};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{self, IoSlice};
 use std::net::TcpStream;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,65 +18,17 @@ use async_io::{Async, Timer};
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use futures_sink::Sink;
 use ws_smol::{Bytes, CloseCode, Message, ServerCert, WebSocket};
-use ws_test_support::pki;
-
-/// Records the largest allocation made on a thread while it is marked
-/// (the sending server's): a payload copied into the output buffer would
-/// show as an allocation of its size.
-struct Largest;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static MARKED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note(size: usize) {
-    if MARKED.with(Cell::get) {
-        LARGEST.fetch_max(size, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Largest {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use ws_test_support::{
+    assert_payloads_not_copied, check_done, check_sent_message, owned_send_messages, pki, Largest,
+    MARKED,
+};
 
 #[global_allocator]
 static GLOBAL: Largest = Largest;
 
-/// The messages the server sends: owned and copied, large and small,
-/// text and binary, 9 MiB in all (more than loopback's socket buffers
-/// hold while the client waits).
+/// Owned and copied, large and small, text and binary: 9 MiB in all.
 fn messages() -> Vec<Message> {
-    let big = |n: usize, salt: u32| -> Bytes {
-        (0..n as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 ^ salt as u8)
-            .collect::<Vec<u8>>()
-            .into()
-    };
-    vec![
-        Message::Binary(big(3 << 20, 1)),
-        Message::Text("small".into()),
-        Message::Text("grüße 世界 ".repeat(150_000)),
-        Message::Binary(big(4000, 2)),
-        Message::Binary(Bytes::from_static(b"tiny")),
-        Message::Binary(big(4 << 20, 3)),
-        Message::Text("x".repeat(5000)),
-    ]
+    owned_send_messages()
 }
 
 /// Sends `messages()` (`watched`: the thread's allocations are recorded): owned by `send_bytes` / `send_string` at even
@@ -119,16 +68,9 @@ async fn sink_send<S: AsyncRead + AsyncWrite + Unpin>(tx: &mut ws_smol::Sender<S
 async fn receive_all<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
     Timer::after(Duration::from_millis(200)).await;
     for (i, want) in messages().into_iter().enumerate() {
-        let got = ws.recv().await.unwrap();
-        assert!(got == want, "message {i} differs");
+        check_sent_message(i, &ws.recv().await.unwrap(), &want);
     }
-    match ws.recv().await.unwrap() {
-        Message::Closed(info) => assert_eq!(
-            (info.code, info.reason.as_str()),
-            (CloseCode::NORMAL, "done")
-        ),
-        other => panic!("expected the close, got {other:?}"),
-    }
+    check_done(ws.recv().await.unwrap());
 }
 
 #[test]
@@ -146,13 +88,9 @@ fn owned_payloads_arrive_whole_and_in_order_over_tcp() {
         receive_all(ws).await;
     });
     server.join().unwrap();
-    // 7 MiB of payloads left without an output buffer of their size (the
-    // 5000-byte text at the end is copied: a few KiB).
-    let largest = LARGEST.load(Ordering::Relaxed);
-    assert!(
-        largest < 64 << 10,
-        "largest allocation while sending: {largest}"
-    );
+    // 7 MiB of payloads (the messages were made before the thread was
+    // marked).
+    assert_payloads_not_copied();
 }
 
 #[test]

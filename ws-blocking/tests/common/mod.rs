@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ws_blocking::{
-    ClientOptions, Message, Proxy, Server, ServerEvent, ServerEventKind, ServerOptions,
+    ClientOptions, Message, Proxy, Server, ServerCert, ServerEvent, ServerEventKind, ServerOptions,
 };
 pub use ws_test_support::*;
 
@@ -15,6 +15,16 @@ pub fn local_options() -> ServerOptions {
     let mut o = ServerOptions::default();
     o.ip = [127, 0, 0, 1].into();
     o.port = 0;
+    o
+}
+
+/// [`local_options`] with the test PKI's server certificate (wss).
+pub fn tls_options(p: &Pki) -> ServerOptions {
+    let mut o = local_options();
+    o.cert = Some(ServerCert {
+        cert_path: p.server_cert.clone(),
+        key_path: p.server_key.clone(),
+    });
     o
 }
 
