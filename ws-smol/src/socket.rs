@@ -1252,7 +1252,9 @@ mod tests {
         // Two readiness polls per message: the wait and, once woken, the
         // check that takes the event. After a read that follows that check
         // no third poll (to take a stale event) is needed: 99 here, 148
-        // with it.
-        assert!(polls <= 110, "{polls} readiness polls for 50 messages");
+        // with it. On a busy machine a wake-up that comes before the data
+        // adds a poll now and then (119 seen once in CI): the bound sits
+        // between the two.
+        assert!(polls <= 130, "{polls} readiness polls for 50 messages");
     }
 }
