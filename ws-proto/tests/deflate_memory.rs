@@ -14,28 +14,38 @@ use ws_proto::{
     ServerHandshake, Transmit,
 };
 
+mod common;
+
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        if common::counted() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        if common::counted() {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        if common::counted() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
+        if common::counted() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -81,7 +91,7 @@ fn drain(from: &mut Connection, to: &mut Connection) -> usize {
 /// Bytes a server connection holds after a few compressed messages each
 /// way, beyond what it held right after the handshake.
 fn held_after_traffic(server_cfg: DeflateConfig, client_cfg: DeflateConfig) -> isize {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::measure(&SERIAL);
     let (mut client, mut server) = pair(Some(client_cfg), Some(server_cfg));
     let msg = "{\"id\": 12345, \"name\": \"a JSON-like message\", \"tags\": [1, 2, 3]} ".repeat(30);
     // The client's side of the traffic is built before counting.
@@ -139,7 +149,7 @@ fn deflate_memory_per_connection_is_bounded() {
     assert!(no_takeover < 4 << 10, "{no_takeover}");
 
     // Before any compressed message, negotiating costs almost nothing.
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = common::measure(&SERIAL);
     let before = LIVE.load(Ordering::Relaxed);
     let (mut c, mut s) = pair(Some(on.clone()), Some(on));
     c.send_uncompressed(ws_proto::MessageKind::Text, b"hi")

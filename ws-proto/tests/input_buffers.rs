@@ -22,18 +22,24 @@ static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        if common::counted() {
+            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        if common::counted() {
+            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATED.fetch_add(new_size.saturating_sub(layout.size()), Ordering::Relaxed);
+        if common::counted() {
+            ALLOCATED.fetch_add(new_size.saturating_sub(layout.size()), Ordering::Relaxed);
+        }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -74,7 +80,7 @@ fn binary(c: &mut Connection) -> Bytes {
 
 #[test]
 fn a_large_frame_after_another_in_the_same_read_gets_a_buffer_sized_for_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let a: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
     let b: Vec<u8> = (0..20480u32).map(|i| (i % 241) as u8).collect();
     let wire = wire_of(&[a.clone(), b.clone()]);
@@ -99,7 +105,7 @@ fn a_large_frame_after_another_in_the_same_read_gets_a_buffer_sized_for_it() {
 
 #[test]
 fn a_stream_of_large_frames_reuses_the_buffers_it_left_behind() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     // 64 KiB messages read 64 KiB at a time: every read ends one frame and
     // begins the next.
     let messages: Vec<Vec<u8>> = (0..24u8)
@@ -138,7 +144,7 @@ fn a_stream_of_large_frames_reuses_the_buffers_it_left_behind() {
 
 #[test]
 fn a_large_frame_handed_over_in_separate_owned_buffers_is_copied_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let a: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 253) as u8).collect();
     let wire = wire_of(std::slice::from_ref(&a));
     // 16 KiB reads, each into a block of its own (not contiguous).

@@ -9,24 +9,32 @@ use std::time::Instant;
 
 use ws_proto::{Config, Connection, MessageRef, Role};
 
+mod common;
+
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        if common::counted() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        if common::counted() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        if common::counted() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -62,7 +70,7 @@ fn masked(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn small_messages_are_lent_without_allocating() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let text = "héllo wörld €20 ok";
     let binary: Vec<u8> = (0..20u8).collect();
     let mut input = Vec::new();
@@ -115,7 +123,7 @@ fn small_messages_are_lent_without_allocating() {
 
 #[test]
 fn a_large_message_whole_in_the_input_is_lent_in_place() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let text = "grüße, 世界! ".repeat(70_000);
     let input = masked(0x1, text.as_bytes(), [9, 8, 7, 6]);
     let now = Instant::now();
@@ -131,7 +139,7 @@ fn a_large_message_whole_in_the_input_is_lent_in_place() {
 
 #[test]
 fn a_large_message_arriving_in_pieces_is_lent_whole() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let text = "grüße, 世界! ".repeat(20_000);
     let input = masked(0x1, text.as_bytes(), [1, 2, 3, 4]);
     let now = Instant::now();
@@ -148,7 +156,7 @@ fn a_large_message_arriving_in_pieces_is_lent_whole() {
 
 #[test]
 fn a_closure_that_panics_leaves_the_message_to_be_lent_again() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let big = "ß".repeat(5000);
     for text in ["short, masked", big.as_str()] {
         let now = Instant::now();
@@ -175,7 +183,7 @@ fn masked_b0(b0: u8, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_closure_that_panics_on_a_built_message_gets_it_again() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let now = Instant::now();
     let panics = |conn: &mut Connection| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -218,7 +226,7 @@ fn a_closure_that_panics_on_a_built_message_gets_it_again() {
 
 #[test]
 fn an_idle_lending_connection_gives_back_its_read_buffer() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = common::measure(&SERIAL);
     let now = Instant::now();
     let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
     let payload = vec![5u8; 60_000];

@@ -209,3 +209,23 @@ impl Pair {
         panic!("timers did not settle");
     }
 }
+
+thread_local! {
+    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the counting allocators of these tests count on this thread:
+/// only on the thread of a test that measures (see [`measure`]), so that
+/// the harness's own allocations (reporting a test that ended, starting
+/// the next) never show in a measurement.
+pub fn counted() -> bool {
+    COUNTED.with(std::cell::Cell::get)
+}
+
+/// One measurement at a time: takes `lock`, and counts this thread's
+/// allocations from now on.
+pub fn measure(lock: &'static std::sync::Mutex<()>) -> std::sync::MutexGuard<'static, ()> {
+    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    COUNTED.with(|c| c.set(true));
+    guard
+}
