@@ -2,6 +2,8 @@
 # Runs the Autobahn|Testsuite against an adapter crate, both roles:
 #   fuzzingclient -> the crate's echo_server example (we are the server)
 #   fuzzingserver <- the crate's autobahn_client example (we are the client)
+# (ws-blocking's examples are named with `blocking_` in front, so that a
+# workspace build never writes two examples to one file.)
 # and fails unless every one of the 517 cases, permessage-deflate (12.*,
 # 13.*) included, is OK, NON-STRICT or INFORMATIONAL.
 # Usage: scripts/autobahn.sh ws-blocking [port]
@@ -19,7 +21,13 @@ trap cleanup EXIT
 
 "$root/scripts/install-autobahn.sh"
 cd "$root"
-cargo build --release -q -p "$crate" --example echo_server --example autobahn_client
+case "$crate" in
+    ws-blocking) prefix=blocking_ ;;
+    *) prefix= ;;
+esac
+server_bin=${prefix}echo_server
+client_bin=${prefix}autobahn_client
+cargo build --release -q -p "$crate" --example "$server_bin" --example "$client_bin"
 bin="$root/target/release/examples"
 
 wait_port() {
@@ -70,7 +78,7 @@ done
 # Both roles run at once (wstest is single-threaded Python, the slow side:
 # the 216 permessage-deflate cases take minutes per role).
 # 1. We are the server.
-"$bin/echo_server" "127.0.0.1:$port" 2>"$work/server.log" &
+"$bin/$server_bin" "127.0.0.1:$port" 2>"$work/server.log" &
 pids+=($!)
 wait_port "$port"
 cat > "$work/fuzzingclient.json" <<JSON
@@ -99,13 +107,13 @@ JSON
 (cd "$work" && exec wstest -m fuzzingserver -s fuzzingserver.json > "$work/fuzzingserver.log" 2>&1) &
 pids+=($!)
 wait_port "$sport"
-timeout 1500 "$bin/autobahn_client" "ws://127.0.0.1:$sport" "$crate" 2>"$work/client.log" &
+timeout 1500 "$bin/$client_bin" "ws://127.0.0.1:$sport" "$crate" 2>"$work/client.log" &
 client_role=$!
 
 status=0
 wait "$server_role" || { tail -20 "$work/fuzzingclient.log"; echo "wstest fuzzingclient failed" >&2; status=1; }
-wait "$client_role" || { tail -20 "$work/client.log"; echo "autobahn_client failed" >&2; status=1; }
+wait "$client_role" || { tail -20 "$work/client.log"; echo "$client_bin failed" >&2; status=1; }
 [ "$status" = 0 ] || exit 1
-check "$work/reports/servers" "server ($crate echo_server)" || status=1
-check "$work/reports/clients" "client ($crate autobahn_client)" || status=1
+check "$work/reports/servers" "server ($crate $server_bin)" || status=1
+check "$work/reports/clients" "client ($crate $client_bin)" || status=1
 exit "$status"

@@ -1,5 +1,5 @@
 //! Echoes every text and binary message; runs until killed.
-//! `cargo run --release -p ws-blocking --example echo_server -- 127.0.0.1:9001`
+//! `cargo run --release -p ws-blocking --example blocking_echo_server -- 127.0.0.1:9001`
 
 use std::net::SocketAddr;
 

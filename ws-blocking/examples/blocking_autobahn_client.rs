@@ -1,6 +1,6 @@
 //! The Autobahn|Testsuite client driver: asks the fuzzing server for the
 //! case count, runs every case as an echo client, then asks for the report.
-//! `cargo run --release -p ws-blocking --example autobahn_client -- ws://127.0.0.1:9001 AGENT`
+//! `cargo run --release -p ws-blocking --example blocking_autobahn_client -- ws://127.0.0.1:9001 AGENT`
 
 use ws_blocking::{ClientOptions, DeflateConfig, Error, Message, Proxy, WebSocket};
 

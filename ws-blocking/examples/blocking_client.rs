@@ -1,5 +1,5 @@
 //! Sends each line of standard input as a text message and prints what
-//! arrives. `cargo run -p ws-blocking --example client -- ws://127.0.0.1:9001`
+//! arrives. `cargo run -p ws-blocking --example blocking_client -- ws://127.0.0.1:9001`
 
 use std::io::BufRead;
 
