@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use common::{pieces, seed};
 use ws_proto::{
-    CloseCode, Config, Connection, Message, MessageKind, MessageRef, Role, SendError, Transmit,
+    CloseCode, Config, Connection, Message, MessageKind, MessageRef, Reply, Role, SendError,
+    Transmit,
 };
 
 /// Frames as `from` sends them: text, binary, a Ping, a fragmented text
@@ -38,23 +39,45 @@ fn drain(c: &mut Connection) -> Vec<u8> {
     out
 }
 
+/// How `echo` answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum How {
+    /// `poll_message`, then the send methods.
+    Send,
+    /// `handle_data`, then `poll_message_reply`.
+    Reply,
+    /// `handle_data_reply` with each piece, then `poll_message_reply`.
+    InPlace,
+}
+
+/// Answers a lent message: itself (a Ping with a text "pong?").
+fn answer(m: MessageRef<'_>, reply: &mut Reply<'_>) -> Result<(), SendError> {
+    match m {
+        MessageRef::Text(t) => reply.send_text(t),
+        MessageRef::Binary(b) => reply.send_binary(b),
+        MessageRef::Ping(_) => reply.send_text("pong?"),
+        _ => Ok(()),
+    }
+}
+
 /// The bytes `role` writes when it answers every text and binary message
-/// with itself (and a Ping with a text "pong?"), fed `input` cut at `cuts`:
-/// through `poll_message_reply`, or through `poll_message` and the send
-/// methods.
-fn echo(role: Role, config: &Config, input: &[u8], cuts: &[usize], reply: bool) -> Vec<u8> {
+/// with itself (and a Ping with a text "pong?"), fed `input` cut at `cuts`,
+/// answering as `how` says.
+fn echo(role: Role, config: &Config, input: &[u8], cuts: &[usize], how: How) -> Vec<u8> {
     let now = Instant::now();
     let mut c = Connection::new(role, config.clone(), now, seed(9));
     let mut out = Vec::new();
     for piece in pieces(input, cuts) {
-        c.handle_data(now, piece);
-        if reply {
-            while let Some(r) = c.poll_message_reply(|m, reply| match m {
-                MessageRef::Text(t) => reply.send_text(t),
-                MessageRef::Binary(b) => reply.send_binary(b),
-                MessageRef::Ping(_) => reply.send_text("pong?"),
-                _ => Ok(()),
-            }) {
+        if how == How::InPlace {
+            let mut read = piece.to_vec();
+            if let Some(r) = c.handle_data_reply(now, &mut read, answer) {
+                r.unwrap();
+            }
+        } else {
+            c.handle_data(now, piece);
+        }
+        if how != How::Send {
+            while let Some(r) = c.poll_message_reply(answer) {
                 r.unwrap();
             }
         } else {
@@ -87,10 +110,12 @@ fn replies_are_the_frames_the_send_methods_queue() {
             // Whole (messages lent in place), in pieces (large ones built
             // first, then lent) and a byte at a time at the start.
             for cuts in [vec![], vec![3, 40, 900, 5000, 70_000], (1..64).collect()] {
-                let sent = echo(role, &config, &input, &cuts, false);
-                let replied = echo(role, &config, &input, &cuts, true);
+                let sent = echo(role, &config, &input, &cuts, How::Send);
                 assert!(sent.len() > 200_000, "{role:?}");
-                assert_eq!(replied, sent, "{role:?} cuts {cuts:?}");
+                for how in [How::Reply, How::InPlace] {
+                    let replied = echo(role, &config, &input, &cuts, how);
+                    assert_eq!(replied, sent, "{role:?} {how:?} cuts {cuts:?}");
+                }
             }
         }
     }

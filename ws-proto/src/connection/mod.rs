@@ -47,6 +47,34 @@ enum Lend {
     General,
 }
 
+/// While [`Connection::handle_data_reply`] lends a frame from its caller's
+/// buffer: if the closure panics, the input (the frame, unmasked, and what
+/// follows it) goes into the connection as `handle_data` would have put it,
+/// so that the next poll lends the frame again.
+struct KeepInput<'a> {
+    inbuf: &'a mut BytesMut,
+    fed: &'a mut u64,
+    unmasked_to: &'a mut u64,
+    lent_unmasked: &'a mut bool,
+    /// The lent frame and the input after it; `None` once lent.
+    input: Option<(&'a [u8], &'a [u8])>,
+}
+
+impl Drop for KeepInput<'_> {
+    fn drop(&mut self) {
+        let Some((frame, rest)) = self.input.take() else {
+            return;
+        };
+        // `fed` counts the frame already: it ends there.
+        *self.unmasked_to = (*self.unmasked_to).max(*self.fed);
+        *self.lent_unmasked = true;
+        self.inbuf.reserve(frame.len() + rest.len());
+        self.inbuf.extend_from_slice(frame);
+        self.inbuf.extend_from_slice(rest);
+        *self.fed += rest.len() as u64;
+    }
+}
+
 /// Payloads from this size on that [`Connection::send_owned`] takes over
 /// are written from their own `Bytes` (a copy of fewer bytes costs less
 /// than the extra buffer to write).
@@ -1111,26 +1139,10 @@ impl Connection {
             // buffer when idle.
             return Lend::General;
         }
-        let (h, n) = match FrameHeader::parse(&self.inbuf) {
-            Ok(Some(header)) => header,
+        let (h, n, len, text) = match self.lendable(&self.inbuf) {
+            Ok(Some(frame)) => frame,
             Ok(None) if !self.eof => return Lend::Wait,
             _ => return Lend::General,
-        };
-        let text = match (h.fin, h.rsv, h.opcode) {
-            (true, 0, OpCode::Text) => true,
-            (true, 0, OpCode::Binary) => false,
-            _ => return Lend::General,
-        };
-        let c = &self.config;
-        if h.mask.is_some() != (self.role == Role::Server)
-            || h.len > c.max_frame_size
-            || h.len > c.max_message_size
-            || c.max_fragments == 0
-        {
-            return Lend::General;
-        }
-        let Ok(len) = usize::try_from(h.len) else {
-            return Lend::General;
         };
         let have = self.inbuf.len() - n;
         if have >= len {
@@ -1168,6 +1180,118 @@ impl Connection {
             self.lend_wait = Some((start, checked, utf8));
         }
         Lend::Wait
+    }
+
+    /// The frame at the start of `input` if a lending poll may lend it
+    /// where it lies once it is all there: a whole unfragmented Text or
+    /// Binary frame with no RSV bits, the mask the role requires, within
+    /// the limits. Its header, header length, payload length and whether
+    /// it is text; `Ok(None)` if the header is not all there; `Err` for
+    /// anything else (every frame that breaks a rule included: the
+    /// general path reports it).
+    #[inline]
+    fn lendable(&self, input: &[u8]) -> Result<Option<(FrameHeader, usize, usize, bool)>, ()> {
+        let (h, n) = match FrameHeader::parse(input) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(()),
+        };
+        let text = match (h.fin, h.rsv, h.opcode) {
+            (true, 0, OpCode::Text) => true,
+            (true, 0, OpCode::Binary) => false,
+            _ => return Err(()),
+        };
+        let c = &self.config;
+        if h.mask.is_some() != (self.role == Role::Server)
+            || h.len > c.max_frame_size
+            || h.len > c.max_message_size
+            || c.max_fragments == 0
+        {
+            return Err(());
+        }
+        let len = usize::try_from(h.len).map_err(|_| ())?;
+        Ok(Some((h, n, len, text)))
+    }
+
+    /// [`handle_data`](Self::handle_data) followed by
+    /// [`poll_message_reply`](Self::poll_message_reply), in one call, for
+    /// an adapter that reads into a buffer of its own and lends: the same
+    /// messages, answers, errors and output as the two calls, but the
+    /// message that begins `data`, when nothing is buffered before it and
+    /// it lies whole in `data` (one unfragmented frame), is unmasked and
+    /// checked in `data` itself and lent from there: it is never copied
+    /// into the connection. What follows it in `data` is (the next poll
+    /// lends it). `data` may be left changed (unmasked in place).
+    ///
+    /// With one message in flight (a request, then its answer) every
+    /// message takes this path: the bytes read are lent where they were
+    /// read to. If `f` panics, the message is kept, as by
+    /// `poll_message_reply`: the next poll lends it again.
+    pub fn handle_data_reply<R>(
+        &mut self,
+        now: Instant,
+        data: &mut [u8],
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+    ) -> Option<R> {
+        let frame = if self.unlent.is_none()
+            && self.ready.is_empty()
+            && self.reading
+            && !self.eof
+            && self.closed.is_none()
+            && self.inbuf.is_empty()
+            && self.next.is_empty()
+            && self.rx.is_none()
+            && self.rx_msg.is_none()
+            && self.rx_failed.is_none()
+            && !self.rx_text_done
+            && !self.asm.in_progress()
+        {
+            self.lendable(data).ok().flatten()
+        } else {
+            None
+        };
+        let Some((h, n, len, text)) = frame.filter(|f| f.1 + f.2 <= data.len()) else {
+            self.handle_data(now, data);
+            return self.lend(f);
+        };
+        self.whole_text = false;
+        self.note_input(now, n + len);
+        self.fed += (n + len) as u64;
+        self.scan = None;
+        self.lend_wait = None;
+        let (frame, rest) = data.split_at_mut(n + len);
+        if let Some(mask) = h.mask {
+            apply_mask(&mut frame[n..], mask, 0);
+        }
+        let frame: &[u8] = frame;
+        let payload = &frame[n..];
+        let view = if text {
+            let Ok(t) = simdutf8::basic::from_utf8(payload) else {
+                // Consumed; the general path reports the error (and
+                // ignores what follows).
+                self.rx_failed = Some(ProtocolError::InvalidUtf8);
+                return self.lend(f);
+            };
+            MessageRef::Text(t)
+        } else {
+            MessageRef::Binary(payload)
+        };
+        let ready = self.check_whole_message();
+        let mut keep = KeepInput {
+            inbuf: &mut self.inbuf,
+            fed: &mut self.fed,
+            unmasked_to: &mut self.unmasked_to,
+            lent_unmasked: &mut self.lent_unmasked,
+            input: Some((frame, &*rest)),
+        };
+        let r = f(view, &mut reply!(self, ready));
+        // Lent: nothing to keep.
+        keep.input = None;
+        drop(keep);
+        if !rest.is_empty() {
+            self.handle_data(now, rest);
+        }
+        Some(r)
     }
 
     /// [`poll_message`](Self::poll_message) after its mode is set.
