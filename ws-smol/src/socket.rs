@@ -8,7 +8,7 @@
 //! `recv()` or `send()` future at any point loses no byte and corrupts no
 //! frame (see [`WebSocket`]).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -47,7 +47,10 @@ const READ_PAUSE_OUTPUT: usize = 1 << 20;
 const SINK_HIGH_WATER: usize = 64 << 10;
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
+    /// Taken out while a read is handled (a closure lent a message from it
+    /// may receive on another connection of this thread, which then reads
+    /// into a buffer of its own), put back after.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Waits until a stream is readable without reading from it.
@@ -339,34 +342,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         }
     }
 
-    /// The receive half of the run loop: the next item out of `next` (`Connection::poll_event` for events,
-    /// `Connection::poll_message` for whole messages); `is_ping` tells a
+    /// Hands out an item that `next` returned.
+    #[inline]
+    fn deliver<T>(&mut self, cx: &mut Context<'_>, ev: T, is_ping: fn(&T) -> bool) -> T {
+        // Replies (Pong, Close) and what the application queued while
+        // handling the previous events go out with the last event of what
+        // was read: a batch of pipelined messages gets its answers in one
+        // write, not one write each. A Ping's Pong leaves at once: the core
+        // keeps one pending Pong, and the next Ping in the batch would
+        // replace it (every Ping gets its Pong while the application keeps
+        // reading; Autobahn 2.10). If the socket is full they stay queued
+        // for the next poll.
+        if self.conn.buffered_input() == 0 || is_ping(&ev) {
+            let _ = self.poll_flush_for_receiver(cx);
+        }
+        // The receiver is running: a message queued before its next poll
+        // (by a callback in its own task, typically) leaves with that
+        // poll, without waking it.
+        self.reader_waiting = false;
+        ev
+    }
+
+    /// The receive half of the run loop: the next item out of `next`
+    /// (`Connection::poll_event` for events, `Connection::poll_message`
+    /// for whole messages), which is also given each read
+    /// (`Some((now, bytes))`) to hand to the connection, and may return an
+    /// item from it (`Connection::handle_data_reply`); `is_ping` tells a
     /// Ping.
     fn poll_next<T>(
         &mut self,
         cx: &mut Context<'_>,
-        mut next: impl FnMut(&mut Connection) -> Option<T>,
+        mut next: impl FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T>,
         is_ping: fn(&T) -> bool,
     ) -> Poll<Result<Option<T>, Error>> {
         loop {
-            if let Some(ev) = next(&mut self.conn) {
-                // Replies (Pong, Close) and what the application queued
-                // while handling the previous events go out with the last
-                // event of what was read: a batch of pipelined messages
-                // gets its answers in one write, not one write each. A
-                // Ping's Pong leaves at once: the core keeps one pending
-                // Pong, and the next Ping in the batch would replace it
-                // (every Ping gets its Pong while the application keeps
-                // reading; Autobahn 2.10). If the socket is full they stay
-                // queued for the next poll.
-                if self.conn.buffered_input() == 0 || is_ping(&ev) {
-                    let _ = self.poll_flush_for_receiver(cx);
-                }
-                // The receiver is running: a message queued before its
-                // next poll (by a callback in its own task, typically)
-                // leaves with that poll, without waking it.
-                self.reader_waiting = false;
-                return Poll::Ready(Ok(Some(ev)));
+            if let Some(ev) = next(&mut self.conn, None) {
+                return Poll::Ready(Ok(Some(self.deliver(cx, ev, is_ping))));
             }
             if let Poll::Ready(Err(_)) = self.poll_flush_for_receiver(cx) {
                 if !self.eof {
@@ -434,22 +445,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 }
                 self.short_read = false;
             }
-            let stream = &mut self.stream;
-            let conn = &mut self.conn;
             let mut drained = false;
-            let r = SCRATCH.with(|s| {
-                let mut buf = s.borrow_mut();
-                match Pin::new(stream).poll_read(cx, &mut buf) {
-                    Poll::Ready(Ok(n)) => {
-                        if n > 0 {
-                            conn.handle_data(Instant::now(), &buf[..n]);
-                            drained = n < buf.len();
-                        }
-                        Poll::Ready(Ok(n))
+            let mut item = None;
+            let mut buf = SCRATCH.take();
+            if buf.is_empty() {
+                buf = vec![0; READ_SIZE];
+            }
+            let r = match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(n)) => {
+                    if n > 0 {
+                        drained = n < buf.len();
+                        item = next(&mut self.conn, Some((Instant::now(), &mut buf[..n])));
                     }
-                    other => other,
+                    Poll::Ready(Ok(n))
                 }
-            });
+                other => other,
+            };
+            SCRATCH.set(buf);
             if let (true, Some(ready)) = (drained, self.ready) {
                 // The readiness event behind this read may still be
                 // recorded (async-io reports an event once, to the next
@@ -463,6 +475,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             if r.is_pending() {
                 // The stream registered for readability itself.
                 self.ready_consumed = false;
+            }
+            if let Some(ev) = item {
+                return Poll::Ready(Ok(Some(self.deliver(cx, ev, is_ping))));
             }
             match r {
                 Poll::Ready(Ok(0)) => {
@@ -782,12 +797,28 @@ impl<S> std::fmt::Debug for Receiver<S> {
     }
 }
 
+/// For `State::poll_next`: each read is copied into the connection
+/// (`handle_data`), and items come from `poll`.
+fn copied_in<T>(
+    poll: fn(&mut Connection) -> Option<T>,
+) -> impl FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T> {
+    move |conn, read| match read {
+        Some((now, data)) => {
+            conn.handle_data(now, data);
+            None
+        }
+        None => poll(conn),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// Polls for the next chunk event.
     pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
         self.shared
             .lock()
-            .poll_next(cx, Connection::poll_event, |e| matches!(e, Event::Ping(_)))
+            .poll_next(cx, copied_in(Connection::poll_event), |e| {
+                matches!(e, Event::Ping(_))
+            })
     }
 
     /// The next chunk event (huge messages stream in bounded memory); `None`
@@ -799,7 +830,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
         self.shared
             .lock()
-            .poll_next(cx, Connection::poll_message, |m| {
+            .poll_next(cx, copied_in(Connection::poll_message), |m| {
                 matches!(m, Message::Ping(_))
             })
     }
@@ -875,16 +906,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
         poll_fn(|cx| {
             shared.lock().poll_next(
                 cx,
-                |conn| {
+                |conn, read| {
                     let f = &mut f;
-                    conn.poll_message_reply(|m, reply| {
+                    let lend = |m: MessageRef<'_>, reply: &mut Reply<'_>| {
                         let ping = matches!(m, MessageRef::Ping(_));
                         let f = f.take().expect("a message is lent once");
                         // Marked around `f` only: the polls that find no
                         // message (most of them) pay nothing for it.
                         let _lending = Lending::enter(shared);
                         (ping, f(m, reply))
-                    })
+                    };
+                    match read {
+                        // A message whole in what was read is lent from
+                        // the read buffer, not copied in first.
+                        Some((now, data)) => conn.handle_data_reply(now, data, lend),
+                        None => conn.poll_message_reply(lend),
+                    }
                 },
                 |(ping, _)| *ping,
             )

@@ -1,0 +1,64 @@
+//! A message that lies whole in one read is lent to `recv_with` from the
+//! read buffer itself: it is never copied into the connection, which would
+//! show as an allocation of the message's size (the connection gives back a
+//! large input buffer when idle, so each such copy allocates anew).
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+
+use async_io::Async;
+use common::{direct, listen, run};
+use ws_smol::{Message, MessageRef};
+use ws_test_support::{Largest, LARGEST, MARKED};
+
+#[global_allocator]
+static GLOBAL: Largest = Largest;
+
+const SIZE: usize = 16 << 10;
+const COUNT: usize = 20;
+
+#[test]
+fn a_message_whole_in_a_read_is_lent_from_the_read_buffer() {
+    let (l, url) = listen();
+    // The client on a thread of its own: only the receiving thread is
+    // watched. One message in flight: each read holds one whole message.
+    let client = std::thread::spawn(move || {
+        run(async {
+            let mut ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
+            for i in 0..COUNT {
+                ws.send_binary(&vec![i as u8; SIZE]).await.unwrap();
+                assert_eq!(ws.recv().await.unwrap(), Message::Text(format!("{i}")));
+            }
+        })
+    });
+    run(receive(l));
+    client.join().unwrap();
+}
+
+async fn receive(l: Async<TcpListener>) {
+    let (tcp, _) = l.accept().await.unwrap();
+    let (tx, mut rx) = ws_smol::accept(tcp).await.unwrap().split();
+    let mut lent_in_place = 0;
+    for i in 0..COUNT {
+        if i == 2 {
+            // After the first reads: the thread's read buffer is there.
+            LARGEST.store(0, Ordering::Relaxed);
+            MARKED.with(|m| m.set(true));
+        }
+        let ok = rx
+            .recv_with(|m| matches!(m, MessageRef::Binary(b) if b.len() == SIZE && b.iter().all(|&x| x == i as u8)))
+            .await
+            .unwrap();
+        assert!(ok, "message {i}");
+        tx.send_text(&format!("{i}")).await.unwrap();
+        lent_in_place += 1;
+    }
+    MARKED.with(|m| m.set(false));
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        largest < SIZE,
+        "{lent_in_place} messages of {SIZE} bytes received; an allocation of {largest} bytes"
+    );
+}
