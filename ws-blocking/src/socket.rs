@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ws_proto::api::tls::rustls;
-use ws_proto::api::{assert_not_lending, Error, Lending};
+use ws_proto::api::{assert_not_lending, copied_in, lent_once, Error, Receive};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, State, Transmit,
 };
@@ -479,20 +479,17 @@ impl Receiver {
     /// bounded memory), a ping, a pong, or the close. `Ok(None)` once the
     /// connection is finished and the close was reported.
     pub fn recv_event(&mut self) -> Result<Option<Event>, Error> {
-        self.recv_next(Connection::poll_event)
+        self.recv_next(copied_in(Connection::poll_event))
     }
 
     /// The run loop around `next` (`Connection::poll_event` or
-    /// `Connection::poll_message`).
-    fn recv_next<T>(
-        &mut self,
-        mut next: impl FnMut(&mut Connection) -> Option<T>,
-    ) -> Result<Option<T>, Error> {
+    /// `Connection::poll_message`, which take the reads too).
+    fn recv_next<T>(&mut self, mut next: impl Receive<T>) -> Result<Option<T>, Error> {
         loop {
             let ev = {
                 let mut g = lock(&self.shared.state);
                 g.drain_plaintext(Instant::now());
-                next(&mut g.conn)
+                next(&mut g.conn, None)
             };
             // Replies (Pong, Close) leave before the event is returned (a
             // `recv_with` closure runs first); a sender busy writing takes
@@ -516,7 +513,7 @@ impl Receiver {
                 if let Err(e) = flushed {
                     // The peer is gone; let the core report 1006.
                     g.conn.handle_eof(Instant::now());
-                    return match next(&mut g.conn) {
+                    return match next(&mut g.conn, None) {
                         Some(ev) => Ok(Some(ev)),
                         None => Err(e),
                     };
@@ -546,6 +543,16 @@ impl Receiver {
             let mut g = lock(&self.shared.state);
             match r {
                 Ok(0) => g.conn.handle_eof(now),
+                Ok(n) if g.tls.is_none() => {
+                    // A lending receive lends a message that lies whole in
+                    // the read from the read buffer.
+                    if let Some(ev) = next(&mut g.conn, Some((now, &mut self.buf[..n]))) {
+                        drop(g);
+                        // Replies leave before the event is returned, as above.
+                        let _ = flush(&self.shared, false);
+                        return Ok(Some(ev));
+                    }
+                }
                 Ok(n) => g.feed(now, &self.buf[..n]),
                 Err(e)
                     if matches!(
@@ -566,7 +573,7 @@ impl Receiver {
     /// A text message is checked for UTF-8 once, as it arrives, and built
     /// into its `String` by that pass ([`Connection::poll_message`]).
     pub fn recv(&mut self) -> Result<Message, Error> {
-        self.recv_next(Connection::poll_message)?
+        self.recv_next(copied_in(Connection::poll_message))?
             .ok_or(Error::Closed)
     }
 
@@ -622,16 +629,10 @@ impl Receiver {
         &mut self,
         f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
     ) -> Result<R, Error> {
-        let mut f = Some(f);
         let state: *const Mutex<Inner> = &self.shared.state;
-        self.recv_next(|conn| {
-            conn.poll_message_reply(|m, reply| {
-                let f = f.take().expect("a message is lent once");
-                let _lending = Lending::enter(state);
-                f(m, reply)
-            })
-        })?
-        .ok_or(Error::Closed)
+        self.recv_next(lent_once(state, f))?
+            .map(|(_, r)| r)
+            .ok_or(Error::Closed)
     }
 }
 

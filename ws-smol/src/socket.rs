@@ -22,7 +22,7 @@ use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::poll_fn;
 use futures_sink::Sink;
-use ws_proto::api::{assert_not_lending, Error, Lending};
+use ws_proto::api::{assert_not_lending, copied_in, lent_once, Error, Receive};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, SendError,
     State as ConnState, Transmit,
@@ -372,7 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     fn poll_next<T>(
         &mut self,
         cx: &mut Context<'_>,
-        mut next: impl FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T>,
+        mut next: impl Receive<T>,
         is_ping: fn(&T) -> bool,
     ) -> Poll<Result<Option<T>, Error>> {
         loop {
@@ -797,20 +797,6 @@ impl<S> std::fmt::Debug for Receiver<S> {
     }
 }
 
-/// For `State::poll_next`: each read is copied into the connection
-/// (`handle_data`), and items come from `poll`.
-fn copied_in<T>(
-    poll: fn(&mut Connection) -> Option<T>,
-) -> impl FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T> {
-    move |conn, read| match read {
-        Some((now, data)) => {
-            conn.handle_data(now, data);
-            None
-        }
-        None => poll(conn),
-    }
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// Polls for the next chunk event.
     pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
@@ -901,34 +887,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
         &mut self,
         f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
     ) -> Result<R, Error> {
-        let mut f = Some(f);
         let shared = &*self.shared;
-        poll_fn(|cx| {
-            shared.lock().poll_next(
-                cx,
-                |conn, read| {
-                    let f = &mut f;
-                    let lend = |m: MessageRef<'_>, reply: &mut Reply<'_>| {
-                        let ping = matches!(m, MessageRef::Ping(_));
-                        let f = f.take().expect("a message is lent once");
-                        // Marked around `f` only: the polls that find no
-                        // message (most of them) pay nothing for it.
-                        let _lending = Lending::enter(shared);
-                        (ping, f(m, reply))
-                    };
-                    match read {
-                        // A message whole in what was read is lent from
-                        // the read buffer, not copied in first.
-                        Some((now, data)) => conn.handle_data_reply(now, data, lend),
-                        None => conn.poll_message_reply(lend),
-                    }
-                },
-                |(ping, _)| *ping,
-            )
-        })
-        .await?
-        .map(|(_, r)| r)
-        .ok_or(Error::Closed)
+        let mut receive = lent_once(shared, f);
+        poll_fn(|cx| shared.lock().poll_next(cx, &mut receive, |(ping, _)| *ping))
+            .await?
+            .map(|(_, r)| r)
+            .ok_or(Error::Closed)
     }
 }
 

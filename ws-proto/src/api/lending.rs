@@ -2,9 +2,13 @@
 //! runs while the connection's lock is held, and that lock is not
 //! reentrant, so the closure must not use the same connection's sender.
 //! Such a call would wait for itself forever; the adapters check
-//! [`is_lending`] before taking the lock and panic instead.
+//! [`is_lending`] before taking the lock and panic instead. With it, what
+//! their receive loops ask of the connection ([`Receive`]).
 
 use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+use crate::{Connection, MessageRef, Reply};
 
 thread_local! {
     /// The lock (its address) of the connection lending the innermost
@@ -92,6 +96,56 @@ fn reentered() -> ! {
         "a Sender of this connection was used inside Receiver::recv_with's closure; \
          copy what you need and send after it returns"
     )
+}
+
+/// What an adapter's receive loop asks of the connection: the next item
+/// (given `None`), or to take the bytes of a read (given `Some((now,
+/// bytes))`), which may give an item at once. Made by [`copied_in`] and
+/// [`lent_once`].
+pub trait Receive<T>: FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T> {}
+
+impl<T, F: FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T>> Receive<T> for F {}
+
+/// For the receives that do not lend: each read is copied into the
+/// connection ([`Connection::handle_data`]), and items come from `poll`
+/// (`Connection::poll_event` or `Connection::poll_message`).
+pub fn copied_in<T>(poll: fn(&mut Connection) -> Option<T>) -> impl Receive<T> {
+    move |conn, read| match read {
+        Some((now, data)) => {
+            conn.handle_data(now, data);
+            None
+        }
+        None => poll(conn),
+    }
+}
+
+/// For `recv_with` and `recv_with_reply`: the next message is lent to `f`
+/// (once) while the connection whose lock is `lock` is marked as lending
+/// ([`Lending`]); a message that lies whole in a read is lent from the read
+/// itself ([`Connection::handle_data_reply`]). The item says whether the
+/// message was a Ping, and what `f` returned.
+pub fn lent_once<L, R>(
+    lock: *const L,
+    f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
+) -> impl Receive<(bool, R)> {
+    let mut f = Some(f);
+    // An address, not a pointer: the receive futures that hold this stay
+    // `Send`.
+    let lock = lock as *const () as usize;
+    move |conn, read| {
+        let lend = |m: MessageRef<'_>, reply: &mut Reply<'_>| {
+            let ping = matches!(m, MessageRef::Ping(_));
+            let f = f.take().expect("a message is lent once");
+            // Marked around `f` only: the polls that find no message (most
+            // of them) pay nothing for it.
+            let _lending = Lending::enter(lock as *const ());
+            (ping, f(m, reply))
+        };
+        match read {
+            Some((now, data)) => conn.handle_data_reply(now, data, lend),
+            None => conn.poll_message_reply(lend),
+        }
+    }
 }
 
 #[cfg(test)]
