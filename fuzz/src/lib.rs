@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ws_proto::{
     Accept, Assembler, ClientHandshake, ClientRequest, CloseCode, CloseInfo, Config, Connection,
-    DeflateConfig, Event, Incoming, Message, MessageKind, MessageRef, Role, SendError,
+    DeflateConfig, Event, Incoming, Message, MessageKind, MessageRef, Reply, Role, SendError,
     ServerHandshake, State, Transmit,
 };
 
@@ -164,6 +164,10 @@ pub struct Checked {
     /// inside the lend (`Connection::poll_message_reply`); the answers go
     /// to `sent`.
     pub answer: bool,
+    /// With `lent`: each read goes in through
+    /// `Connection::handle_data_reply`, which lends a message that begins
+    /// it from the read itself.
+    pub in_place: bool,
     /// What this side sent, in order: the messages the peer must receive.
     pub sent: Vec<Message>,
     /// Take the output with `poll_transmit_owned` (owned payloads apart).
@@ -184,6 +188,7 @@ impl Checked {
             whole: false,
             lent: false,
             answer: false,
+            in_place: false,
             sent: Vec::new(),
             owned_out: false,
             messages: Vec::new(),
@@ -194,41 +199,70 @@ impl Checked {
         }
     }
 
+    /// A lent message: answered with itself from inside the lend (with
+    /// `answer`; what was answered goes to `sent`), and copied.
+    fn lend(
+        answer: bool,
+        sent: &mut Vec<Message>,
+        m: MessageRef<'_>,
+        reply: &mut Reply<'_>,
+    ) -> Message {
+        if answer {
+            let answered = match m {
+                MessageRef::Text(t) => reply.send_text(t).map(|()| Message::Text(t.to_string())),
+                MessageRef::Binary(b) => reply
+                    .send_binary(b)
+                    .map(|()| Message::Binary(bytes::Bytes::copy_from_slice(b))),
+                _ => Err(SendError::Closed),
+            };
+            // Refused after a Close or during a streamed message, as a
+            // send would be.
+            if let Ok(a) = answered {
+                sent.push(a);
+            }
+        }
+        m.to_message()
+    }
+
+    /// Input from the peer: through `handle_data_reply` with `in_place`
+    /// (and `lent`), else `handle_data`; then everything is drained.
+    pub fn receive(&mut self, now: Instant, data: &mut [u8]) {
+        if self.lent && self.in_place {
+            let (answer, sent) = (self.answer, &mut self.sent);
+            if let Some(m) = self
+                .conn
+                .handle_data_reply(now, data, |m, reply| Self::lend(answer, sent, m, reply))
+            {
+                self.record(m);
+            }
+        } else {
+            self.conn.handle_data(now, data);
+        }
+        self.pump();
+    }
+
+    fn record(&mut self, m: Message) {
+        assert!(self.closed.is_none(), "message after Closed: {m:?}");
+        if let Message::Closed(info) = &m {
+            assert_eq!(self.conn.state(), State::Closed);
+            self.closed = Some(info.clone());
+        }
+        self.messages.push(m);
+    }
+
     fn pump_messages(&mut self) {
         loop {
-            let m = if self.lent && self.answer {
-                let sent = &mut self.sent;
-                self.conn.poll_message_reply(|m, reply| {
-                    let answer = match m {
-                        MessageRef::Text(t) => {
-                            reply.send_text(t).map(|()| Message::Text(t.to_string()))
-                        }
-                        MessageRef::Binary(b) => reply
-                            .send_binary(b)
-                            .map(|()| Message::Binary(bytes::Bytes::copy_from_slice(b))),
-                        _ => Err(SendError::Closed),
-                    };
-                    // Refused after a Close or during a streamed message,
-                    // as a send would be.
-                    if let Ok(a) = answer {
-                        sent.push(a);
-                    }
-                    m.to_message()
-                })
-            } else if self.lent {
-                self.conn.poll_message_with(|m| m.to_message())
+            let m = if self.lent {
+                let (answer, sent) = (self.answer, &mut self.sent);
+                self.conn
+                    .poll_message_reply(|m, reply| Self::lend(answer, sent, m, reply))
             } else {
                 self.conn.poll_message()
             };
             let Some(m) = m else {
                 break;
             };
-            assert!(self.closed.is_none(), "message after Closed: {m:?}");
-            if let Message::Closed(info) = &m {
-                assert_eq!(self.conn.state(), State::Closed);
-                self.closed = Some(info.clone());
-            }
-            self.messages.push(m);
+            self.record(m);
         }
     }
 
@@ -364,17 +398,17 @@ pub fn run_connection(role: Role, steps: Vec<Step>) {
 pub fn run_connection_with(conn: Connection, start: Instant, steps: Vec<Step>) {
     let mut now = start;
     let mut side = Checked::new(conn);
-    side.whole = steps.len() % 3 != 0;
+    side.whole = !steps.len().is_multiple_of(3);
     side.lent = steps.len() % 3 == 2;
+    side.in_place = steps.len() % 4 < 2;
     let mut input = 0u64;
     let mut commanded = 0u64;
     let mut partial = None;
     for step in steps {
         match step {
-            Step::Data(d) => {
+            Step::Data(mut d) => {
                 input += d.len() as u64;
-                side.conn.handle_data(now, &d);
-                side.pump();
+                side.receive(now, &mut d);
             }
             Step::Tick(ms) => {
                 now += Duration::from_millis(ms as u64);
@@ -439,9 +473,8 @@ fn deliver(from: &mut Checked, to: &mut Checked, link: &mut Link, max: usize, no
     }
     let n = from.wire.len().min(max);
     if n > 0 {
-        let bytes: Vec<u8> = from.wire.drain(..n).collect();
-        to.conn.handle_data(now, &bytes);
-        to.pump();
+        let mut bytes: Vec<u8> = from.wire.drain(..n).collect();
+        to.receive(now, &mut bytes);
     }
     if from.wire.is_empty() && from.shut_down && !link.delivered_eof {
         link.delivered_eof = true;
@@ -458,7 +491,7 @@ pub fn run_pair(steps: Vec<PairStep>) {
     let now = Instant::now();
     let client = Connection::new(Role::Client, small_config(), now, [1; 32]);
     let mut config = small_config();
-    if steps.len() % 3 == 0 {
+    if steps.len().is_multiple_of(3) {
         // Fragments large enough for owned payloads to leave as they are.
         config.send_fragment_size = 4096;
     }
@@ -474,6 +507,7 @@ pub fn run_pair_with(client: Connection, server: Connection, start: Instant, ste
     server.whole = true;
     server.lent = steps.len() % 2 == 1;
     server.answer = steps.len() % 5 < 2;
+    server.in_place = steps.len() % 7 < 4;
     server.owned_out = steps.len() % 4 < 2;
     let mut to_server = Link {
         delivered_eof: false,
