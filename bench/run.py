@@ -385,8 +385,10 @@ def table_z(conns):
     print()
 
 
-def crate_of(function, obj):
-    """The group a callgrind_annotate function line belongs to."""
+def crate_of(function, obj, path=""):
+    """The group a callgrind_annotate function line belongs to: by the
+    function's crate, except a std shim (a closure called through `&mut F`,
+    say) whose code lies in one of our crates, which goes to that crate."""
     if any(k in function for k in ("memmove", "memcpy", "memset")):
         return "libc memcpy"
     if function in ("malloc", "free", "_int_free", "_int_malloc", "realloc", "_int_realloc",
@@ -397,7 +399,12 @@ def crate_of(function, obj):
     name = function.lstrip("<(&*")
     if name.startswith("F as "):
         name = name[5:]
-    return name.split("::")[0]
+    krate = name.split("::")[0]
+    if krate in ("core", "std", "alloc"):
+        for ours in ("ws-proto", "ws-smol", "ws-blocking"):
+            if path.startswith(ours + "/") or f"/{ours}/src/" in path:
+                return ours.replace("-", "_")
+    return krate
 
 
 RUNTIME = {"async_io", "async_executor", "async_task", "concurrent_queue", "polling", "parking",
@@ -430,8 +437,8 @@ def callgrind_echo(impl, conns, size, secs):
         rest = m.group(2)
         obj = rest[rest.rfind("[") + 1:-1] if rest.endswith("]") else ""
         loc = rest[:rest.rfind(" [")] if obj else rest
-        function = loc.split(":", 1)[1] if ":" in loc else loc
-        k = crate_of(function, obj)
+        path, function = loc.split(":", 1) if ":" in loc else ("", loc)
+        k = crate_of(function, obj, path)
         groups[k] = groups.get(k, 0) + n
     return echoes, groups
 
