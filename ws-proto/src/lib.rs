@@ -46,7 +46,10 @@
 //!    have them lent, without a copy when whole in the input, by
 //!    [`poll_message_with`](Connection::poll_message_with), or by
 //!    [`poll_message_reply`](Connection::poll_message_reply), whose
-//!    closure may answer through a [`Reply`].
+//!    closure may answer through a [`Reply`];
+//!    [`handle_data_reply`](Connection::handle_data_reply) takes a read and
+//!    lends the message that begins it from the caller's own buffer (not
+//!    even copied into the connection).
 //! 4. permessage-deflate (RFC 7692), behind the default-on `deflate` cargo
 //!    feature, is part of the connection: set
 //!    `Config::deflate` on either side and the handshakes negotiate
