@@ -7,7 +7,9 @@ prints them as markdown.
 Also: --tables S (system calls per echo under strace -c), --tables P (the
 same counted with perf's syscall tracepoints, without slowing the server),
 --tables I (the server's user-space instructions per echo under callgrind,
-by crate: a measure of CPU per echo that does not move with the noise).
+by crate: a measure of CPU per echo that does not move with the noise),
+--tables K (the server's first-level cache misses per echo, callgrind's
+cache simulation).
 
 Every server runs pinned to core 1 (taskset), the load generator to core 0.
 Contenders are interleaved: each round runs every configuration against
@@ -472,6 +474,46 @@ def table_i(secs):
     print()
 
 
+def table_k(secs):
+    print("#### K. Cache misses per echo (callgrind's cache simulation on the server)")
+    print()
+    print(f"One masked text message in flight per connection, {secs:g} s under `valgrind --tool=callgrind "
+          "--cache-sim=yes` (the host's cache sizes). Slower under the simulation, the servers batch "
+          "fewer echoes per wake-up than in table I.")
+    print()
+    print("| conns x size | server | echoes | instructions | L1 instruction misses | L1 data read misses | "
+          "L1 data write misses | last-level misses |")
+    print("|---|---|---|---|---|---|---|---|")
+    for conns, size in [(100, 20), (10, 1024)]:
+        for impl in ["ws-smol", "ws-smol-reply", "fastwebsockets"]:
+            out = f"/tmp/ws-bench-cachesim.{impl}.{conns}x{size}.out"
+            s = Server(impl, wrap=("valgrind", "--tool=callgrind", "--cache-sim=yes",
+                                   f"--callgrind-out-file={out}"))
+            try:
+                echoes = echo_count(s, conns, size, secs)
+                s.p.stdin.close()
+                s.p.wait(timeout=120)
+            finally:
+                if s.p.poll() is None:
+                    s.p.kill()
+            ann = subprocess.run(["callgrind_annotate", "--auto=no", out], capture_output=True,
+                                 text=True).stdout
+            events, totals = [], []
+            for line in ann.splitlines():
+                if line.startswith("Events shown:"):
+                    events = line.split(":", 1)[1].split()
+                if "PROGRAM TOTALS" in line:
+                    totals = [int(x.replace(",", "")) for x in
+                              re.findall(r"([\d,]+) \(", line)]
+            t = dict(zip(events, totals))
+            e = max(echoes, 1)
+            last = t.get("ILmr", 0) + t.get("DLmr", 0) + t.get("DLmw", 0)
+            print(f"| {conns} x {size} B | {impl} | {echoes} | {t.get('Ir', 0) / e:.0f} | "
+                  f"{t.get('I1mr', 0) / e:.1f} | {t.get('D1mr', 0) / e:.1f} | {t.get('D1mw', 0) / e:.1f} | "
+                  f"{last / e:.1f} |", flush=True)
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -495,6 +537,8 @@ def main():
         table_s(a.secs)
     if "I" in a.tables:
         table_i(a.secs)
+    if "K" in a.tables:
+        table_k(a.secs)
 
 
 if __name__ == "__main__":
