@@ -415,12 +415,12 @@ OURS = {"ws_proto", "ws_smol", "ws_blocking"}
 PEERS = {"tungstenite", "tokio_tungstenite", "fastwebsockets", "async_tungstenite"}
 
 
-def callgrind_echo(impl, conns, size, secs):
-    """(echoes, {group: instructions}) for a server run under callgrind."""
-    out = f"/tmp/ws-bench-callgrind.{impl}.{conns}x{size}.out"
+def echoes_under_callgrind(impl, conns, size, secs, out, options=()):
+    """The echoes a server made under callgrind (with `options`), which
+    writes its counts to `out`."""
     if os.path.exists(out):
         os.remove(out)
-    s = Server(impl, wrap=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"))
+    s = Server(impl, wrap=("valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}"))
     try:
         echoes = echo_count(s, conns, size, secs)
         s.p.stdin.close()
@@ -428,6 +428,13 @@ def callgrind_echo(impl, conns, size, secs):
     finally:
         if s.p.poll() is None:
             s.p.kill()
+    return echoes
+
+
+def callgrind_echo(impl, conns, size, secs):
+    """(echoes, {group: instructions}) for a server run under callgrind."""
+    out = f"/tmp/ws-bench-callgrind.{impl}.{conns}x{size}.out"
+    echoes = echoes_under_callgrind(impl, conns, size, secs, out)
     ann = subprocess.run(["callgrind_annotate", "--auto=no", "--inclusive=no", "--threshold=100", out], capture_output=True,
                          text=True).stdout
     groups = {}
@@ -487,15 +494,7 @@ def table_k(secs):
     for conns, size in [(100, 20), (10, 1024)]:
         for impl in ["ws-smol", "ws-smol-reply", "fastwebsockets"]:
             out = f"/tmp/ws-bench-cachesim.{impl}.{conns}x{size}.out"
-            s = Server(impl, wrap=("valgrind", "--tool=callgrind", "--cache-sim=yes",
-                                   f"--callgrind-out-file={out}"))
-            try:
-                echoes = echo_count(s, conns, size, secs)
-                s.p.stdin.close()
-                s.p.wait(timeout=120)
-            finally:
-                if s.p.poll() is None:
-                    s.p.kill()
+            echoes = echoes_under_callgrind(impl, conns, size, secs, out, ("--cache-sim=yes",))
             ann = subprocess.run(["callgrind_annotate", "--auto=no", out], capture_output=True,
                                  text=True).stdout
             events, totals = [], []

@@ -7,20 +7,14 @@ mod common;
 use std::ops::Range;
 use std::time::Instant;
 
-use common::seed;
-use ws_proto::{CloseCode, Config, Connection, MessageRef, Role, Transmit};
+use common::{drain, seed};
+use ws_proto::{CloseCode, Config, Connection, MessageRef, Role};
 
 /// What `from` writes for the messages `send` queues.
 fn wire(from: Role, send: impl FnOnce(&mut Connection)) -> Vec<u8> {
     let mut c = Connection::new(from, Config::default(), Instant::now(), seed(5));
     send(&mut c);
     drain(&mut c)
-}
-
-fn drain(c: &mut Connection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Transmit::Data(_) = c.poll_transmit(&mut out) {}
-    out
 }
 
 fn peer(role: Role) -> Role {

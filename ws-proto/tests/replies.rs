@@ -6,10 +6,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::{pieces, seed};
+use common::{drain, pieces, seed};
 use ws_proto::{
     CloseCode, Config, Connection, Message, MessageKind, MessageRef, Reply, Role, SendError,
-    Transmit,
 };
 
 /// Frames as `from` sends them: text, binary, a Ping, a fragmented text
@@ -28,15 +27,7 @@ fn wire_from(from: Role) -> Vec<u8> {
     let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     c.send_binary(&big).unwrap();
     c.send_text("").unwrap();
-    let mut out = Vec::new();
-    while let Transmit::Data(_) = c.poll_transmit(&mut out) {}
-    out
-}
-
-fn drain(c: &mut Connection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Transmit::Data(_) = c.poll_transmit(&mut out) {}
-    out
+    drain(&mut c)
 }
 
 /// How `echo` answers.

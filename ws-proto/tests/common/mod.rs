@@ -78,6 +78,13 @@ pub struct Pair {
     eof_to_client: bool,
 }
 
+/// Everything `c` has queued to write.
+pub fn drain(c: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Transmit::Data(_) = c.poll_transmit(&mut out) {}
+    out
+}
+
 pub fn seed(n: u8) -> [u8; 32] {
     [n; 32]
 }
