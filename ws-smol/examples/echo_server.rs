@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         let server = Server::start(options).await?;
         eprintln!("echo server on ws://{}", server.local_addr());
-        // The callback runs in the connection's task: each echo is queued
+        // The callback runs where the connection runs: each echo is queued
         // before that connection reads its next frame.
         let handle = server.handle();
         server.on(ServerEventKind::MessageReceive, move |event| match event {

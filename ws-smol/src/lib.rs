@@ -34,6 +34,7 @@
 mod accept;
 mod client;
 mod events;
+mod group;
 mod server;
 mod socket;
 

@@ -411,6 +411,47 @@ fn limits_refuse_with_503_and_429() {
 }
 
 #[test]
+fn a_panicking_callback_drops_only_its_connection_and_frees_its_place() {
+    run(async {
+        let mut o = local();
+        o.max_clients = 2;
+        let server = Server::start(o).await.unwrap();
+        let h = server.handle();
+        server.on(ServerEventKind::MessageReceive, move |ev| {
+            if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                assert!(t != "panic", "an application callback panicked");
+                let _ = h.queue_text(c, t);
+            }
+        });
+        let mut a = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        let mut b = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        a.send_text("panic").await.unwrap();
+        // The server dropped a's connection: no close handshake.
+        match a.recv().await {
+            Ok(Message::Closed(c)) => assert_eq!(c.code, CloseCode::ABNORMAL),
+            Err(_) => {}
+            Ok(other) => panic!("{other:?}"),
+        }
+        // b shares a's group (or not) and goes on.
+        for i in 0..10 {
+            b.send_text(&format!("b{i}")).await.unwrap();
+            assert_eq!(b.recv().await.unwrap(), Message::Text(format!("b{i}")));
+        }
+        // a's place is free again (max_clients is 2).
+        eventually(|| server.connections().len() == 1).await;
+        let mut c = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        c.send_text("c").await.unwrap();
+        assert_eq!(c.recv().await.unwrap(), Message::Text("c".into()));
+    });
+}
+
+#[test]
 fn silent_client_is_dropped_after_the_handshake_timeout() {
     run(async {
         let mut o = local();
