@@ -365,8 +365,14 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let spawned = std::thread::Builder::new()
             .name(format!("ws-conn-{peer}"))
             .spawn(move || {
-                serve(sock, info, &s);
+                // A callback that panics ends this connection alone; its
+                // place is given back (and its sender let go of, which
+                // closes the socket) either way.
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve(sock, info, &s)
+                }));
                 s.conns().release(&info);
+                drop(served);
             });
         match spawned {
             Ok(h) => {

@@ -319,6 +319,43 @@ fn max_clients_refuses_with_503_and_keeps_the_others() {
 }
 
 #[test]
+fn a_panicking_callback_drops_only_its_connection_and_frees_its_place() {
+    let mut o = local_options();
+    o.max_clients = 2;
+    let server = start(o);
+    let h = server.handle();
+    server.on(ServerEventKind::MessageReceive, move |ev| {
+        if let ServerEvent::Message(c, Message::Text(t)) = ev {
+            assert!(t != "panic", "an application callback panicked");
+            let _ = h.send_text(c, t);
+        }
+    });
+    // Keepalive bounds the wait below if the connection were left open
+    // with no one serving it.
+    let mut bounded = direct();
+    bounded.config.keepalive_interval = Some(Duration::from_secs(1));
+    bounded.config.keepalive_timeout = Duration::from_secs(2);
+    let mut a = WebSocket::connect_with(&url(&server), &bounded).unwrap();
+    let mut b = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    a.send_text("panic").unwrap();
+    // The server dropped a's connection: no close handshake.
+    match a.recv() {
+        Ok(Message::Closed(c)) => assert_eq!(c.code, CloseCode::ABNORMAL),
+        Err(_) => {}
+        Ok(other) => panic!("{other:?}"),
+    }
+    for i in 0..10 {
+        b.send_text(&format!("b{i}")).unwrap();
+        assert_eq!(b.recv().unwrap(), Message::Text(format!("b{i}")));
+    }
+    // a's place is free again (max_clients is 2).
+    eventually("a's place to free", || server.connections().len() == 1);
+    let mut c = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    c.send_text("c").unwrap();
+    assert_eq!(c.recv().unwrap(), Message::Text("c".into()));
+}
+
+#[test]
 fn max_connections_per_ip_refuses_with_429_per_address() {
     let mut o = local_options();
     o.max_connections_per_ip = 1;

@@ -423,7 +423,12 @@ fn a_panicking_callback_drops_only_its_connection_and_frees_its_place() {
                 let _ = h.queue_text(c, t);
             }
         });
-        let mut a = ws_smol::connect_with(&url(&server), &direct())
+        // Keepalive bounds the wait below if the connection were left
+        // open with no one serving it.
+        let mut bounded = direct();
+        bounded.config.keepalive_interval = Some(Duration::from_secs(1));
+        bounded.config.keepalive_timeout = Duration::from_secs(2);
+        let mut a = ws_smol::connect_with(&url(&server), &bounded)
             .await
             .unwrap();
         let mut b = ws_smol::connect_with(&url(&server), &direct())
