@@ -166,7 +166,9 @@ pub struct Checked {
     pub answer: bool,
     /// With `lent`: each read goes in through
     /// `Connection::handle_data_reply`, which lends a message that begins
-    /// it from the read itself.
+    /// it from the read itself. With `whole` and not `lent`: through
+    /// `Connection::handle_data_message`, which builds that message from
+    /// the read.
     pub in_place: bool,
     /// What this side sent, in order: the messages the peer must receive.
     pub sent: Vec<Message>,
@@ -225,9 +227,14 @@ impl Checked {
     }
 
     /// Input from the peer: through `handle_data_reply` with `in_place`
-    /// (and `lent`), else `handle_data`; then everything is drained.
+    /// (and `lent`), `handle_data_message` with `in_place` (and `whole`,
+    /// not `lent`), else `handle_data`; then everything is drained.
     pub fn receive(&mut self, now: Instant, data: &mut [u8]) {
-        if self.lent && self.in_place {
+        if self.whole && !self.lent && self.in_place {
+            if let Some(m) = self.conn.handle_data_message(now, data) {
+                self.record(m);
+            }
+        } else if self.lent && self.in_place {
             let (answer, sent) = (self.answer, &mut self.sent);
             if let Some(m) = self
                 .conn

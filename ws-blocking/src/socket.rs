@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ws_proto::api::tls::rustls;
-use ws_proto::api::{assert_not_lending, copied_in, lent_once, Error, Receive};
+use ws_proto::api::{assert_not_lending, copied_in, lent_once, messages_in, Error, Receive};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, State, Transmit,
 };
@@ -571,10 +571,12 @@ impl Receiver {
     /// The next whole message (or ping, pong, close). After
     /// [`Message::Closed`], returns [`Error::Closed`].
     /// A text message is checked for UTF-8 once, as it arrives, and built
-    /// into its `String` by that pass ([`Connection::poll_message`]).
+    /// into its `String` by that pass ([`Connection::poll_message`]); over
+    /// plain TCP, a message that lies whole in a read is built from the
+    /// read buffer, not copied into the connection first
+    /// ([`Connection::handle_data_message`]).
     pub fn recv(&mut self) -> Result<Message, Error> {
-        self.recv_next(copied_in(Connection::poll_message))?
-            .ok_or(Error::Closed)
+        self.recv_next(messages_in())?.ok_or(Error::Closed)
     }
 
     /// The next whole message (or ping, pong, close), lent to `f`; after

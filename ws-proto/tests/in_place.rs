@@ -1,6 +1,7 @@
 //! `handle_data_reply`: a message that lies whole at the start of a read,
 //! with nothing buffered before it, is lent from the read itself; anything
-//! else is as `handle_data` then `poll_message_reply` make it.
+//! else is as `handle_data` then `poll_message_reply` make it. And
+//! `handle_data_message`, which builds that message from the read.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use common::{drain, seed};
-use ws_proto::{CloseCode, Config, Connection, MessageRef, Role};
+use ws_proto::{CloseCode, Config, Connection, Message, MessageRef, Role};
 
 /// What `from` writes for the messages `send` queues.
 fn wire(from: Role, send: impl FnOnce(&mut Connection)) -> Vec<u8> {
@@ -56,6 +57,49 @@ fn a_message_whole_in_the_read_is_lent_from_the_read() {
             assert_eq!(c.input_capacity(), 0, "{role:?}");
             assert_eq!(c.buffered_input(), 0);
         }
+    }
+}
+
+#[test]
+fn handle_data_message_builds_a_message_whole_in_the_read_from_the_read() {
+    let now = Instant::now();
+    for role in [Role::Server, Role::Client] {
+        // Up to 4 KiB (a larger frame is unmasked as it is copied in, or
+        // straight into its String).
+        let kilo = "é".repeat(512);
+        for text in ["hello", kilo.as_str()] {
+            let mut c = Connection::new(role, Config::default(), now, seed(1));
+            let mut read = wire(peer(role), |p| p.send_text(text).unwrap());
+            let m = c.handle_data_message(now, &mut read);
+            assert_eq!(m, Some(Message::Text(text.into())), "{role:?}");
+            // Nothing was copied in: the connection has no input buffer.
+            assert_eq!(c.input_capacity(), 0, "{role:?}");
+            assert_eq!(c.buffered_input(), 0);
+        }
+        let mut c = Connection::new(role, Config::default(), now, seed(1));
+        let mut read = wire(peer(role), |p| p.send_binary(&[7; 2000]).unwrap());
+        let m = c.handle_data_message(now, &mut read);
+        assert_eq!(m, Some(Message::Binary(vec![7; 2000].into())), "{role:?}");
+        assert_eq!(c.input_capacity(), 0, "{role:?}");
+        // What follows it is taken in and comes from the next polls; a
+        // message split over reads is built as `poll_message` builds it.
+        let mut c = Connection::new(role, Config::default(), now, seed(1));
+        let read = wire(peer(role), |p| {
+            p.send_binary(&[1; 300]).unwrap();
+            p.send_text("second").unwrap();
+            p.send_text(&"x".repeat(50_000)).unwrap();
+        });
+        let cut = read.len() - 20_000;
+        let (mut first, mut second) = (read[..cut].to_vec(), read[cut..].to_vec());
+        let m = c.handle_data_message(now, &mut first);
+        assert_eq!(m, Some(Message::Binary(vec![1; 300].into())), "{role:?}");
+        assert_eq!(c.poll_message(), Some(Message::Text("second".into())));
+        assert_eq!(c.poll_message(), None);
+        assert_eq!(
+            c.handle_data_message(now, &mut second),
+            Some(Message::Text("x".repeat(50_000)))
+        );
+        assert_eq!(c.poll_message(), None);
     }
 }
 

@@ -1,7 +1,8 @@
 //! `poll_message` (with its one-step path for small whole frames),
 //! `poll_message_with` (which lends whole frames in place),
 //! `handle_data_reply` (which lends a frame whole at the start of a read
-//! from the read itself) and `poll_event` through an `Assembler` read any
+//! from the read itself), `handle_data_message` (which builds that message
+//! from the read) and `poll_event` through an `Assembler` read any
 //! input the same way: valid or not,
 //! whatever the limits, whatever the split. The same messages, the same
 //! close (code, error) and the same bytes written back.
@@ -88,6 +89,8 @@ enum Reader {
     Lent,
     /// Each piece through `handle_data_reply`, then `poll_message_with`.
     InPlace,
+    /// Each piece through `handle_data_message`, then `poll_message`.
+    InPlaceOwned,
 }
 
 fn read(
@@ -112,13 +115,16 @@ fn read(
         if i < last && reader == Reader::InPlace {
             let mut read = piece.to_vec();
             msgs.extend(c.handle_data_reply(now, &mut read, |m, _| m.to_message()));
+        } else if i < last && reader == Reader::InPlaceOwned {
+            let mut read = piece.to_vec();
+            msgs.extend(c.handle_data_message(now, &mut read));
         } else if i < last {
             c.handle_data(now, piece);
         } else if eof {
             c.handle_eof(now);
         }
         match reader {
-            Reader::Messages => {
+            Reader::Messages | Reader::InPlaceOwned => {
                 while let Some(m) = c.poll_message() {
                     msgs.push(m);
                 }
@@ -181,8 +187,10 @@ proptest! {
         let by_messages = read(role, &config, &input, &cuts, eof, Reader::Messages);
         let lent = read(role, &config, &input, &cuts, eof, Reader::Lent);
         let in_place = read(role, &config, &input, &cuts, eof, Reader::InPlace);
+        let in_place_owned = read(role, &config, &input, &cuts, eof, Reader::InPlaceOwned);
         prop_assert_eq!(&by_messages, &by_events);
         prop_assert_eq!(&lent, &by_events);
-        prop_assert_eq!(in_place, by_events);
+        prop_assert_eq!(&in_place, &by_events);
+        prop_assert_eq!(in_place_owned, by_events);
     }
 }

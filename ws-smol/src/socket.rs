@@ -22,7 +22,7 @@ use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::poll_fn;
 use futures_sink::Sink;
-use ws_proto::api::{assert_not_lending, copied_in, lent_once, Error, Receive};
+use ws_proto::api::{assert_not_lending, copied_in, lent_once, messages_in, Error, Receive};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, SendError,
     State as ConnState, Transmit,
@@ -816,15 +816,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
         self.shared
             .lock()
-            .poll_next(cx, copied_in(Connection::poll_message), |m| {
-                matches!(m, Message::Ping(_))
-            })
+            .poll_next(cx, messages_in(), |m| matches!(m, Message::Ping(_)))
     }
 
     /// The next whole message, ping, pong or the close; then
     /// [`Error::Closed`]. A text message is checked for UTF-8 once, as it
     /// arrives, and built into its `String` by that pass
-    /// ([`Connection::poll_message`]).
+    /// ([`Connection::poll_message`]); a message that lies whole in a read
+    /// is built from the read buffer, not copied into the connection first
+    /// ([`Connection::handle_data_message`]).
     pub async fn recv(&mut self) -> Result<Message, Error> {
         poll_fn(|cx| self.poll_message(cx))
             .await?

@@ -19,8 +19,12 @@ static GLOBAL: Largest = Largest;
 const SIZE: usize = 16 << 10;
 const COUNT: usize = 20;
 
+/// The tests of this file one at a time: `LARGEST` is the process's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_message_whole_in_a_read_is_lent_from_the_read_buffer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (l, url) = listen();
     // The client on a thread of its own: only the receiving thread is
     // watched. One message in flight: each read holds one whole message.
@@ -61,4 +65,43 @@ async fn receive(l: Async<TcpListener>) {
         largest < SIZE,
         "{lent_in_place} messages of {SIZE} bytes received; an allocation of {largest} bytes"
     );
+}
+
+/// `recv` builds a large text message straight from the read into its
+/// `String` (`handle_data`'s direct path; `handle_data_message` leaves
+/// frames from 4 KiB on to it): its one allocation is that `String`, of
+/// exactly its size. A copy into the connection first would allocate more
+/// (the frame's header too).
+#[test]
+fn recv_builds_a_message_whole_in_a_read_from_the_read_buffer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (l, url) = listen();
+    let client = std::thread::spawn(move || {
+        run(async {
+            let mut ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
+            for i in 0..COUNT {
+                let text = char::from(b'a' + i as u8).to_string().repeat(SIZE);
+                ws.send_text(&text).await.unwrap();
+                assert_eq!(ws.recv().await.unwrap(), Message::Text(format!("{i}")));
+            }
+        })
+    });
+    run(async {
+        let (tcp, _) = l.accept().await.unwrap();
+        let (tx, mut rx) = ws_smol::accept(tcp).await.unwrap().split();
+        for i in 0..COUNT {
+            if i == 2 {
+                LARGEST.store(0, Ordering::Relaxed);
+                MARKED.with(|m| m.set(true));
+            }
+            let want = char::from(b'a' + i as u8).to_string().repeat(SIZE);
+            assert_eq!(rx.recv().await.unwrap(), Message::Text(want), "message {i}");
+            tx.send_text(&format!("{i}")).await.unwrap();
+        }
+        MARKED.with(|m| m.set(false));
+    });
+    client.join().unwrap();
+    let largest = LARGEST.load(Ordering::Relaxed);
+    // `want` above is of the same size.
+    assert_eq!(largest, SIZE, "an allocation of {largest} bytes");
 }

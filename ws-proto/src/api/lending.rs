@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
-use crate::{Connection, MessageRef, Reply};
+use crate::{Connection, Message, MessageRef, Reply};
 
 thread_local! {
     /// The lock (its address) of the connection lending the innermost
@@ -116,6 +116,17 @@ pub fn copied_in<T>(poll: fn(&mut Connection) -> Option<T>) -> impl Receive<T> {
             None
         }
         None => poll(conn),
+    }
+}
+
+/// For the receives of whole owned messages (`recv`): a message that lies
+/// whole at the start of a read is built from the read
+/// ([`Connection::handle_data_message`]), never copied into the connection
+/// first; the others come from [`Connection::poll_message`].
+pub fn messages_in() -> impl Receive<Message> {
+    |conn: &mut Connection, read: Option<(Instant, &mut [u8])>| match read {
+        Some((now, data)) => conn.handle_data_message(now, data),
+        None => conn.poll_message(),
     }
 }
 

@@ -19,7 +19,9 @@ pub mod tls;
 pub use callbacks::{emit_shared, Callback, CallbackId, Callbacks};
 pub use error::{Error, ErrorCode};
 pub use events::{ClientConnection, ClientEvent, ClientEventKind, ServerEvent, ServerEventKind};
-pub use lending::{assert_not_lending, copied_in, is_lending, lent_once, Lending, Receive};
+pub use lending::{
+    assert_not_lending, copied_in, is_lending, lent_once, messages_in, Lending, Receive,
+};
 pub use options::{
     ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,
 };

@@ -75,6 +75,16 @@ impl Drop for KeepInput<'_> {
     }
 }
 
+/// What [`Connection::in_place`] did with a read.
+enum InPlace<R, F> {
+    /// The message that began it was lent; the rest was taken in.
+    Lent(R),
+    /// It was taken in (and found wrong: the next poll reports it).
+    Consumed(F),
+    /// Nothing was done with it.
+    Not(F),
+}
+
 /// Payloads from this size on that [`Connection::send_owned`] takes over
 /// are written from their own `Bytes` (a copy of fewer bytes costs less
 /// than the extra buffer to write).
@@ -1241,6 +1251,74 @@ impl Connection {
         data: &mut [u8],
         f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
     ) -> Option<R> {
+        match self.in_place(now, data, f, false, usize::MAX) {
+            InPlace::Lent(r) => Some(r),
+            InPlace::Consumed(f) => self.lend(f),
+            InPlace::Not(f) => {
+                self.handle_data(now, data);
+                self.lend(f)
+            }
+        }
+    }
+
+    /// [`handle_data`](Self::handle_data) followed by
+    /// [`poll_message`](Self::poll_message), in one call, for an adapter
+    /// that reads into a buffer of its own: the same messages, answers,
+    /// errors and output as the two calls, but the message that begins
+    /// `data`, when nothing is buffered before it and it lies whole in
+    /// `data` (one unfragmented frame of less than 4 KiB), is unmasked and
+    /// checked in `data` and copied from there into the returned message:
+    /// it is never copied into the connection first (a text message is
+    /// copied once, not twice). What follows it in `data` is (the next poll
+    /// returns it). Larger frames are unmasked as they are copied in, a
+    /// text frame straight into its `String`, as by `handle_data`. `data`
+    /// may be left changed (unmasked in place).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use ws_proto::{Config, Connection, Message, Role, Transmit};
+    /// let now = Instant::now();
+    /// let mut server = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+    /// let mut client = Connection::new(Role::Client, Config::default(), now, [7; 32]);
+    /// client.send_text("hi").unwrap();
+    /// client.send_text("there").unwrap();
+    /// let mut read = Vec::new();
+    /// while let Transmit::Data(_) = client.poll_transmit(&mut read) {}
+    /// // The first message comes from the read itself, the second from
+    /// // the connection, which took it in.
+    /// assert_eq!(server.handle_data_message(now, &mut read), Some(Message::Text("hi".into())));
+    /// assert_eq!(server.poll_message(), Some(Message::Text("there".into())));
+    /// assert_eq!(server.poll_message(), None);
+    /// ```
+    pub fn handle_data_message(&mut self, now: Instant, data: &mut [u8]) -> Option<Message> {
+        // Larger frames are unmasked and copied in one pass by
+        // `handle_data` (into the input, or a text frame straight into its
+        // `String`): no copy to save there.
+        match self.in_place(now, data, |m, _| m.to_message(), true, SCAN_MIN) {
+            InPlace::Lent(m) => Some(m),
+            InPlace::Consumed(_) => self.poll_message(),
+            InPlace::Not(_) => {
+                self.handle_data(now, data);
+                self.poll_message()
+            }
+        }
+    }
+
+    /// The message that begins `data`, lent to `f` from `data` itself when
+    /// nothing is buffered before it and it lies whole in `data`; then the
+    /// rest of `data` goes into the connection, read in the mode of the
+    /// poll that follows (`whole_text`: `poll_message`'s). Only a payload
+    /// shorter than `below`. Otherwise `f` comes back, with `data` taken in
+    /// or not.
+    #[inline]
+    fn in_place<R, F: FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R>(
+        &mut self,
+        now: Instant,
+        data: &mut [u8],
+        f: F,
+        whole_text: bool,
+        below: usize,
+    ) -> InPlace<R, F> {
         let frame = if self.unlent.is_none()
             && self.ready.is_empty()
             && self.reading
@@ -1258,9 +1336,9 @@ impl Connection {
         } else {
             None
         };
-        let Some((h, n, len, text)) = frame.filter(|f| f.1 + f.2 <= data.len()) else {
-            self.handle_data(now, data);
-            return self.lend(f);
+        let Some((h, n, len, text)) = frame.filter(|f| f.1 + f.2 <= data.len() && f.2 < below)
+        else {
+            return InPlace::Not(f);
         };
         self.whole_text = false;
         self.note_input(now, n + len);
@@ -1278,7 +1356,7 @@ impl Connection {
                 // Consumed; the general path reports the error (and
                 // ignores what follows).
                 self.rx_failed = Some(ProtocolError::InvalidUtf8);
-                return self.lend(f);
+                return InPlace::Consumed(f);
             };
             MessageRef::Text(t)
         } else {
@@ -1296,10 +1374,11 @@ impl Connection {
         // Lent: nothing to keep.
         keep.input = None;
         drop(keep);
+        self.whole_text = whole_text;
         if !rest.is_empty() {
             self.handle_data(now, rest);
         }
-        Some(r)
+        InPlace::Lent(r)
     }
 
     /// [`poll_message`](Self::poll_message) after its mode is set.
