@@ -22,21 +22,35 @@ const COUNT: usize = 20;
 /// The tests of this file one at a time: `LARGEST` is the process's.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The client, on a thread of its own (only the receiving thread is
+/// watched): sends `message(i)` and waits for the answer `i`, `COUNT`
+/// times. One message in flight: each read holds one whole message.
+fn client(url: String, message: fn(usize) -> Message) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        run(async {
+            let mut ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
+            for i in 0..COUNT {
+                match message(i) {
+                    Message::Text(t) => ws.send_text(&t).await.unwrap(),
+                    Message::Binary(b) => ws.send_binary(&b).await.unwrap(),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(ws.recv().await.unwrap(), Message::Text(format!("{i}")));
+            }
+        })
+    })
+}
+
+/// Text of `SIZE` bytes, a letter for each `i`.
+fn text(i: usize) -> String {
+    char::from(b'a' + i as u8).to_string().repeat(SIZE)
+}
+
 #[test]
 fn a_message_whole_in_a_read_is_lent_from_the_read_buffer() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (l, url) = listen();
-    // The client on a thread of its own: only the receiving thread is
-    // watched. One message in flight: each read holds one whole message.
-    let client = std::thread::spawn(move || {
-        run(async {
-            let mut ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
-            for i in 0..COUNT {
-                ws.send_binary(&vec![i as u8; SIZE]).await.unwrap();
-                assert_eq!(ws.recv().await.unwrap(), Message::Text(format!("{i}")));
-            }
-        })
-    });
+    let client = client(url, |i| Message::Binary(vec![i as u8; SIZE].into()));
     run(receive(l));
     client.join().unwrap();
 }
@@ -76,16 +90,7 @@ async fn receive(l: Async<TcpListener>) {
 fn recv_builds_a_message_whole_in_a_read_from_the_read_buffer() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (l, url) = listen();
-    let client = std::thread::spawn(move || {
-        run(async {
-            let mut ws = ws_smol::connect_with(&url, &direct()).await.unwrap();
-            for i in 0..COUNT {
-                let text = char::from(b'a' + i as u8).to_string().repeat(SIZE);
-                ws.send_text(&text).await.unwrap();
-                assert_eq!(ws.recv().await.unwrap(), Message::Text(format!("{i}")));
-            }
-        })
-    });
+    let client = client(url, |i| Message::Text(text(i)));
     run(async {
         let (tcp, _) = l.accept().await.unwrap();
         let (tx, mut rx) = ws_smol::accept(tcp).await.unwrap().split();
@@ -94,14 +99,17 @@ fn recv_builds_a_message_whole_in_a_read_from_the_read_buffer() {
                 LARGEST.store(0, Ordering::Relaxed);
                 MARKED.with(|m| m.set(true));
             }
-            let want = char::from(b'a' + i as u8).to_string().repeat(SIZE);
-            assert_eq!(rx.recv().await.unwrap(), Message::Text(want), "message {i}");
+            assert_eq!(
+                rx.recv().await.unwrap(),
+                Message::Text(text(i)),
+                "message {i}"
+            );
             tx.send_text(&format!("{i}")).await.unwrap();
         }
         MARKED.with(|m| m.set(false));
     });
     client.join().unwrap();
     let largest = LARGEST.load(Ordering::Relaxed);
-    // `want` above is of the same size.
+    // `text(i)` above is of the same size.
     assert_eq!(largest, SIZE, "an allocation of {largest} bytes");
 }
