@@ -49,7 +49,9 @@
 //!    closure may answer through a [`Reply`];
 //!    [`handle_data_reply`](Connection::handle_data_reply) takes a read and
 //!    lends the message that begins it from the caller's own buffer (not
-//!    even copied into the connection).
+//!    even copied into the connection), and
+//!    [`handle_data_message`](Connection::handle_data_message) builds a
+//!    small one from there.
 //! 4. permessage-deflate (RFC 7692), behind the default-on `deflate` cargo
 //!    feature, is part of the connection: set
 //!    `Config::deflate` on either side and the handshakes negotiate
