@@ -71,13 +71,15 @@
 //! are never reordered; frames queued by many commands leave in one batch.
 //!
 //! An adapter is that loop around its transport. Here the transport is two
-//! in-memory pipes between a client and a server, both driven by the crate:
+//! in-memory pipes between a client and a server, both driven by the crate;
+//! the time comes in from the caller's clock (`now`), as it does in every
+//! call that needs it:
 //!
 //! ```
 //! use std::time::Instant;
 //! use ws_proto::*;
 //!
-//! let now = Instant::now();
+//! fn run_loop(now: Instant) -> Result<(), Box<dyn std::error::Error>> {
 //! // Client: build the request (a real adapter writes it to the socket).
 //! let request = ClientRequest::new("ws://example.com/chat")?.protocol("chat");
 //! let mut client_hs = ClientHandshake::new(&request, Config::default(), [7; 32])?;
@@ -124,7 +126,8 @@
 //! pump(&mut client, &mut client_events, &mut c2s);
 //! assert!(matches!(client_events.last(), Some(Event::Closed(info)) if info.is_clean()));
 //! assert_eq!(server.state(), State::Closed);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! Ok(())
+//! }
 //! ```
 //!
 //! # Errors say who is at fault

@@ -1277,7 +1277,8 @@ impl Connection {
     /// ```
     /// use std::time::Instant;
     /// use ws_proto::{Config, Connection, Message, Role, Transmit};
-    /// let now = Instant::now();
+    /// // `now`: the caller's clock.
+    /// fn two_messages(now: Instant) {
     /// let mut server = Connection::new(Role::Server, Config::default(), now, [0; 32]);
     /// let mut client = Connection::new(Role::Client, Config::default(), now, [7; 32]);
     /// client.send_text("hi").unwrap();
@@ -1289,6 +1290,7 @@ impl Connection {
     /// assert_eq!(server.handle_data_message(now, &mut read), Some(Message::Text("hi".into())));
     /// assert_eq!(server.poll_message(), Some(Message::Text("there".into())));
     /// assert_eq!(server.poll_message(), None);
+    /// }
     /// ```
     pub fn handle_data_message(&mut self, now: Instant, data: &mut [u8]) -> Option<Message> {
         // Larger frames are unmasked and copied in one pass by
