@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{
-    bind_error, emit_shared, CallbackId, Callbacks, ClientConnection, ConnectionTable, Error,
-    Refusal, ServerEvent, ServerEventKind, ServerOptions,
+    bind_error, CallbackId, ClientConnection, ConnectionTable, Error, Refusal, Registry,
+    ServerEvent, ServerEventKind, ServerOptions, View,
 };
 use ws_proto::{Accept, CloseCode, Message};
 
@@ -28,8 +28,11 @@ struct Shared {
     options: ServerOptions,
     tls: Option<Arc<rustls::ServerConfig>>,
     conns: Mutex<ConnectionTable<Sender>>,
-    callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
+    callbacks: Registry<ServerEventKind, ServerEvent>,
     events: Mutex<Option<SyncSender<ServerEvent>>>,
+    /// `events` is set: a server driven by callbacks alone skips its lock
+    /// for every event.
+    has_events: AtomicBool,
     stopping: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -39,8 +42,25 @@ impl Shared {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// An event of no connection: the callbacks through the registry's
+    /// lock, then the events iterator.
     fn emit(&self, ev: ServerEvent) {
-        emit_shared(&self.callbacks, ev.kind(), &ev);
+        self.callbacks.emit(ev.kind(), &ev);
+        self.forward(ev);
+    }
+
+    /// An event of one connection, from its thread: the callbacks through
+    /// the thread's own `view` of them, without a lock (see [`Registry`]),
+    /// then the events iterator.
+    fn emit_in(&self, view: &mut View<ServerEventKind, ServerEvent>, ev: ServerEvent) {
+        view.emit(&self.callbacks, ev.kind(), &ev);
+        self.forward(ev);
+    }
+
+    fn forward(&self, ev: ServerEvent) {
+        if !self.has_events.load(Ordering::Acquire) {
+            return;
+        }
         let tx = self
             .events
             .lock()
@@ -104,8 +124,9 @@ impl Server {
             options,
             tls: tls_config,
             conns,
-            callbacks: Mutex::new(Callbacks::new()),
+            callbacks: Registry::new(),
             events: Mutex::new(None),
+            has_events: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });
@@ -134,6 +155,7 @@ impl Server {
     pub fn events(&self) -> Events {
         let (tx, rx) = mpsc::sync_channel(EVENT_QUEUE);
         *self.shared.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        self.shared.has_events.store(true, Ordering::Release);
         Events { rx }
     }
 
@@ -143,20 +165,12 @@ impl Server {
         kind: ServerEventKind,
         f: impl Fn(&ServerEvent) + Send + Sync + 'static,
     ) -> CallbackId {
-        self.shared
-            .callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .on(kind, f)
+        self.shared.callbacks.on(kind, f)
     }
 
     /// Removes one callback, or all of a kind (`off`). Returns how many.
     pub fn off(&self, kind: ServerEventKind, id: Option<CallbackId>) -> usize {
-        self.shared
-            .callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .off(kind, id)
+        self.shared.callbacks.off(kind, id)
     }
 
     /// A cloneable handle for sending, listing and closing from other
@@ -463,27 +477,26 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
     if shared.stopping.load(Ordering::SeqCst) {
         tx.close_nowait(CloseCode::GOING_AWAY, "server stopping");
     }
-    shared.emit(ServerEvent::Connect(info));
+    let mut view = shared.callbacks.view();
+    shared.emit_in(&mut view, ServerEvent::Connect(info));
     loop {
         match rx.recv() {
             Ok(Message::Closed(c)) => {
                 shared.conns().remove(&info);
                 if let Some(err) = c.error {
-                    shared.emit(ServerEvent::Error(
-                        Some(info),
-                        Arc::new(Error::Connection(err)),
-                    ));
+                    let ev = ServerEvent::Error(Some(info), Arc::new(Error::Connection(err)));
+                    shared.emit_in(&mut view, ev);
                 }
-                shared.emit(ServerEvent::Close(info, c.code, c.reason));
+                shared.emit_in(&mut view, ServerEvent::Close(info, c.code, c.reason));
             }
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                shared.emit(ServerEvent::Message(info, m))
+                shared.emit_in(&mut view, ServerEvent::Message(info, m))
             }
             Ok(_) => {}
             Err(Error::Closed) => break,
             Err(e) => {
                 shared.conns().remove(&info);
-                shared.emit(ServerEvent::Error(Some(info), Arc::new(e)));
+                shared.emit_in(&mut view, ServerEvent::Error(Some(info), Arc::new(e)));
                 tx.abort();
                 break;
             }

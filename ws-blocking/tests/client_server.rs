@@ -461,6 +461,34 @@ fn callbacks_on_and_off() {
     drop(ws2);
 }
 
+/// A connection's thread keeps a view of the callbacks from its first
+/// event on; a change made while it is open applies from its next event.
+#[test]
+fn callbacks_changed_while_a_connection_is_open_apply_to_its_next_event() {
+    let server = start(local_options());
+    let replier = |tag: &'static str| {
+        let h = server.handle();
+        move |ev: &ServerEvent| {
+            if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                h.send_text(c, &format!("{tag}{t}")).unwrap();
+            }
+        }
+    };
+    let first = server.on(ServerEventKind::MessageReceive, replier("first:"));
+    let mut a = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+    let mut say = |text: &str| {
+        a.send_text(text).unwrap();
+        a.recv().unwrap()
+    };
+    assert_eq!(say("1"), Message::Text("first:1".into()));
+    assert_eq!(server.off(ServerEventKind::MessageReceive, Some(first)), 1);
+    server.on(ServerEventKind::MessageReceive, replier("second:"));
+    assert_eq!(say("2"), Message::Text("second:2".into()));
+    server.on(ServerEventKind::MessageReceive, replier("third:"));
+    assert_eq!(say("3"), Message::Text("second:3".into()));
+    assert_eq!(a.recv().unwrap(), Message::Text("third:3".into()));
+}
+
 #[test]
 fn event_client_reports_every_event_kind() {
     let server = echo_server(local_options());

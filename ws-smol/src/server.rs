@@ -15,8 +15,8 @@ use futures_rustls::TlsAcceptor;
 use smol::Task;
 use ws_proto::api::tls;
 use ws_proto::api::{
-    bind_error, emit_shared, CallbackId, Callbacks, ClientConnection, ConnectionTable, Error,
-    Refusal, ServerEvent, ServerEventKind, ServerOptions,
+    bind_error, CallbackId, ClientConnection, ConnectionTable, Error, Refusal, Registry,
+    ServerEvent, ServerEventKind, ServerOptions, View,
 };
 use ws_proto::{Accept, CloseCode, Message};
 
@@ -34,7 +34,7 @@ struct Shared {
     options: ServerOptions,
     tls: Option<TlsAcceptor>,
     conns: Mutex<ConnectionTable<Conn>>,
-    callbacks: Mutex<Callbacks<ServerEventKind, ServerEvent>>,
+    callbacks: Registry<ServerEventKind, ServerEvent>,
     events: Mutex<Option<async_channel::Sender<ServerEvent>>>,
     /// `events` is set: a server driven by callbacks alone skips its lock
     /// for every event.
@@ -65,8 +65,22 @@ impl Shared {
         }
     }
 
+    /// An event of no connection: the callbacks through the registry's
+    /// lock, then the events stream.
     async fn emit(&self, ev: ServerEvent) {
-        emit_shared(&self.callbacks, ev.kind(), &ev);
+        self.callbacks.emit(ev.kind(), &ev);
+        self.forward(ev).await;
+    }
+
+    /// Calls the callbacks of an event of one connection from its task,
+    /// through the task's own `view` of them: no lock (see [`Registry`]).
+    /// [`forward`](Self::forward) comes next.
+    fn call(&self, view: &mut View<ServerEventKind, ServerEvent>, ev: &ServerEvent) {
+        view.emit(&self.callbacks, ev.kind(), ev);
+    }
+
+    /// Queues an event for the events stream, if there is one.
+    async fn forward(&self, ev: ServerEvent) {
         if !self.has_events.load(Ordering::Acquire) {
             return;
         }
@@ -272,7 +286,7 @@ impl Server {
             options,
             tls,
             conns,
-            callbacks: Mutex::new(Callbacks::new()),
+            callbacks: Registry::new(),
             events: Mutex::new(None),
             has_events: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -319,12 +333,12 @@ impl Server {
         kind: ServerEventKind,
         f: impl Fn(&ServerEvent) + Send + Sync + 'static,
     ) -> CallbackId {
-        lock(&self.handle.shared.callbacks).on(kind, f)
+        self.handle.shared.callbacks.on(kind, f)
     }
 
     /// Removes one callback, or all of a kind (`off`).
     pub fn off(&self, kind: ServerEventKind, id: Option<CallbackId>) -> usize {
-        lock(&self.handle.shared.callbacks).off(kind, id)
+        self.handle.shared.callbacks.off(kind, id)
     }
 
     /// Stops (`stop`): closes every connection with 1001, waits for their
@@ -514,33 +528,37 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
     if shared.stopping.load(Ordering::SeqCst) {
         let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");
     }
-    shared.emit(ServerEvent::Connect(info)).await;
+    let mut view = shared.callbacks.view();
+    let ev = ServerEvent::Connect(info);
+    shared.call(&mut view, &ev);
+    shared.forward(ev).await;
     loop {
         match rx.recv().await {
             Ok(Message::Closed(c)) => {
                 lock(&shared.conns).remove(&info);
                 if let Some(err) = c.error {
-                    shared
-                        .emit(ServerEvent::Error(
-                            Some(info),
-                            Arc::new(Error::Connection(err)),
-                        ))
-                        .await;
+                    let ev = ServerEvent::Error(Some(info), Arc::new(Error::Connection(err)));
+                    shared.call(&mut view, &ev);
+                    shared.forward(ev).await;
                 }
-                shared
-                    .emit(ServerEvent::Close(info, c.code, c.reason))
-                    .await;
+                let ev = ServerEvent::Close(info, c.code, c.reason);
+                shared.call(&mut view, &ev);
+                shared.forward(ev).await;
             }
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                shared.emit(ServerEvent::Message(info, m)).await
+                let ev = ServerEvent::Message(info, m);
+                shared.call(&mut view, &ev);
+                if shared.has_events.load(Ordering::Acquire) {
+                    shared.forward(ev).await;
+                }
             }
             Ok(_) => {}
             Err(Error::Closed) => break,
             Err(e) => {
                 lock(&shared.conns).remove(&info);
-                shared
-                    .emit(ServerEvent::Error(Some(info), Arc::new(e)))
-                    .await;
+                let ev = ServerEvent::Error(Some(info), Arc::new(e));
+                shared.call(&mut view, &ev);
+                shared.forward(ev).await;
                 break;
             }
         }
@@ -568,5 +586,53 @@ mod tests {
             let e = std::io::Read::read(&mut sock.get_ref(), &mut buf).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         })
+    }
+
+    /// Fails, rather than hangs, after 10 s.
+    async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        futures_lite::future::or(f, async {
+            Timer::after(Duration::from_secs(10)).await;
+            panic!("{what}: no answer in 10 s")
+        })
+        .await
+    }
+
+    #[test]
+    fn callbacks_changed_while_a_connection_is_open_apply_to_its_next_event() {
+        smol::block_on(bounded("the test", async {
+            let mut o = ServerOptions::default();
+            o.ip = [127, 0, 0, 1].into();
+            o.port = 0;
+            let server = Server::start(o).await.unwrap();
+            let replier = |tag: &'static str| {
+                let h = server.handle();
+                move |ev: &ServerEvent| {
+                    if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                        h.queue_text(c, &format!("{tag}{t}")).unwrap();
+                    }
+                }
+            };
+            let first = server.on(ServerEventKind::MessageReceive, replier("first:"));
+            let mut direct = ws_proto::api::ClientOptions::default();
+            direct.proxy = ws_proto::api::Proxy::NoProxy;
+            let url = format!("ws://{}/", server.local_addr());
+            let mut a = crate::connect_with(&url, &direct).await.unwrap();
+            async fn say<S>(a: &mut crate::WebSocket<S>, text: &str) -> Message
+            where
+                S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+            {
+                a.send_text(text).await.unwrap();
+                a.recv().await.unwrap()
+            }
+            assert_eq!(say(&mut a, "1").await, Message::Text("first:1".into()));
+            // The connection's task holds a view of the list from its
+            // first event on: it sees the change at its next event.
+            assert_eq!(server.off(ServerEventKind::MessageReceive, Some(first)), 1);
+            server.on(ServerEventKind::MessageReceive, replier("second:"));
+            assert_eq!(say(&mut a, "2").await, Message::Text("second:2".into()));
+            server.on(ServerEventKind::MessageReceive, replier("third:"));
+            assert_eq!(say(&mut a, "3").await, Message::Text("second:3".into()));
+            assert_eq!(a.recv().await.unwrap(), Message::Text("third:3".into()));
+        }))
     }
 }

@@ -1,6 +1,7 @@
 //! The spec's `on(type, callback)` / `off(type, callback?)` registry.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Identifies one registered callback, for [`Callbacks::off`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +122,116 @@ pub fn emit_shared<K: PartialEq + Copy, E>(
     emit_all(&entries, kind, event);
 }
 
+/// Callbacks that many connections emit to at once (a server's): `on`
+/// and `off` take a lock, an event does not.
+///
+/// Each connection keeps a [`View`] of the list and emits through it. The
+/// view takes the lock again only after an `on` or `off`, which bump a
+/// version number; otherwise an event costs one atomic load. Emitting
+/// through the lock ([`emit_shared`]) costs, per event, a lock and an
+/// unlock and a reference count taken and dropped: four atomic
+/// read-modify-write operations on cache lines that every core's
+/// connections share.
+///
+/// What `on` and `off` change applies to the events that begin after they
+/// return, as with [`emit_shared`]. A view holds the list it last saw until
+/// its next event, so the closure of a callback removed by `off` is dropped
+/// once every connection has had an event since, or ended.
+pub struct Registry<K, E> {
+    callbacks: Mutex<Callbacks<K, E>>,
+    /// Bumped, under the lock, by every change.
+    version: AtomicU64,
+}
+
+/// One connection's copy of a [`Registry`]'s list: see there.
+pub struct View<K, E> {
+    version: u64,
+    entries: Arc<Entries<K, E>>,
+}
+
+impl<K, E> Default for Registry<K, E> {
+    fn default() -> Self {
+        Registry {
+            callbacks: Mutex::new(Callbacks::default()),
+            version: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<K, E> std::fmt::Debug for Registry<K, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("callbacks", &*self.lock())
+            .finish()
+    }
+}
+
+impl<K, E> std::fmt::Debug for View<K, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("version", &self.version)
+            .field("registered", &self.entries.len())
+            .finish()
+    }
+}
+
+impl<K, E> Registry<K, E> {
+    fn lock(&self) -> MutexGuard<'_, Callbacks<K, E>> {
+        self.callbacks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<K: PartialEq + Copy, E> Registry<K, E> {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `f` for events of `kind`.
+    pub fn on(&self, kind: K, f: impl Fn(&E) + Send + Sync + 'static) -> CallbackId {
+        let mut c = self.lock();
+        let id = c.on(kind, f);
+        self.version.fetch_add(1, Ordering::Release);
+        id
+    }
+
+    /// Removes one callback of `kind`, or all of them; returns how many.
+    pub fn off(&self, kind: K, id: Option<CallbackId>) -> usize {
+        let mut c = self.lock();
+        let n = c.off(kind, id);
+        if n > 0 {
+            self.version.fetch_add(1, Ordering::Release);
+        }
+        n
+    }
+
+    /// Calls the callbacks of `kind` through the lock (for events that
+    /// belong to no connection).
+    pub fn emit(&self, kind: K, event: &E) {
+        emit_shared(&self.callbacks, kind, event);
+    }
+
+    /// A view of the list as it is now.
+    pub fn view(&self) -> View<K, E> {
+        let c = self.lock();
+        View {
+            version: self.version.load(Ordering::Relaxed),
+            entries: c.entries.clone(),
+        }
+    }
+}
+
+impl<K: PartialEq + Copy, E> View<K, E> {
+    /// Calls the callbacks of `kind` in `registry` (the one this view was
+    /// made from), refreshing the view first if the list changed.
+    pub fn emit(&mut self, registry: &Registry<K, E>, kind: K, event: &E) {
+        if registry.version.load(Ordering::Acquire) != self.version {
+            *self = registry.view();
+        }
+        emit_all(&self.entries, kind, event);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +308,103 @@ mod tests {
         );
         assert_eq!(reg.lock().unwrap().off(Kind::Open, None), 0);
         assert_eq!(reg.lock().unwrap().count(Kind::Message), 1);
+    }
+
+    #[test]
+    fn a_view_follows_on_and_off_and_lets_go_of_removed_callbacks() {
+        let reg: Registry<Kind, u32> = Registry::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut view = reg.view();
+        view.emit(&reg, Kind::Message, &0);
+        // Registered after the view was made: seen from the next event on.
+        let (l, token) = (log.clone(), Arc::new(()));
+        let t = token.clone();
+        let a = reg.on(Kind::Message, move |e| {
+            let _ = &t;
+            l.lock().unwrap().push(format!("a:{e}"))
+        });
+        let l = log.clone();
+        reg.on(Kind::Open, move |e| {
+            l.lock().unwrap().push(format!("open:{e}"))
+        });
+        view.emit(&reg, Kind::Message, &1);
+        view.emit(&reg, Kind::Open, &2);
+        let mut other = reg.view();
+        assert_eq!(reg.off(Kind::Message, Some(a)), 1);
+        assert_eq!(reg.off(Kind::Message, Some(a)), 0);
+        // The registry dropped it; the two views still hold the old list,
+        // so the closure (and the token it holds) lives on.
+        assert_eq!(Arc::strong_count(&token), 2);
+        drop(other);
+        assert_eq!(Arc::strong_count(&token), 2, "`view` still holds it");
+        view.emit(&reg, Kind::Message, &3);
+        assert_eq!(
+            Arc::strong_count(&token),
+            1,
+            "a view lets go at its next event"
+        );
+        other = reg.view();
+        other.emit(&reg, Kind::Open, &4);
+        assert_eq!(*log.lock().unwrap(), ["a:1", "open:2", "open:4"]);
+    }
+
+    #[test]
+    fn a_callback_may_change_the_registry_while_a_view_emits() {
+        let reg: Arc<Registry<Kind, u32>> = Arc::new(Registry::new());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (r, l) = (reg.clone(), log.clone());
+        let first = reg.on(Kind::Message, move |e| {
+            l.lock().unwrap().push(format!("first:{e}"));
+            if *e == 1 {
+                let l2 = l.clone();
+                r.on(Kind::Message, move |e| {
+                    l2.lock().unwrap().push(format!("added:{e}"))
+                });
+                r.off(Kind::Message, Some(CallbackId(1)));
+            }
+        });
+        let l = log.clone();
+        reg.on(Kind::Message, move |e| {
+            l.lock().unwrap().push(format!("second:{e}"))
+        });
+        let mut view = reg.view();
+        view.emit(&reg, Kind::Message, &1);
+        view.emit(&reg, Kind::Message, &2);
+        reg.off(Kind::Message, Some(first));
+        view.emit(&reg, Kind::Message, &3);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["first:1", "second:1", "first:2", "added:2", "added:3"]
+        );
+    }
+
+    #[test]
+    fn views_on_many_threads_see_every_event_while_the_list_changes() {
+        use std::sync::atomic::AtomicUsize;
+        let reg: Arc<Registry<Kind, u32>> = Arc::new(Registry::new());
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        reg.on(Kind::Message, move |_| {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let reg = reg.clone();
+                std::thread::spawn(move || {
+                    let mut view = reg.view();
+                    for i in 0..2000 {
+                        view.emit(&reg, Kind::Message, &i);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..200 {
+            let id = reg.on(Kind::Message, |_| {});
+            assert_eq!(reg.off(Kind::Message, Some(id)), 1);
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(count.load(Ordering::Relaxed), 8000);
     }
 }

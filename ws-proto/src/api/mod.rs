@@ -16,7 +16,7 @@ mod table;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use callbacks::{emit_shared, Callback, CallbackId, Callbacks};
+pub use callbacks::{emit_shared, Callback, CallbackId, Callbacks, Registry, View};
 pub use error::{Error, ErrorCode};
 pub use events::{ClientConnection, ClientEvent, ClientEventKind, ServerEvent, ServerEventKind};
 pub use lending::{
