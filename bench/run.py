@@ -513,6 +513,83 @@ def table_k(secs):
     print()
 
 
+def atomic_sites(binary):
+    """{address: function} of the atomic read-modify-write instructions in
+    `binary` (lock-prefixed, and xchg with memory, which locks implicitly)."""
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", binary], capture_output=True,
+                         text=True).stdout
+    sites, func = {}, ""
+    for line in dis.splitlines():
+        m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if m:
+            func = m.group(1)
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):\s+(.*)$", line)
+        if m and (m.group(2).startswith("lock ") or (m.group(2).startswith("xchg") and "(" in m.group(2))):
+            sites[int(m.group(1), 16)] = func
+    return sites
+
+
+def executed_at(out, sites):
+    """{function: executions} of the instructions at `sites`, from a
+    callgrind output written with --dump-instr=yes. A cost line starts with
+    its positions (the instruction address, absolute or relative to the line
+    before, then the source line), then the counts; the line after a
+    `calls=` line is the call's inclusive cost, not an execution."""
+    counts, npos, addr, after_call = {}, 1, 0, False
+    with open(out) as f:
+        for line in f:
+            if line.startswith("positions:"):
+                npos = len(line.split()[1:])
+                continue
+            if line.startswith("calls="):
+                after_call = True
+                continue
+            toks = line.split()
+            if not toks or not re.match(r"^(0x[0-9a-f]+|[+-]\d+|\*)$", toks[0]):
+                continue
+            p = toks[0]
+            if p.startswith("0x"):
+                addr = int(p, 16)
+            elif p[0] in "+-":
+                addr += int(p)
+            if after_call:
+                after_call = False
+                continue
+            if len(toks) > npos and addr in sites:
+                counts[sites[addr]] = counts.get(sites[addr], 0) + int(toks[npos])
+    return counts
+
+
+def table_r(secs):
+    print("#### R. Atomic read-modify-write instructions per echo (callgrind on the server)")
+    print()
+    print(f"One masked text message in flight per connection, {secs:g} s under `valgrind --tool=callgrind "
+          "--dump-instr=yes`: the executions of the server binary's lock-prefixed instructions (and `xchg` "
+          "with memory). One costs 8-10 ns back to back on this host, uncontended (`atomic_cost` in the bench "
+          "crate), which an instruction count does not show; contended, a cache-line transfer between cores. libc's are not counted (glibc's "
+          "malloc takes none on its per-thread cache path). The sites are named by the function they lie in "
+          "after inlining (a lock taken in an inlined closure carries the caller's name), and the linker "
+          "folds identical functions, so a few carry another function's name. Under callgrind, async-io's "
+          "helper thread runs too (its `main_loop` and condition variable), which at full speed stays "
+          "asleep.")
+    print()
+    print("| conns x size | server | echoes | atomics / echo | where (per echo) |")
+    print("|---|---|---|---|---|")
+    sites = atomic_sites(os.path.join(BIN, "server"))
+    for conns, size in [(100, 20), (10, 1024)]:
+        for impl in ["ws-smol", "ws-smol-reply", "fastwebsockets"]:
+            out = f"/tmp/ws-bench-atomics.{impl}.{conns}x{size}.out"
+            echoes = echoes_under_callgrind(impl, conns, size, secs, out, ("--dump-instr=yes",))
+            counts = executed_at(out, sites)
+            e = max(echoes, 1)
+            top = [(fn, n / e) for fn, n in sorted(counts.items(), key=lambda x: -x[1]) if n / e >= 0.5]
+            where = "; ".join(f"`{re.sub(r'<[^<>]*>', '', fn)[:70]}` {x:.1f}" for fn, x in top)
+            print(f"| {conns} x {size} B | {impl} | {echoes} | {sum(counts.values()) / e:.1f} | {where} |",
+                  flush=True)
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -538,6 +615,8 @@ def main():
         table_i(a.secs)
     if "K" in a.tables:
         table_k(a.secs)
+    if "R" in a.tables:
+        table_r(a.secs)
 
 
 if __name__ == "__main__":
