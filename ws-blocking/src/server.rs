@@ -169,6 +169,13 @@ impl Server {
     }
 
     /// Removes one callback, or all of a kind (`off`). Returns how many.
+    ///
+    /// A removed callback is not called for events that begin after this
+    /// returns. The connections call the callbacks without a lock, each
+    /// through its own copy of the list, which it renews at its next event
+    /// after a change (see [`Registry`](ws_proto::api::Registry)): so the
+    /// closure itself is dropped once every open connection has had an
+    /// event since, or has ended.
     pub fn off(&self, kind: ServerEventKind, id: Option<CallbackId>) -> usize {
         self.shared.callbacks.off(kind, id)
     }
