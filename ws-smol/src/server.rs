@@ -66,10 +66,11 @@ impl Shared {
     }
 
     /// An event of no connection: the callbacks through the registry's
-    /// lock, then the events stream.
-    async fn emit(&self, ev: ServerEvent) {
+    /// lock, then the events stream (see [`forward`](Self::forward)).
+    #[must_use]
+    fn emit(&self, ev: ServerEvent) -> Option<FullQueue> {
         self.callbacks.emit(ev.kind(), &ev);
-        self.forward(ev).await;
+        self.forward(ev)
     }
 
     /// Calls the callbacks of an event of one connection from its task,
@@ -79,15 +80,34 @@ impl Shared {
         view.emit(&self.callbacks, ev.kind(), ev);
     }
 
-    /// Queues an event for the events stream, if there is one.
-    async fn forward(&self, ev: ServerEvent) {
+    /// Queues an event for the events stream, if there is one: at once
+    /// while the queue has room, else in the wait it returns, which the
+    /// connection awaits. That wait is boxed: it is rare, and its room
+    /// (the event and the channel's send) would otherwise be in every
+    /// connection's task.
+    #[must_use]
+    fn forward(&self, ev: ServerEvent) -> Option<FullQueue> {
         if !self.has_events.load(Ordering::Acquire) {
-            return;
+            return None;
         }
-        let tx = lock(&self.events).clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(ev).await;
+        let tx = lock(&self.events).clone()?;
+        match tx.try_send(ev) {
+            Err(async_channel::TrySendError::Full(ev)) => Some(Box::pin(async move {
+                let _ = tx.send(ev).await;
+            })),
+            // Queued, or no one reads the events any more.
+            _ => None,
         }
+    }
+}
+
+/// An event waiting for room in the events stream's queue.
+type FullQueue = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Waits for room for an event, if it found none.
+async fn room(wait: Option<FullQueue>) {
+    if let Some(w) = wait {
+        w.await;
     }
 }
 
@@ -417,9 +437,7 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
         let (sock, peer) = match accept(&listener).await {
             Ok(x) => x,
             Err(e) => {
-                shared
-                    .emit(ServerEvent::Error(None, Arc::new(Error::Io(e))))
-                    .await;
+                room(shared.emit(ServerEvent::Error(None, Arc::new(Error::Io(e))))).await;
                 Timer::after(Duration::from_millis(10)).await;
                 continue;
             }
@@ -431,12 +449,8 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
         match admitted {
             Err(Refusal { status, reason }) => {
                 shared.spawn(refuse(sock, status, reason)).detach();
-                shared
-                    .emit(ServerEvent::Error(
-                        None,
-                        Arc::new(Error::Refused { peer, status }),
-                    ))
-                    .await;
+                let ev = ServerEvent::Error(None, Arc::new(Error::Refused { peer, status }));
+                room(shared.emit(ev)).await;
             }
             Ok(info) => {
                 let admitted = Admitted {
@@ -500,33 +514,36 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
     let limit = Some(shared.options.handshake_timeout);
     // Boxed: the handshake's state (TLS accept, parser, buffers) is freed
     // when it ends instead of sizing the connection's long-lived task.
-    let handshake = Box::pin(timeout(limit, async {
-        let mut stream = match &shared.tls {
-            None => MaybeTls::Plain(sock),
-            Some(acceptor) => MaybeTls::Server(Box::new(
-                acceptor.accept(sock).await.map_err(Error::from_stream)?,
-            )),
-        };
-        let Some((upgrade, drained)) =
-            read_upgrade(&mut stream, shared.options.config.clone()).await?
-        else {
-            return Ok(None);
-        };
-        let mut accept = Accept::new();
-        if let Some(p) = &shared.options.protocol {
-            if upgrade.protocols().iter().any(|o| o == p) {
-                accept = accept.protocol(p.clone());
+    // In a block: the result's room in the task ends with it (see below).
+    let ws = {
+        let handshake = Box::pin(timeout(limit, async {
+            let mut stream = match &shared.tls {
+                None => MaybeTls::Plain(sock),
+                Some(acceptor) => MaybeTls::Server(Box::new(
+                    acceptor.accept(sock).await.map_err(Error::from_stream)?,
+                )),
+            };
+            let Some((upgrade, drained)) =
+                read_upgrade(&mut stream, shared.options.config.clone()).await?
+            else {
+                return Ok(None);
+            };
+            let mut accept = Accept::new();
+            if let Some(p) = &shared.options.protocol {
+                if upgrade.protocols().iter().any(|o| o == p) {
+                    accept = accept.protocol(p.clone());
+                }
             }
-        }
-        answer(stream, upgrade, &accept, drained).await.map(Some)
-    }))
-    .await;
-    let ws = match handshake {
-        Ok(Some(ws)) => ws,
-        Ok(None) => return,
-        Err(e) => {
-            shared.emit(ServerEvent::Error(None, Arc::new(e))).await;
-            return;
+            answer(stream, upgrade, &accept, drained).await.map(Some)
+        }))
+        .await;
+        match handshake {
+            Ok(Some(ws)) => ws,
+            Ok(None) => return,
+            Err(e) => {
+                room(shared.emit(ServerEvent::Error(None, Arc::new(e)))).await;
+                return;
+            }
         }
     };
     let (tx, mut rx) = ws.split();
@@ -536,9 +553,13 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
         let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");
     }
     let mut view = shared.callbacks.view();
-    let ev = ServerEvent::Connect(info);
-    shared.call(&mut view, &ev);
-    shared.forward(ev).await;
+    {
+        // In a block: a moved-from local keeps its room in the task until
+        // its scope ends, across every await of the loop below.
+        let ev = ServerEvent::Connect(info);
+        shared.call(&mut view, &ev);
+        room(shared.forward(ev)).await;
+    }
     loop {
         match rx.recv().await {
             Ok(Message::Closed(c)) => {
@@ -546,17 +567,17 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
                 if let Some(err) = c.error {
                     let ev = ServerEvent::Error(Some(info), Arc::new(Error::Connection(err)));
                     shared.call(&mut view, &ev);
-                    shared.forward(ev).await;
+                    room(shared.forward(ev)).await;
                 }
                 let ev = ServerEvent::Close(info, c.code, c.reason);
                 shared.call(&mut view, &ev);
-                shared.forward(ev).await;
+                room(shared.forward(ev)).await;
             }
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
                 let ev = ServerEvent::Message(info, m);
                 shared.call(&mut view, &ev);
                 if shared.has_events.load(Ordering::Acquire) {
-                    shared.forward(ev).await;
+                    room(shared.forward(ev)).await;
                 }
             }
             Ok(_) => {}
@@ -565,7 +586,7 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
                 lock(&shared.conns).remove(&info);
                 let ev = ServerEvent::Error(Some(info), Arc::new(e));
                 shared.call(&mut view, &ev);
-                shared.forward(ev).await;
+                room(shared.forward(ev)).await;
                 break;
             }
         }

@@ -301,6 +301,36 @@ fn a_broadcast_of_one_bytes_reaches_every_client_whole() {
     });
 }
 
+/// Past the events queue's 1024, a connection waits for room: nothing is
+/// dropped or reordered.
+#[test]
+fn events_past_a_full_queue_wait_and_arrive_in_order() {
+    run(async {
+        let server = Server::start(local()).await.unwrap();
+        let events = server.events();
+        let ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        const N: usize = 1500;
+        for i in 0..N {
+            ws.send_text(&i.to_string()).await.unwrap();
+        }
+        // Let the queue fill while no one reads it.
+        eventually(|| events.len() == events.capacity().unwrap()).await;
+        let mut next = 0;
+        while next < N {
+            match events.recv().await.unwrap() {
+                ServerEvent::Message(_, Message::Text(t)) => {
+                    assert_eq!(t, next.to_string());
+                    next += 1;
+                }
+                ServerEvent::Connect(_) => assert_eq!(next, 0),
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}
+
 #[test]
 fn server_lists_sends_closes_and_stops() {
     run(async {
