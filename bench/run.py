@@ -530,17 +530,31 @@ def atomic_sites(binary):
     return sites
 
 
-def executed_at(out, sites):
-    """{function: executions} of the instructions at `sites`, from a
-    callgrind output written with --dump-instr=yes. A cost line starts with
-    its positions (the instruction address, absolute or relative to the line
-    before, then the source line), then the counts; the line after a
-    `calls=` line is the call's inclusive cost, not an execution."""
+def executed_at(out, sites, binary):
+    """{function: executions} of the instructions at `sites` in `binary`,
+    from a callgrind output written with --dump-instr=yes. Addresses are
+    per object (the binary, libc, ...), so only the binary's lines count.
+    A cost line starts with its positions (the instruction address,
+    absolute or relative to the line before, then the source line), then
+    the counts; the line after a `calls=` line is the call's inclusive
+    cost, not an execution."""
     counts, npos, addr, after_call = {}, 1, 0, False
+    objects, in_binary = {}, False
     with open(out) as f:
         for line in f:
             if line.startswith("positions:"):
                 npos = len(line.split()[1:])
+                continue
+            if line.startswith(("ob=", "cob=")):
+                # "ob=(n) name" (or cob=, a call's object) names object n;
+                # "ob=(n)" refers to it.
+                key, _, rest = line.strip().partition("=")
+                m = re.match(r"\((\d+)\)\s*(.*)$", rest)
+                if m and m.group(2):
+                    objects[m.group(1)] = m.group(2)
+                if key == "ob":
+                    name = objects.get(m.group(1), "") if m else rest
+                    in_binary = bool(name) and os.path.realpath(name) == os.path.realpath(binary)
                 continue
             if line.startswith("calls="):
                 after_call = True
@@ -556,7 +570,7 @@ def executed_at(out, sites):
             if after_call:
                 after_call = False
                 continue
-            if len(toks) > npos and addr in sites:
+            if in_binary and len(toks) > npos and addr in sites:
                 counts[sites[addr]] = counts.get(sites[addr], 0) + int(toks[npos])
     return counts
 
@@ -576,12 +590,13 @@ def table_r(secs):
     print()
     print("| conns x size | server | echoes | atomics / echo | where (per echo) |")
     print("|---|---|---|---|---|")
-    sites = atomic_sites(os.path.join(BIN, "server"))
+    binary = os.path.join(BIN, "server")
+    sites = atomic_sites(binary)
     for conns, size in [(100, 20), (10, 1024)]:
         for impl in ["ws-smol", "ws-smol-reply", "fastwebsockets"]:
             out = f"/tmp/ws-bench-atomics.{impl}.{conns}x{size}.out"
             echoes = echoes_under_callgrind(impl, conns, size, secs, out, ("--dump-instr=yes",))
-            counts = executed_at(out, sites)
+            counts = executed_at(out, sites, binary)
             e = max(echoes, 1)
             top = [(fn, n / e) for fn, n in sorted(counts.items(), key=lambda x: -x[1]) if n / e >= 0.5]
             where = "; ".join(f"`{re.sub(r'<[^<>]*>', '', fn)[:70]}` {x:.1f}" for fn, x in top)
