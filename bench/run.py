@@ -9,7 +9,8 @@ same counted with perf's syscall tracepoints, without slowing the server),
 --tables I (the server's user-space instructions per echo under callgrind,
 by crate: a measure of CPU per echo that does not move with the noise),
 --tables K (the server's first-level cache misses per echo, callgrind's
-cache simulation).
+cache simulation), --tables R (the server's atomic read-modify-write
+instructions per echo, under callgrind; needs objdump).
 
 Every server runs pinned to core 1 (taskset), the load generator to core 0.
 Contenders are interleaved: each round runs every configuration against
