@@ -73,11 +73,17 @@ impl Shared {
         self.forward(ev)
     }
 
-    /// Calls the callbacks of an event of one connection from its task,
-    /// through the task's own `view` of them: no lock (see [`Registry`]).
-    /// [`forward`](Self::forward) comes next.
-    fn call(&self, view: &mut View<ServerEventKind, ServerEvent>, ev: &ServerEvent) {
-        view.emit(&self.callbacks, ev.kind(), ev);
+    /// An event of one connection, from its task: the callbacks through
+    /// the task's own `view` of them, without a lock (see [`Registry`]),
+    /// then the events stream (see [`forward`](Self::forward)).
+    #[must_use]
+    fn emit_in(
+        &self,
+        view: &mut View<ServerEventKind, ServerEvent>,
+        ev: ServerEvent,
+    ) -> Option<FullQueue> {
+        view.emit(&self.callbacks, ev.kind(), &ev);
+        self.forward(ev)
     }
 
     /// Queues an event for the events stream, if there is one: at once
@@ -514,7 +520,8 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
     let limit = Some(shared.options.handshake_timeout);
     // Boxed: the handshake's state (TLS accept, parser, buffers) is freed
     // when it ends instead of sizing the connection's long-lived task.
-    // In a block: the result's room in the task ends with it (see below).
+    // In a block: a local's room in the task lasts until its scope ends,
+    // even after it was moved from, across every await of the loop below.
     let ws = {
         let handshake = Box::pin(timeout(limit, async {
             let mut stream = match &shared.tls {
@@ -553,40 +560,28 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
         let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");
     }
     let mut view = shared.callbacks.view();
-    {
-        // In a block: a moved-from local keeps its room in the task until
-        // its scope ends, across every await of the loop below.
-        let ev = ServerEvent::Connect(info);
-        shared.call(&mut view, &ev);
-        room(shared.forward(ev)).await;
-    }
+    room(shared.emit_in(&mut view, ServerEvent::Connect(info))).await;
     loop {
         match rx.recv().await {
             Ok(Message::Closed(c)) => {
                 lock(&shared.conns).remove(&info);
                 if let Some(err) = c.error {
                     let ev = ServerEvent::Error(Some(info), Arc::new(Error::Connection(err)));
-                    shared.call(&mut view, &ev);
-                    room(shared.forward(ev)).await;
+                    room(shared.emit_in(&mut view, ev)).await;
                 }
                 let ev = ServerEvent::Close(info, c.code, c.reason);
-                shared.call(&mut view, &ev);
-                room(shared.forward(ev)).await;
+                room(shared.emit_in(&mut view, ev)).await;
             }
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
                 let ev = ServerEvent::Message(info, m);
-                shared.call(&mut view, &ev);
-                if shared.has_events.load(Ordering::Acquire) {
-                    room(shared.forward(ev)).await;
-                }
+                room(shared.emit_in(&mut view, ev)).await;
             }
             Ok(_) => {}
             Err(Error::Closed) => break,
             Err(e) => {
                 lock(&shared.conns).remove(&info);
                 let ev = ServerEvent::Error(Some(info), Arc::new(e));
-                shared.call(&mut view, &ev);
-                room(shared.forward(ev)).await;
+                room(shared.emit_in(&mut view, ev)).await;
                 break;
             }
         }
