@@ -3,7 +3,8 @@
 //! ([`ClientOptions`]), the proxy decision and the HTTP CONNECT exchange as a
 //! sans-IO step ([`proxy`]), the numeric error codes ([`ErrorCode`]), the
 //! adapters' error type ([`Error`]), the on/off callback registry
-//! ([`Callbacks`]) and the reentrancy guard of `recv_with` ([`Lending`]).
+//! ([`Callbacks`]; [`Registry`] for a server, whose connections call theirs
+//! without a lock) and the reentrancy guard of `recv_with` ([`Lending`]).
 //! Written once here, never copied into each adapter.
 
 mod callbacks;

@@ -1592,6 +1592,7 @@ impl Connection {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called:
     /// the keepalive ping, the keepalive deadline, the close timeout, or the
     /// end of lingering for the peer's FIN. `None`: no timer.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut at = |d: Instant| t = Some(t.map_or(d, |t| t.min(d)));
