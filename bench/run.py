@@ -34,7 +34,7 @@ NODE_DIR = os.path.join(ROOT, "scripts", "node")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, GEN_CORE = "1", "0"
 
-SERVERS = ["ws-smol", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
+SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
 
 
 class Server:
@@ -468,7 +468,7 @@ def table_i(secs):
     for conns, size in [(100, 20), (10, 1024)]:
         # tokio-tungstenite made about 400 echoes in 4 s under callgrind
         # (against 50 000-140 000 for these two): not comparable here.
-        for impl in ["ws-smol", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "fastwebsockets"]:
             echoes, g = callgrind_echo(impl, conns, size, secs)
             e = max(echoes, 1)
             total = sum(g.values())
@@ -493,7 +493,7 @@ def table_k(secs):
           "L1 data write misses | last-level misses |")
     print("|---|---|---|---|---|---|---|---|")
     for conns, size in [(100, 20), (10, 1024)]:
-        for impl in ["ws-smol", "ws-smol-reply", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-reply", "fastwebsockets"]:
             out = f"/tmp/ws-bench-cachesim.{impl}.{conns}x{size}.out"
             echoes = echoes_under_callgrind(impl, conns, size, secs, out, ("--cache-sim=yes",))
             ann = subprocess.run(["callgrind_annotate", "--auto=no", out], capture_output=True,
@@ -594,7 +594,7 @@ def table_r(secs):
     binary = os.path.join(BIN, "server")
     sites = atomic_sites(binary)
     for conns, size in [(100, 20), (10, 1024)]:
-        for impl in ["ws-smol", "ws-smol-reply", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-reply", "fastwebsockets"]:
             out = f"/tmp/ws-bench-atomics.{impl}.{conns}x{size}.out"
             echoes = echoes_under_callgrind(impl, conns, size, secs, out, ("--dump-instr=yes",))
             counts = executed_at(out, sites, binary)

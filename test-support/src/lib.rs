@@ -267,6 +267,29 @@ pub fn node_client(url: &str, deflate: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// A message as the servers' lent-callback tests log it (`who`: which
+/// callback saw it).
+pub fn logged(who: &str, m: ws_proto::MessageRef<'_>) -> String {
+    match m {
+        ws_proto::MessageRef::Text(t) => format!("{who} text {t}"),
+        ws_proto::MessageRef::Binary(b) => format!("{who} binary {}", b.len()),
+        other => format!("{who} {other:?}"),
+    }
+}
+
+/// What the servers' lent-callback tests log: each message lent (and the
+/// handle refused inside), then given to the owned callback.
+pub const LENT_THEN_OWNED: [&str; 8] = [
+    "lent text one true",
+    "owned text one",
+    "lent text two true",
+    "owned text two",
+    "lent text three true",
+    "owned text three",
+    "lent binary 300000 true",
+    "owned binary 300000",
+];
+
 /// The README's code, compiled as doc tests (this crate dev-depends on both
 /// adapters) so it cannot rot.
 #[doc = include_str!("../../README.md")]

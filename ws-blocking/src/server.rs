@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{
-    bind_error, CallbackId, ClientConnection, ConnectionTable, Error, Refusal, Registry,
-    ServerEvent, ServerEventKind, ServerOptions, View,
+    bind_error, lend_received, lending_here, owned_received, CallbackId, ClientConnection,
+    ConnectionTable, Error, Received, Refusal, Registry, ServerEvent, ServerEventKind,
+    ServerOptions, View,
 };
-use ws_proto::{Accept, CloseCode, Message};
+use ws_proto::{Accept, CloseCode, MessageRef, Reply};
 
 use crate::accept::{answer, read_upgrade};
 use crate::socket::Sender;
@@ -168,6 +169,47 @@ impl Server {
         self.shared.callbacks.on(kind, f)
     }
 
+    /// Registers a callback that is lent each text and binary message
+    /// instead of given an owned copy, with a [`Reply`] that answers on the
+    /// same connection (a `messageReceive` callback: `off` with
+    /// [`ServerEventKind::MessageReceive`] removes it).
+    ///
+    /// This is the fast path for a server that answers what it receives.
+    /// The message is lent from the bytes it came in (no `String` or
+    /// buffer allocated for it unless an owned callback or the events
+    /// iterator also wants it), and the answer is queued under the lock the
+    /// receive already holds, with no lookup of the connection. The
+    /// answers are written with the rest of what the read asked for.
+    ///
+    /// The callback runs while its connection is locked, so it may not
+    /// wait for another connection: the [`ServerHandle`]'s methods that
+    /// send to or look at a connection return
+    /// [`Error::InLentCallback`] there. Answer through the `Reply`, or send
+    /// to other connections from an owned callback ([`on`](Self::on)),
+    /// which runs after the lent ones. Lent callbacks run in registration
+    /// order, before the owned ones.
+    ///
+    /// ```no_run
+    /// # fn run(server: ws_blocking::Server) {
+    /// use ws_blocking::MessageRef;
+    /// server.on_message_lent(|_conn, m, reply| {
+    ///     let _ = match m {
+    ///         MessageRef::Text(t) => reply.send_text(t),
+    ///         MessageRef::Binary(b) => reply.send_binary(b),
+    ///         _ => Ok(()),
+    ///     };
+    /// });
+    /// # }
+    /// ```
+    pub fn on_message_lent(
+        &self,
+        f: impl Fn(&ClientConnection, MessageRef<'_>, &mut Reply<'_>) + Send + Sync + 'static,
+    ) -> CallbackId {
+        self.shared
+            .callbacks
+            .on_lent(ServerEventKind::MessageReceive, f)
+    }
+
     /// Removes one callback, or all of a kind (`off`). Returns how many.
     ///
     /// A removed callback is not called for events that begin after this
@@ -261,6 +303,12 @@ impl std::fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     fn sender(&self, conn: &ClientConnection) -> Result<Sender, Error> {
+        if lending_here() {
+            // Inside a lent callback, which holds its connection's lock:
+            // waiting for another's could deadlock with that one's own
+            // lent callback, and its own would wait for itself.
+            return Err(Error::InLentCallback);
+        }
         self.shared.conns().get(conn)
     }
 
@@ -487,8 +535,21 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
     let mut view = shared.callbacks.view();
     shared.emit_in(&mut view, ServerEvent::Connect(info));
     loop {
-        match rx.recv() {
-            Ok(Message::Closed(c)) => {
+        // Lent while lent callbacks are registered, else owned (a large
+        // message is then copied once, into its own buffer).
+        let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
+        let got = if view.lends(reg, kind) {
+            let events = shared.has_events.load(Ordering::Acquire);
+            rx.recv_with_reply(|m, reply| lend_received(&mut view, reg, &info, m, reply, events))
+        } else {
+            rx.recv().map(|m| {
+                owned_received(&mut view, reg, &info, m, |f| {
+                    let _ = tx.with_reply(|reply| f(reply));
+                })
+            })
+        };
+        match got {
+            Ok(Received::Closed(c)) => {
                 shared.conns().remove(&info);
                 if let Some(err) = c.error {
                     let ev = ServerEvent::Error(Some(info), Arc::new(Error::Connection(err)));
@@ -496,10 +557,8 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
                 }
                 shared.emit_in(&mut view, ServerEvent::Close(info, c.code, c.reason));
             }
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                shared.emit_in(&mut view, ServerEvent::Message(info, m))
-            }
-            Ok(_) => {}
+            Ok(Received::Message(m)) => shared.emit_in(&mut view, ServerEvent::Message(info, m)),
+            Ok(Received::Nothing) => {}
             Err(Error::Closed) => break,
             Err(e) => {
                 shared.conns().remove(&info);

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ws_proto::api::tls::rustls;
-use ws_proto::api::{assert_not_lending, copied_in, lent_once, messages_in, Error, Receive};
+use ws_proto::api::{
+    assert_not_lending, copied_in, lent_once, messages_in, Error, Lending, Receive,
+};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, State, Transmit,
 };
@@ -361,6 +363,22 @@ impl Sender {
     ) -> Result<T, Error> {
         let mut g = lock(&self.shared.state);
         let r = f(&mut g.conn)?;
+        drop(g);
+        flush(&self.shared, true)?;
+        Ok(r)
+    }
+
+    /// Runs `f` with a [`Reply`] on this connection under its lock, marked
+    /// as lending it (as `recv_with_reply`'s closure is), then writes what
+    /// it queued: for a server's lent callbacks given a message that was
+    /// received owned.
+    pub(crate) fn with_reply<R>(&self, f: impl FnOnce(&mut Reply<'_>) -> R) -> Result<R, Error> {
+        let state: *const Mutex<Inner> = &self.shared.state;
+        let mut g = lock(&self.shared.state);
+        let r = {
+            let _lending = Lending::enter(state);
+            g.conn.with_reply(f)
+        };
         drop(g);
         flush(&self.shared, true)?;
         Ok(r)

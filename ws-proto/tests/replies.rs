@@ -152,3 +152,116 @@ fn a_reply_is_refused_where_a_send_would_be() {
     assert_eq!(out[0], 0x88, "{out:?}");
     assert_eq!(out.len(), 2 + 2);
 }
+
+/// A server's registry lends each message to its lent callbacks, in
+/// registration order, each answering through the same `Reply`; it tells
+/// whether callbacks that take events want an owned copy; `off` removes
+/// a lent callback like the others.
+#[test]
+fn a_registry_lends_messages_to_its_lent_callbacks() {
+    use std::sync::{Arc, Mutex};
+    use ws_proto::api::{ClientConnection, Registry, ServerEvent, ServerEventKind};
+    let now = Instant::now();
+    let reg: Registry<ServerEventKind, ServerEvent> = Registry::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let first = reg.on_lent(ServerEventKind::MessageReceive, move |conn, m, reply| {
+        s.lock().unwrap().push(format!("first {} {m:?}", conn.id));
+        if let MessageRef::Text(t) = m {
+            reply.send_text(&t.to_uppercase()).unwrap();
+        }
+    });
+    let s = seen.clone();
+    reg.on_lent(ServerEventKind::MessageReceive, move |_, m, reply| {
+        s.lock().unwrap().push(format!("second {m:?}"));
+        if let MessageRef::Binary(b) = m {
+            reply.send_binary(&b[1..]).unwrap();
+        }
+    });
+    // Lent callbacks of another kind are not lent messages.
+    reg.on_lent(ServerEventKind::Connect, |_, _, _| panic!("not a message"));
+    let conn = ClientConnection {
+        id: 7,
+        addr: "127.0.0.1:9".parse().unwrap(),
+    };
+    let mut view = reg.view();
+    assert!(view.lends(&reg, ServerEventKind::MessageReceive));
+    assert!(!view.lends(&reg, ServerEventKind::Close));
+    let mut c = Connection::new(Role::Client, Config::default(), now, seed(1));
+    c.send_text("hi").unwrap();
+    c.send_binary(&[1, 2, 3]).unwrap();
+    let mut input = drain(&mut c);
+    let mut s = Connection::new(Role::Server, Config::default(), now, seed(0));
+    let lend =
+        |s: &mut Connection, view: &mut ws_proto::api::View<_, _>, data: Option<&mut [u8]>| {
+            let f = |m: MessageRef<'_>, reply: &mut Reply<'_>| {
+                view.emit_lent(&reg, ServerEventKind::MessageReceive, &conn, m, reply)
+            };
+            match data {
+                Some(d) => s.handle_data_reply(now, d, f),
+                None => s.poll_message_reply(f),
+            }
+        };
+    assert_eq!(lend(&mut s, &mut view, Some(&mut input)), Some(false));
+    assert_eq!(lend(&mut s, &mut view, None), Some(false));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "first 7 Text(\"hi\")",
+            "second Text(\"hi\")",
+            "first 7 Binary([1, 2, 3])",
+            "second Binary([1, 2, 3])"
+        ]
+    );
+    c.handle_data(now, &drain(&mut s));
+    assert_eq!(c.poll_message(), Some(Message::Text("HI".into())));
+    assert_eq!(c.poll_message(), Some(Message::Binary(vec![2, 3].into())));
+    // An owned callback: the view says it wants the event; `off` takes the
+    // first lent one out.
+    reg.on(ServerEventKind::MessageReceive, |_| {});
+    assert_eq!(reg.off(ServerEventKind::MessageReceive, Some(first)), 1);
+    seen.lock().unwrap().clear();
+    c.send_text("again").unwrap();
+    let mut input = drain(&mut c);
+    assert_eq!(lend(&mut s, &mut view, Some(&mut input)), Some(true));
+    assert_eq!(*seen.lock().unwrap(), ["second Text(\"again\")"]);
+    assert!(
+        drain(&mut s).is_empty(),
+        "only the removed one answered text"
+    );
+    assert!(view.lends(&reg, ServerEventKind::MessageReceive));
+    assert_eq!(reg.off(ServerEventKind::MessageReceive, None), 2);
+    assert!(!view.lends(&reg, ServerEventKind::MessageReceive));
+}
+
+/// `with_reply` queues what the send methods would, under their rules.
+#[test]
+fn a_reply_outside_a_lend_queues_what_a_send_would() {
+    let now = Instant::now();
+    let mut sent = Connection::new(Role::Server, Config::default(), now, seed(0));
+    sent.send_text("one").unwrap();
+    sent.send_binary(&[2; 300]).unwrap();
+    let mut replied = Connection::new(Role::Server, Config::default(), now, seed(0));
+    let r = replied.with_reply(|reply| {
+        reply.send_text("one")?;
+        reply.send_binary(&[2; 300])
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(drain(&mut replied), drain(&mut sent));
+    replied
+        .send_chunk(MessageKind::Text, b"half", false)
+        .unwrap();
+    let _ = drain(&mut replied);
+    assert_eq!(
+        replied.with_reply(|reply| reply.send_text("no")),
+        Err(SendError::MessageInProgress)
+    );
+    replied.send_chunk(MessageKind::Text, b"", true).unwrap();
+    replied.close(now, CloseCode::NORMAL, "").unwrap();
+    let _ = drain(&mut replied);
+    assert_eq!(
+        replied.with_reply(|reply| reply.send_text("no")),
+        Err(SendError::Closing)
+    );
+    assert!(drain(&mut replied).is_empty());
+}

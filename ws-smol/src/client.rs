@@ -1,6 +1,7 @@
 //! The async client: a handshake over any stream, and `connect` over TCP,
 //! an HTTP proxy tunnel and TLS.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -254,18 +255,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The next whole message, ping, pong or the close, lent to `f`
     /// without a copy or an allocation when it lies whole in what was read;
     /// then [`Error::Closed`]. See [`Receiver::recv_with`].
-    pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
-        self.rx.recv_with(f).await
+    pub fn recv_with<'a, R: 'a>(
+        &'a mut self,
+        f: impl FnOnce(MessageRef<'_>) -> R + 'a,
+    ) -> impl Future<Output = Result<R, Error>> + 'a {
+        self.rx.recv_with(f)
     }
 
     /// The next whole message, ping, pong or the close, lent to `f`, which
     /// may answer it through the [`Reply`]; then [`Error::Closed`]. See
     /// [`Receiver::recv_with_reply`].
-    pub async fn recv_with_reply<R>(
-        &mut self,
-        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
-    ) -> Result<R, Error> {
-        self.rx.recv_with_reply(f).await
+    pub fn recv_with_reply<'a, R: 'a>(
+        &'a mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R + 'a,
+    ) -> impl Future<Output = Result<R, Error>> + 'a {
+        self.rx.recv_with_reply(f)
     }
 
     /// The next chunk event; `None` when finished. Cancel-safe.

@@ -15,10 +15,11 @@ use futures_rustls::TlsAcceptor;
 use smol::Task;
 use ws_proto::api::tls;
 use ws_proto::api::{
-    bind_error, CallbackId, ClientConnection, ConnectionTable, Error, Refusal, Registry,
-    ServerEvent, ServerEventKind, ServerOptions, View,
+    bind_error, lend_received, lending_here, owned_received, CallbackId, ClientConnection,
+    ConnectionTable, Error, Received, Refusal, Registry, ServerEvent, ServerEventKind,
+    ServerOptions, View,
 };
-use ws_proto::{Accept, CloseCode, Message};
+use ws_proto::{Accept, CloseCode, MessageRef, Reply};
 
 use crate::accept::{answer, read_upgrade};
 use crate::client::{timeout, MaybeTls};
@@ -132,6 +133,12 @@ impl std::fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     fn sender(&self, conn: &ClientConnection) -> Result<Conn, Error> {
+        if lending_here() {
+            // Inside a lent callback, which holds its connection's lock:
+            // waiting for another's could deadlock with that one's own
+            // lent callback, and its own would wait for itself.
+            return Err(Error::InLentCallback);
+        }
         lock(&self.shared.conns).get(conn)
     }
 
@@ -362,6 +369,49 @@ impl Server {
         self.handle.shared.callbacks.on(kind, f)
     }
 
+    /// Registers a callback that is lent each text and binary message
+    /// instead of given an owned copy, with a [`Reply`] that answers on the
+    /// same connection (a `messageReceive` callback: `off` with
+    /// [`ServerEventKind::MessageReceive`] removes it).
+    ///
+    /// This is the fast path for a server that answers what it receives.
+    /// The message is lent from the bytes it came in (no `String` or
+    /// buffer allocated for it unless an owned callback or the events
+    /// stream also wants it), and the answer is queued under the lock the
+    /// receive already holds, with no lookup of the connection. The
+    /// answers leave in one write with the rest of what the read asked
+    /// for.
+    ///
+    /// The callback runs while its connection is locked, so it may not
+    /// wait for another connection: the [`ServerHandle`]'s methods that
+    /// send to or look at a connection return
+    /// [`Error::InLentCallback`] there. Answer through the `Reply`, or send
+    /// to other connections from an owned callback ([`on`](Self::on)),
+    /// which runs after the lent ones. Lent callbacks run in registration
+    /// order, before the owned ones.
+    ///
+    /// ```no_run
+    /// # async fn run(server: ws_smol::Server) {
+    /// use ws_smol::MessageRef;
+    /// server.on_message_lent(|_conn, m, reply| {
+    ///     let _ = match m {
+    ///         MessageRef::Text(t) => reply.send_text(t),
+    ///         MessageRef::Binary(b) => reply.send_binary(b),
+    ///         _ => Ok(()),
+    ///     };
+    /// });
+    /// # }
+    /// ```
+    pub fn on_message_lent(
+        &self,
+        f: impl Fn(&ClientConnection, MessageRef<'_>, &mut Reply<'_>) + Send + Sync + 'static,
+    ) -> CallbackId {
+        self.handle
+            .shared
+            .callbacks
+            .on_lent(ServerEventKind::MessageReceive, f)
+    }
+
     /// Removes one callback, or all of a kind (`off`). Returns how many.
     ///
     /// A removed callback is not called for events that begin after this
@@ -401,7 +451,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         // Without an await: stop accepting and close every connection.
         self.handle.shared.stopping.store(true, Ordering::SeqCst);
-        for s in lock(&self.handle.shared.conns).handles() {
+        // Not under the table's lock: a lent callback takes that lock
+        // while it holds its connection's.
+        let live = lock(&self.handle.shared.conns).handles();
+        for s in live {
             let _ = s.queue_close(CloseCode::GOING_AWAY, "server stopping");
         }
         // The groups' tasks end once their connections have.
@@ -562,8 +615,22 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
     let mut view = shared.callbacks.view();
     room(shared.emit_in(&mut view, ServerEvent::Connect(info))).await;
     loop {
-        match rx.recv().await {
-            Ok(Message::Closed(c)) => {
+        // Lent while lent callbacks are registered, else owned (a large
+        // message is then copied once, into its own buffer).
+        let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
+        let got = if view.lends(reg, kind) {
+            let events = shared.has_events.load(Ordering::Acquire);
+            rx.recv_with_reply(|m, reply| lend_received(&mut view, reg, &info, m, reply, events))
+                .await
+        } else {
+            rx.recv().await.map(|m| {
+                owned_received(&mut view, reg, &info, m, |f| {
+                    let _ = tx.with_reply(|reply| f(reply));
+                })
+            })
+        };
+        match got {
+            Ok(Received::Closed(c)) => {
                 lock(&shared.conns).remove(&info);
                 if let Some(err) = c.error {
                     let ev = ServerEvent::Error(Some(info), Arc::new(Error::Connection(err)));
@@ -572,11 +639,11 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
                 let ev = ServerEvent::Close(info, c.code, c.reason);
                 room(shared.emit_in(&mut view, ev)).await;
             }
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+            Ok(Received::Message(m)) => {
                 let ev = ServerEvent::Message(info, m);
                 room(shared.emit_in(&mut view, ev)).await;
             }
-            Ok(_) => {}
+            Ok(Received::Nothing) => {}
             Err(Error::Closed) => break,
             Err(e) => {
                 lock(&shared.conns).remove(&info);
@@ -592,6 +659,7 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use ws_proto::Message;
 
     #[test]
     fn an_accepted_connection_is_non_blocking_and_knows_its_peer() {

@@ -22,7 +22,9 @@ use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::poll_fn;
 use futures_sink::Sink;
-use ws_proto::api::{assert_not_lending, copied_in, lent_once, messages_in, Error, Receive};
+use ws_proto::api::{
+    assert_not_lending, copied_in, lent_once, messages_in, Error, Lending, Receive,
+};
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, SendError,
     State as ConnState, Transmit,
@@ -618,6 +620,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
         Ok(())
     }
 
+    /// Runs `f` with a [`Reply`] on this connection under its lock, marked
+    /// as lending it (as `recv_with_reply`'s closure is): for a server's
+    /// lent callbacks given a message that was received owned.
+    pub(crate) fn with_reply<R>(&self, f: impl FnOnce(&mut Reply<'_>) -> R) -> Result<R, Error> {
+        let shared = &*self.shared;
+        let mut st = shared.lock();
+        if let Some(kind) = st.write_error {
+            return Err(Error::Io(kind.into()));
+        }
+        let r = {
+            let _lending = Lending::enter(shared);
+            st.conn.with_reply(f)
+        };
+        st.wake_reader();
+        Ok(r)
+    }
+
     /// Queues a text message; the receiving task writes it. For
     /// synchronous code such as callbacks; `send_text` waits for the write.
     pub fn queue_text(&self, text: &str) -> Result<(), Error> {
@@ -846,8 +865,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// is waiting to write counts as using it): copy what you need into a
     /// buffer of your own and send after `recv_with` returns. If `f`
     /// panics, the message is lent again by the next call.
-    pub async fn recv_with<R>(&mut self, f: impl FnOnce(MessageRef<'_>) -> R) -> Result<R, Error> {
-        self.recv_lent(|m, _| f(m)).await
+    pub fn recv_with<'a, R: 'a>(
+        &'a mut self,
+        f: impl FnOnce(MessageRef<'_>) -> R + 'a,
+    ) -> impl Future<Output = Result<R, Error>> + 'a {
+        self.recv_lent(move |m, _| f(m))
     }
 
     /// [`recv_with`](Self::recv_with), and `f` may answer: the [`Reply`]
@@ -875,24 +897,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
     /// }
     /// # }
     /// ```
-    pub async fn recv_with_reply<R>(
-        &mut self,
-        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
-    ) -> Result<R, Error> {
-        self.recv_lent(f).await
+    pub fn recv_with_reply<'a, R: 'a>(
+        &'a mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R + 'a,
+    ) -> impl Future<Output = Result<R, Error>> + 'a {
+        self.recv_lent(f)
     }
 
-    /// Both lending receives.
-    async fn recv_lent<R>(
-        &mut self,
-        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
-    ) -> Result<R, Error> {
+    /// Both lending receives. A poll function, not an `async fn`: the
+    /// future holds `f` once, inside the receive, where an `async fn`
+    /// would also keep room for its argument (the future of a server's
+    /// lent receive: 152 bytes as an `async fn`).
+    fn recv_lent<'a, R: 'a>(
+        &'a mut self,
+        f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R + 'a,
+    ) -> impl Future<Output = Result<R, Error>> + 'a {
         let shared = &*self.shared;
         let mut receive = lent_once(shared, f);
-        poll_fn(|cx| shared.lock().poll_next(cx, &mut receive, |(ping, _)| *ping))
-            .await?
-            .map(|(_, r)| r)
-            .ok_or(Error::Closed)
+        poll_fn(move |cx| {
+            shared
+                .lock()
+                .poll_next(cx, &mut receive, |(ping, _)| *ping)
+                .map(|r| r?.map(|(_, r)| r).ok_or(Error::Closed))
+        })
     }
 }
 

@@ -332,6 +332,94 @@ fn events_past_a_full_queue_wait_and_arrive_in_order() {
 }
 
 #[test]
+fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
+    run(async {
+        let server = Server::start(local()).await.unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let l = log.clone();
+        server.on(ServerEventKind::MessageReceive, move |ev| {
+            if let ServerEvent::Message(_, m) = ev {
+                l.lock()
+                    .unwrap()
+                    .push(ws_test_support::logged("owned", m.view()));
+            }
+        });
+        let mut a = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        let mut b = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        eventually(|| server.connections().len() == 2).await;
+        // Registered while both connections wait for a message received
+        // owned: their first message is lent to it from the owned copy, the
+        // next ones from the read.
+        let (h, l) = (server.handle(), log.clone());
+        let lent = server.on_message_lent(move |conn, m, reply| {
+            // The handle refuses to lock a connection here: this one, or
+            // another, whose own lent callback could be waiting for this.
+            let refused = h.connections().iter().all(|c| {
+                matches!(h.queue_text(c, "no"), Err(Error::InLentCallback))
+                    && matches!(h.buffered_amount(c), Err(Error::InLentCallback))
+            });
+            l.lock()
+                .unwrap()
+                .push(format!("{} {refused}", ws_test_support::logged("lent", m)));
+            let _ = match m {
+                ws_smol::MessageRef::Text(t) => reply.send_text(&format!("{}:{}", conn.id, t)),
+                ws_smol::MessageRef::Binary(d) => reply.send_binary(&d[..d.len() / 2]),
+                _ => Ok(()),
+            };
+        });
+        let ids: Vec<u64> = server.connections().iter().map(|c| c.id).collect();
+        // Each message's owned callback has run before the next message
+        // (on another connection, maybe another thread) is sent.
+        let logged_up_to = |n: usize| {
+            let log = log.clone();
+            eventually(move || log.lock().unwrap().len() == n)
+        };
+        a.send_text("one").await.unwrap();
+        assert_eq!(
+            a.recv().await.unwrap(),
+            Message::Text(format!("{}:one", ids[0]))
+        );
+        logged_up_to(2).await;
+        b.send_text("two").await.unwrap();
+        assert_eq!(
+            b.recv().await.unwrap(),
+            Message::Text(format!("{}:two", ids[1]))
+        );
+        logged_up_to(4).await;
+        a.send_text("three").await.unwrap();
+        assert_eq!(
+            a.recv().await.unwrap(),
+            Message::Text(format!("{}:three", ids[0]))
+        );
+        logged_up_to(6).await;
+        let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        a.send_binary(&big).await.unwrap();
+        assert_eq!(
+            a.recv().await.unwrap(),
+            Message::Binary(big[..150_000].to_vec().into())
+        );
+        // The owned callback still gets every message, after the lent one.
+        logged_up_to(8).await;
+        assert_eq!(*log.lock().unwrap(), ws_test_support::LENT_THEN_OWNED);
+        // `off` takes it out like any messageReceive callback.
+        assert_eq!(server.off(ServerEventKind::MessageReceive, Some(lent)), 1);
+        let h = server.handle();
+        server.on(ServerEventKind::MessageReceive, move |ev| {
+            if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                h.queue_text(c, &format!("owned:{t}")).unwrap();
+            }
+        });
+        b.send_text("four").await.unwrap();
+        assert_eq!(b.recv().await.unwrap(), Message::Text("owned:four".into()));
+        assert_eq!(log.lock().unwrap().last().unwrap(), "owned text four");
+    });
+}
+
+#[test]
 fn server_lists_sends_closes_and_stops() {
     run(async {
         let mut o = local();

@@ -3,7 +3,9 @@
 //!
 //! `server IMPL PORT [--deflate]`; IMPL is ws-smol (on an executor run by
 //! the main thread, `Server::start_on`), ws-smol-global (smol's global
-//! executor, `Server::start`), ws-smol-stream (ws-smol's stream API: its
+//! executor, `Server::start`), ws-smol-cb-lent (the server of ws-smol,
+//! answering from a lent callback, `Server::on_message_lent`),
+//! ws-smol-stream (ws-smol's stream API: its
 //! own accept loop, `ws_smol::accept`, then `recv`/`send_*` in a task per
 //! connection on a `LocalExecutor`, as the peers' servers are written),
 //! ws-smol-lent (the same with `recv_with`: each message lent, copied into
@@ -29,8 +31,9 @@ fn main() {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     control_thread();
     match which.as_str() {
-        "ws-smol" => ws_smol_server(addr, deflate, true),
-        "ws-smol-global" => ws_smol_server(addr, deflate, false),
+        "ws-smol" => ws_smol_server(addr, deflate, true, false),
+        "ws-smol-global" => ws_smol_server(addr, deflate, false, false),
+        "ws-smol-cb-lent" => ws_smol_server(addr, deflate, true, true),
         "ws-smol-stream" => ws_smol_stream_server(addr, deflate, Echo::Owned),
         "ws-smol-lent" => ws_smol_stream_server(addr, deflate, Echo::Lent),
         "ws-smol-reply" => ws_smol_stream_server(addr, deflate, Echo::Reply),
@@ -67,9 +70,9 @@ fn deflate_config(on: bool) -> Option<ws_proto::DeflateConfig> {
     })
 }
 
-fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool) {
+fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: bool) {
     use std::sync::Arc;
-    use ws_smol::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+    use ws_smol::{Message, MessageRef, Server, ServerEvent, ServerEventKind, ServerOptions};
     let ex = Arc::new(smol::Executor::new());
     smol::block_on(ex.run(async {
         let mut options = ServerOptions::default();
@@ -84,16 +87,26 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool) {
             Server::start(options).await
         }
         .expect("start");
-        let handle = server.handle();
-        server.on(ServerEventKind::MessageReceive, move |event| match event {
-            ServerEvent::Message(conn, Message::Text(t)) => {
-                let _ = handle.queue_text(conn, t);
-            }
-            ServerEvent::Message(conn, Message::Binary(b)) => {
-                let _ = handle.queue_binary(conn, b);
-            }
-            _ => {}
-        });
+        if lent {
+            server.on_message_lent(|_, m, reply| {
+                let _ = match m {
+                    MessageRef::Text(t) => reply.send_text(t),
+                    MessageRef::Binary(b) => reply.send_binary(b),
+                    _ => Ok(()),
+                };
+            });
+        } else {
+            let handle = server.handle();
+            server.on(ServerEventKind::MessageReceive, move |event| match event {
+                ServerEvent::Message(conn, Message::Text(t)) => {
+                    let _ = handle.queue_text(conn, t);
+                }
+                ServerEvent::Message(conn, Message::Binary(b)) => {
+                    let _ = handle.queue_binary(conn, b);
+                }
+                _ => {}
+            });
+        }
         announce(server.local_addr().port());
         futures_lite::future::pending::<()>().await;
     }))

@@ -3,6 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::ClientConnection;
+use crate::{MessageRef, Reply};
+
 /// Identifies one registered callback, for [`Callbacks::off`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
@@ -10,6 +13,29 @@ pub struct CallbackId(u64);
 /// A registered callback. `Fn + Send + Sync` so that adapters can call it
 /// from many connection threads at once without holding a lock.
 pub type Callback<E> = std::sync::Arc<dyn Fn(&E) + Send + Sync>;
+
+/// A server's callback that is lent each text and binary message of a
+/// connection instead of given an owned copy (see
+/// [`Registry::on_lent`]): the connection, the message as it lies in the
+/// connection's input, and a [`Reply`] that queues answers on that
+/// connection.
+pub type LentCallback =
+    std::sync::Arc<dyn Fn(&ClientConnection, MessageRef<'_>, &mut Reply<'_>) + Send + Sync>;
+
+/// One registered callback: called with an event, or lent a message.
+enum Handler<E> {
+    Event(Callback<E>),
+    Lent(LentCallback),
+}
+
+impl<E> Clone for Handler<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Handler::Event(f) => Handler::Event(f.clone()),
+            Handler::Lent(f) => Handler::Lent(f.clone()),
+        }
+    }
+}
 
 /// Callbacks per event kind `K` (the adapters use an enum: open, message,
 /// close, error, dataEnd, headerReceive; or connect, messageReceive, close,
@@ -27,7 +53,7 @@ pub struct Callbacks<K, E> {
     entries: Arc<Entries<K, E>>,
 }
 
-type Entries<K, E> = Vec<(CallbackId, K, Callback<E>)>;
+type Entries<K, E> = Vec<(CallbackId, K, Handler<E>)>;
 
 impl<K, E> Default for Callbacks<K, E> {
     fn default() -> Self {
@@ -54,9 +80,23 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
 
     /// Registers `f` for events of `kind`.
     pub fn on(&mut self, kind: K, f: impl Fn(&E) + Send + Sync + 'static) -> CallbackId {
+        self.add(kind, Handler::Event(Arc::new(f)))
+    }
+
+    /// Registers `f` to be lent the messages of events of `kind` (see
+    /// [`Registry::on_lent`]).
+    pub fn on_lent(
+        &mut self,
+        kind: K,
+        f: impl Fn(&ClientConnection, MessageRef<'_>, &mut Reply<'_>) + Send + Sync + 'static,
+    ) -> CallbackId {
+        self.add(kind, Handler::Lent(Arc::new(f)))
+    }
+
+    fn add(&mut self, kind: K, h: Handler<E>) -> CallbackId {
         let id = CallbackId(self.next);
         self.next += 1;
-        Arc::make_mut(&mut self.entries).push((id, kind, Arc::new(f)));
+        Arc::make_mut(&mut self.entries).push((id, kind, h));
         id
     }
 
@@ -64,7 +104,7 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
     /// Returns how many were removed.
     pub fn off(&mut self, kind: K, id: Option<CallbackId>) -> usize {
         let hit =
-            |(i, k, _): &(CallbackId, K, Callback<E>)| *k == kind && id.is_none_or(|id| id == *i);
+            |(i, k, _): &(CallbackId, K, Handler<E>)| *k == kind && id.is_none_or(|id| id == *i);
         if !self.entries.iter().any(hit) {
             return 0;
         }
@@ -74,18 +114,21 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
         before - entries.len()
     }
 
-    /// Number of callbacks for `kind`.
+    /// Number of callbacks for `kind` (lent ones included).
     pub fn count(&self, kind: K) -> usize {
         self.entries.iter().filter(|(_, k, _)| *k == kind).count()
     }
 
-    /// The callbacks of `kind`, to call after releasing whatever lock
-    /// guards the registry (so a callback may call `on`/`off`).
+    /// The callbacks of `kind` called with events (not the lent ones), to
+    /// call after releasing whatever lock guards the registry (so a
+    /// callback may call `on`/`off`).
     pub fn handlers(&self, kind: K) -> Vec<Callback<E>> {
         self.entries
             .iter()
-            .filter(|(_, k, _)| *k == kind)
-            .map(|(_, _, f)| f.clone())
+            .filter_map(|(_, k, h)| match h {
+                Handler::Event(f) if *k == kind => Some(f.clone()),
+                _ => None,
+            })
             .collect()
     }
 
@@ -95,9 +138,11 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
     }
 }
 
+/// Calls the callbacks of `kind` that take events (the lent ones are
+/// called by [`View::emit_lent`]).
 fn emit_all<K: PartialEq, E>(entries: &Entries<K, E>, kind: K, event: &E) {
-    for (_, k, f) in entries {
-        if *k == kind {
+    for (_, k, h) in entries {
+        if let (true, Handler::Event(f)) = (*k == kind, h) {
             f(event);
         }
     }
@@ -195,6 +240,23 @@ impl<K: PartialEq + Copy, E> Registry<K, E> {
         id
     }
 
+    /// Registers `f` to be lent the message of each event of `kind` that
+    /// carries one (a server's text and binary messages), through
+    /// [`View::emit_lent`]: the message as it lies in the connection's
+    /// input, with no owned copy made for it, and a [`Reply`] that queues
+    /// answers on the same connection while the message is lent. `off`
+    /// removes it like the others.
+    pub fn on_lent(
+        &self,
+        kind: K,
+        f: impl Fn(&ClientConnection, MessageRef<'_>, &mut Reply<'_>) + Send + Sync + 'static,
+    ) -> CallbackId {
+        let mut c = self.lock();
+        let id = c.on_lent(kind, f);
+        self.version.fetch_add(1, Ordering::Release);
+        id
+    }
+
     /// Removes one callback of `kind`, or all of them; returns how many.
     pub fn off(&self, kind: K, id: Option<CallbackId>) -> usize {
         let mut c = self.lock();
@@ -225,10 +287,51 @@ impl<K: PartialEq + Copy, E> View<K, E> {
     /// Calls the callbacks of `kind` in `registry` (the one this view was
     /// made from), refreshing the view first if the list changed.
     pub fn emit(&mut self, registry: &Registry<K, E>, kind: K, event: &E) {
+        self.refresh(registry);
+        emit_all(&self.entries, kind, event);
+    }
+
+    /// Lends `message` to the lent callbacks of `kind` in `registry` (see
+    /// [`Registry::on_lent`]), in registration order, refreshing the view
+    /// first if the list changed. Returns whether `kind` also has
+    /// callbacks that take events, which then want an owned copy
+    /// ([`emit`](Self::emit)).
+    pub fn emit_lent(
+        &mut self,
+        registry: &Registry<K, E>,
+        kind: K,
+        conn: &ClientConnection,
+        message: MessageRef<'_>,
+        reply: &mut Reply<'_>,
+    ) -> bool {
+        self.refresh(registry);
+        let mut wants_event = false;
+        for (_, k, h) in self.entries.iter() {
+            if *k == kind {
+                match h {
+                    Handler::Event(_) => wants_event = true,
+                    Handler::Lent(f) => f(conn, message, reply),
+                }
+            }
+        }
+        wants_event
+    }
+
+    /// Whether `kind` has lent callbacks in `registry` (see
+    /// [`Registry::on_lent`]), refreshing the view first if the list
+    /// changed: a server receives its next message lent if so, else owned.
+    pub fn lends(&mut self, registry: &Registry<K, E>, kind: K) -> bool {
+        self.refresh(registry);
+        self.entries
+            .iter()
+            .any(|(_, k, h)| *k == kind && matches!(h, Handler::Lent(_)))
+    }
+
+    #[inline]
+    fn refresh(&mut self, registry: &Registry<K, E>) {
         if registry.version.load(Ordering::Acquire) != self.version {
             *self = registry.view();
         }
-        emit_all(&self.entries, kind, event);
     }
 }
 

@@ -106,6 +106,13 @@ pub enum Error {
     Timeout,
     /// The connection is closed.
     Closed,
+    /// A server's handle was asked to send, or to look at a connection,
+    /// from inside a callback that is lent a message (`on_message_lent`).
+    /// That callback runs while its connection is locked: waiting there
+    /// for another connection's lock could deadlock with that
+    /// connection's own lent callback. Answer through the callback's
+    /// `Reply`, or send from an owned callback (`on`).
+    InLentCallback,
 }
 
 impl Error {
@@ -151,6 +158,10 @@ impl fmt::Display for Error {
             Error::Connection(e) => write!(f, "connection failed: {e}"),
             Error::Timeout => f.write_str("timed out"),
             Error::Closed => f.write_str("the connection is closed"),
+            Error::InLentCallback => f.write_str(
+                "a server's handle was used inside a lent message callback; \
+                 answer through its Reply, or use an owned callback",
+            ),
         }
     }
 }
@@ -200,6 +211,7 @@ impl Clone for Error {
             Error::Connection(e) => Error::Connection(e.clone()),
             Error::Timeout => Error::Timeout,
             Error::Closed => Error::Closed,
+            Error::InLentCallback => Error::InLentCallback,
         }
     }
 }

@@ -79,6 +79,14 @@ pub fn is_lending<T>(lock: *const T) -> bool {
     !top.is_null() && (top == lock || OUTER.with_borrow(|o| o.contains(&lock)))
 }
 
+/// Whether a closure on this thread is being lent a message by any
+/// connection (a server's handle refuses to lock connections there, see
+/// [`Error::InLentCallback`](crate::api::Error::InLentCallback)).
+#[inline]
+pub fn lending_here() -> bool {
+    !TOP.get().is_null()
+}
+
 /// Panics if a closure on this thread is being lent a message by the
 /// connection whose lock is `lock` (the adapters call it before taking
 /// that lock). The panic is out of line: the check inlines to a compare.
@@ -166,12 +174,12 @@ mod tests {
     #[test]
     fn marks_one_lock_on_one_thread_until_dropped() {
         let (a, b) = (1u8, 2u8);
-        assert!(!is_lending(&a));
+        assert!(!is_lending(&a) && !lending_here());
         {
             let _g = Lending::enter(&a);
-            assert!(is_lending(&a) && !is_lending(&b));
+            assert!(is_lending(&a) && !is_lending(&b) && lending_here());
             std::thread::scope(|s| {
-                s.spawn(|| assert!(!is_lending(&a)));
+                s.spawn(|| assert!(!is_lending(&a) && !lending_here()));
             });
             {
                 // A nested recv_with on another connection: both lend.
@@ -186,7 +194,7 @@ mod tests {
             }
             assert!(is_lending(&a) && !is_lending(&b));
         }
-        assert!(!is_lending(&a));
+        assert!(!is_lending(&a) && !lending_here());
         let r = std::panic::catch_unwind(|| {
             let _g = Lending::enter(&a);
             panic!("closure");

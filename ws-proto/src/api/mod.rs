@@ -17,11 +17,15 @@ mod table;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use callbacks::{emit_shared, Callback, CallbackId, Callbacks, Registry, View};
+pub use callbacks::{emit_shared, Callback, CallbackId, Callbacks, LentCallback, Registry, View};
 pub use error::{Error, ErrorCode};
-pub use events::{ClientConnection, ClientEvent, ClientEventKind, ServerEvent, ServerEventKind};
+pub use events::{
+    lend_received, owned_received, ClientConnection, ClientEvent, ClientEventKind, Received,
+    ServerEvent, ServerEventKind,
+};
 pub use lending::{
-    assert_not_lending, copied_in, is_lending, lent_once, messages_in, Lending, Receive,
+    assert_not_lending, copied_in, is_lending, lending_here, lent_once, messages_in, Lending,
+    Receive,
 };
 pub use options::{
     ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,

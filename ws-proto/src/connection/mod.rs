@@ -1044,6 +1044,17 @@ impl Connection {
         self.lend(f)
     }
 
+    /// A [`Reply`] outside a lend: what `f` queues through it goes out as
+    /// [`send_text`](Self::send_text) and the like would queue it, under
+    /// the same rules (refused after a Close, or while a streamed message
+    /// is unfinished). For code written against a `Reply` that is also
+    /// run on a message already taken out of the connection (a server's
+    /// lent callbacks, given an owned message).
+    pub fn with_reply<R>(&mut self, f: impl FnOnce(&mut Reply<'_>) -> R) -> R {
+        let ready = self.check_whole_message();
+        f(&mut self.reply(ready))
+    }
+
     /// Both lending polls. The poll that finds nothing to read (one per
     /// batch of input) is a few compares inlined into the caller.
     #[inline(always)]
