@@ -351,7 +351,7 @@ def table_p(secs):
     print("| server | load | all calls | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for conns, depth in [(1, 1), (100, 1), (10, 1)]:
-        for impl in ["ws-smol", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "tokio-tungstenite", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "tokio-tungstenite", "fastwebsockets"]:
             calls = perf_syscalls_run(impl, conns, depth, secs)
             echoes = max(calls.get("sendto", 0) + calls.get("sendmsg", 0) + calls.get("writev", 0), 1)
             per = {k: calls.get(k, 0) / echoes for k in names}

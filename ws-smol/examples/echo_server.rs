@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use ws_smol::{DeflateConfig, Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+use ws_smol::{DeflateConfig, MessageRef, Server, ServerOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::args()
@@ -26,20 +26,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         let server = Server::start(options).await?;
         eprintln!("echo server on ws://{}", server.local_addr());
-        // The callback runs where the connection runs: each echo is queued
-        // before that connection reads its next frame.
-        let handle = server.handle();
-        server.on(ServerEventKind::MessageReceive, move |event| match event {
-            ServerEvent::Message(conn, Message::Text(t)) => {
-                let _ = handle.queue_text(conn, t);
-            }
-            // A binary message goes back as it came in: the `Bytes` is
-            // shared (from 2 KiB on, uncompressed, it is written from the
-            // memory it was read into, not copied).
-            ServerEvent::Message(conn, Message::Binary(b)) => {
-                let _ = handle.queue_bytes(conn, b.clone());
-            }
-            _ => {}
+        // The callback runs where the connection runs, lent each message
+        // as it lies in what was read: the echo is queued, copied once
+        // into the output, before that connection reads its next frame.
+        server.on_message_lent(|_conn, m, reply| {
+            let _ = match m {
+                MessageRef::Text(t) => reply.send_text(t),
+                MessageRef::Binary(b) => reply.send_binary(b),
+                _ => Ok(()),
+            };
         });
         futures_lite::future::pending::<()>().await;
         Ok(())
