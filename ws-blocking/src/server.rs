@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ws_proto::api::tls::{self, rustls};
 use ws_proto::api::{
-    bind_error, lend_received, lending_here, owned_received, CallbackId, ClientConnection,
+    bind_error, in_lent_callback, lend_received, owned_received, CallbackId, ClientConnection,
     ConnectionTable, Error, Received, Refusal, Registry, ServerEvent, ServerEventKind,
     ServerOptions, View,
 };
@@ -28,6 +28,9 @@ const EVENT_QUEUE: usize = 1024;
 struct Shared {
     options: ServerOptions,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The lock order is a connection's lock, then this one (a lent
+    /// callback may list the connections): nothing may take a
+    /// connection's lock while holding this one.
     conns: Mutex<ConnectionTable<Sender>>,
     callbacks: Registry<ServerEventKind, ServerEvent>,
     events: Mutex<Option<SyncSender<ServerEvent>>>,
@@ -181,13 +184,19 @@ impl Server {
     /// receive already holds, with no lookup of the connection. The
     /// answers are written with the rest of what the read asked for.
     ///
+    /// A message that arrived while no lent callback was registered (the
+    /// connection was already waiting for it) is lent from its owned copy
+    /// instead, and its answers are written right after.
+    ///
     /// The callback runs while its connection is locked, so it may not
     /// wait for another connection: the [`ServerHandle`]'s methods that
     /// send to or look at a connection return
-    /// [`Error::InLentCallback`] there. Answer through the `Reply`, or send
-    /// to other connections from an owned callback ([`on`](Self::on)),
-    /// which runs after the lent ones. Lent callbacks run in registration
-    /// order, before the owned ones.
+    /// [`Error::InLentCallback`] there (and a `Sender` of another
+    /// connection, from a client of yours, could deadlock: do not use
+    /// one). Answer through the `Reply`, or send to other connections from
+    /// an owned callback ([`on`](Self::on)), which runs after the lent
+    /// ones. Lent callbacks run in registration order, before the owned
+    /// ones.
     ///
     /// ```no_run
     /// # fn run(server: ws_blocking::Server) {
@@ -258,7 +267,9 @@ impl Server {
         while std::time::Instant::now() < deadline && !self.shared.connections_done() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        for s in self.shared.conns().handles() {
+        // Not under the table's lock (see `Shared::conns`).
+        let live = self.shared.conns().handles();
+        for s in live {
             s.abort();
         }
         self.shared.join_connections();
@@ -289,7 +300,10 @@ impl Server {
 /// Sends to, lists and closes the connections of a [`Server`]; cheap to
 /// clone, usable from any thread and from callbacks. A callback runs on the
 /// connection's thread, so a reply sent from a `MessageReceive` callback
-/// leaves before that connection reads its next frame.
+/// leaves before that connection reads its next frame. Inside a lent
+/// callback ([`Server::on_message_lent`]) its methods that send to or look
+/// at a connection return [`Error::InLentCallback`]: answer through the
+/// callback's `Reply` there.
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
@@ -303,7 +317,7 @@ impl std::fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     fn sender(&self, conn: &ClientConnection) -> Result<Sender, Error> {
-        if lending_here() {
+        if in_lent_callback() {
             // Inside a lent callback, which holds its connection's lock:
             // waiting for another's could deadlock with that one's own
             // lent callback, and its own would wait for itself.
@@ -539,12 +553,12 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
         // message is then copied once, into its own buffer).
         let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
         let got = if view.lends(reg, kind) {
-            let events = shared.has_events.load(Ordering::Acquire);
+            let events = &shared.has_events;
             rx.recv_with_reply(|m, reply| lend_received(&mut view, reg, &info, m, reply, events))
         } else {
             rx.recv().map(|m| {
                 owned_received(&mut view, reg, &info, m, |f| {
-                    let _ = tx.with_reply(|reply| f(reply));
+                    tx.with_reply(|reply| f(reply))
                 })
             })
         };

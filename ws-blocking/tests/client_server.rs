@@ -489,80 +489,132 @@ fn callbacks_changed_while_a_connection_is_open_apply_to_its_next_event() {
     assert_eq!(a.recv().unwrap(), Message::Text("third:3".into()));
 }
 
+/// Runs `f` on a thread of its own; fails if it has not returned after
+/// `limit` (a blocking receive that is never answered would hang).
+fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => t.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(t.join().unwrap_err())
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("not done in {limit:?}"),
+    }
+}
+
 #[test]
 fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
-    let server = start(local_options());
-    let log = Arc::new(Mutex::new(Vec::<String>::new()));
-    let l = log.clone();
-    server.on(ServerEventKind::MessageReceive, move |ev| {
-        if let ServerEvent::Message(_, m) = ev {
+    within(Duration::from_secs(20), || {
+        let server = start(local_options());
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let l = log.clone();
+        let logger = server.on(ServerEventKind::MessageReceive, move |ev| {
+            if let ServerEvent::Message(_, m) = ev {
+                l.lock()
+                    .unwrap()
+                    .push(ws_test_support::logged("owned", m.view()));
+            }
+        });
+        let h = server.handle();
+        let first = server.on(ServerEventKind::MessageReceive, move |ev| {
+            if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                h.send_text(c, &format!("owned:{t}")).unwrap();
+            }
+        });
+        let mut a = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+        let mut b = WebSocket::connect_with(&url(&server), &direct()).unwrap();
+        // Answered from an owned callback: once the answer is here, both
+        // connections' threads are past it, in an owned receive (or about
+        // to start a receive: a lent one if the lent callback below is
+        // registered before it looks; the answers are the same).
+        for ws in [&mut a, &mut b] {
+            ws.send_text("zero").unwrap();
+            assert_eq!(ws.recv().unwrap(), Message::Text("owned:zero".into()));
+        }
+        assert_eq!(server.off(ServerEventKind::MessageReceive, Some(first)), 1);
+        eventually("the owned callback logged", || {
+            log.lock().unwrap().len() == 2
+        });
+        log.lock().unwrap().clear();
+        let (h, l) = (server.handle(), log.clone());
+        let lent = server.on_message_lent(move |conn, m, reply| {
+            // The handle refuses to lock a connection here: this one, or
+            // another, whose own lent callback could be waiting for this.
+            let refused = h.connections().iter().all(|c| {
+                matches!(h.send_text(c, "no"), Err(Error::InLentCallback))
+                    && matches!(h.buffered_amount(c), Err(Error::InLentCallback))
+            });
             l.lock()
                 .unwrap()
-                .push(ws_test_support::logged("owned", m.view()));
-        }
-    });
-    let mut a = WebSocket::connect_with(&url(&server), &direct()).unwrap();
-    let mut b = WebSocket::connect_with(&url(&server), &direct()).unwrap();
-    eventually("both connections listed", || {
-        server.connections().len() == 2
-    });
-    // Registered while both connections wait for a message received owned:
-    // their first message is lent to it from the owned copy, the next ones
-    // from the read.
-    let (h, l) = (server.handle(), log.clone());
-    let lent = server.on_message_lent(move |conn, m, reply| {
-        // The handle refuses to lock a connection here: this one, or
-        // another, whose own lent callback could be waiting for this.
-        let refused = h.connections().iter().all(|c| {
-            matches!(h.send_text(c, "no"), Err(Error::InLentCallback))
-                && matches!(h.buffered_amount(c), Err(Error::InLentCallback))
+                .push(format!("{} {refused}", ws_test_support::logged("lent", m)));
+            let _ = match m {
+                ws_blocking::MessageRef::Text(t) => reply.send_text(&format!("{}:{}", conn.id, t)),
+                ws_blocking::MessageRef::Binary(d) => reply.send_binary(&d[..d.len() / 2]),
+                _ => Ok(()),
+            };
         });
-        l.lock()
-            .unwrap()
-            .push(format!("{} {refused}", ws_test_support::logged("lent", m)));
-        let _ = match m {
-            ws_blocking::MessageRef::Text(t) => reply.send_text(&format!("{}:{}", conn.id, t)),
-            ws_blocking::MessageRef::Binary(d) => reply.send_binary(&d[..d.len() / 2]),
-            _ => Ok(()),
-        };
-    });
-    let ids: Vec<u64> = server.connections().iter().map(|c| c.id).collect();
-    // Each message's owned callback has run before the next message (on
-    // another connection's thread) is sent.
-    let logged_up_to =
-        |n: usize| eventually("the callbacks logged", || log.lock().unwrap().len() == n);
-    a.send_text("one").unwrap();
-    assert_eq!(a.recv().unwrap(), Message::Text(format!("{}:one", ids[0])));
-    logged_up_to(2);
-    b.send_text("two").unwrap();
-    assert_eq!(b.recv().unwrap(), Message::Text(format!("{}:two", ids[1])));
-    logged_up_to(4);
-    a.send_text("three").unwrap();
-    assert_eq!(
-        a.recv().unwrap(),
-        Message::Text(format!("{}:three", ids[0]))
-    );
-    logged_up_to(6);
-    let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
-    a.send_binary(&big).unwrap();
-    assert_eq!(
-        a.recv().unwrap(),
-        Message::Binary(big[..150_000].to_vec().into())
-    );
-    // The owned callback still gets every message, after the lent one.
-    logged_up_to(8);
-    assert_eq!(*log.lock().unwrap(), ws_test_support::LENT_THEN_OWNED);
-    // `off` takes it out like any messageReceive callback.
-    assert_eq!(server.off(ServerEventKind::MessageReceive, Some(lent)), 1);
-    let h = server.handle();
-    server.on(ServerEventKind::MessageReceive, move |ev| {
-        if let ServerEvent::Message(c, Message::Text(t)) = ev {
-            h.send_text(c, &format!("owned:{t}")).unwrap();
+        let ids: Vec<u64> = server.connections().iter().map(|c| c.id).collect();
+        // Each message's owned callback has run before the next message
+        // (on another connection's thread) is sent.
+        let logged_up_to =
+            |n: usize| eventually("the callbacks logged", || log.lock().unwrap().len() == n);
+        a.send_text("one").unwrap();
+        assert_eq!(a.recv().unwrap(), Message::Text(format!("{}:one", ids[0])));
+        logged_up_to(2);
+        b.send_text("two").unwrap();
+        assert_eq!(b.recv().unwrap(), Message::Text(format!("{}:two", ids[1])));
+        logged_up_to(4);
+        a.send_text("three").unwrap();
+        assert_eq!(
+            a.recv().unwrap(),
+            Message::Text(format!("{}:three", ids[0]))
+        );
+        logged_up_to(6);
+        let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        a.send_binary(&big).unwrap();
+        assert_eq!(
+            a.recv().unwrap(),
+            Message::Binary(big[..150_000].to_vec().into())
+        );
+        // The owned callback still gets every message, after the lent one.
+        logged_up_to(8);
+        assert_eq!(*log.lock().unwrap(), ws_test_support::LENT_THEN_OWNED);
+        // With no owned callback, no owned copy is made, unless an events
+        // iterator is open: one opened while a connection waits in a lent
+        // receive gets that connection's next message.
+        assert_eq!(server.off(ServerEventKind::MessageReceive, Some(logger)), 1);
+        let events = server.events();
+        a.send_text("four").unwrap();
+        assert_eq!(a.recv().unwrap(), Message::Text(format!("{}:four", ids[0])));
+        match events.recv_timeout(Duration::from_secs(10)) {
+            Some(ServerEvent::Message(c, Message::Text(t))) => {
+                assert_eq!((c.id, t.as_str()), (ids[0], "four"))
+            }
+            other => panic!("{other:?}"),
         }
+        // A Ping is answered, and lent to no callback.
+        a.ping(b"p").unwrap();
+        assert_eq!(a.recv().unwrap(), Message::Pong("p".into()));
+        logged_up_to(9);
+        // `off` takes it out like any messageReceive callback.
+        assert_eq!(server.off(ServerEventKind::MessageReceive, Some(lent)), 1);
+        let h = server.handle();
+        server.on(ServerEventKind::MessageReceive, move |ev| {
+            if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                h.send_text(c, &format!("owned:{t}")).unwrap();
+            }
+        });
+        b.send_text("five").unwrap();
+        assert_eq!(b.recv().unwrap(), Message::Text("owned:five".into()));
+        assert_eq!(log.lock().unwrap().len(), 9, "nothing lent after `off`");
+        // `off` with no id takes out every kind of messageReceive callback.
+        server.on_message_lent(|_, _, _| {});
+        assert_eq!(server.off(ServerEventKind::MessageReceive, None), 2);
     });
-    b.send_text("four").unwrap();
-    assert_eq!(b.recv().unwrap(), Message::Text("owned:four".into()));
-    assert_eq!(log.lock().unwrap().last().unwrap(), "owned text four");
 }
 
 #[test]

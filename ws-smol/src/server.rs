@@ -15,7 +15,7 @@ use futures_rustls::TlsAcceptor;
 use smol::Task;
 use ws_proto::api::tls;
 use ws_proto::api::{
-    bind_error, lend_received, lending_here, owned_received, CallbackId, ClientConnection,
+    bind_error, in_lent_callback, lend_received, owned_received, CallbackId, ClientConnection,
     ConnectionTable, Error, Received, Refusal, Registry, ServerEvent, ServerEventKind,
     ServerOptions, View,
 };
@@ -34,6 +34,9 @@ type Conn = Sender<MaybeTls>;
 struct Shared {
     options: ServerOptions,
     tls: Option<TlsAcceptor>,
+    /// The lock order is a connection's lock, then this one (a lent
+    /// callback may list the connections): nothing may take a
+    /// connection's lock while holding this one.
     conns: Mutex<ConnectionTable<Conn>>,
     callbacks: Registry<ServerEventKind, ServerEvent>,
     events: Mutex<Option<async_channel::Sender<ServerEvent>>>,
@@ -133,7 +136,7 @@ impl std::fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     fn sender(&self, conn: &ClientConnection) -> Result<Conn, Error> {
-        if lending_here() {
+        if in_lent_callback() {
             // Inside a lent callback, which holds its connection's lock:
             // waiting for another's could deadlock with that one's own
             // lent callback, and its own would wait for itself.
@@ -164,7 +167,10 @@ impl ServerHandle {
 
     /// Queues a text message for one client without waiting (for
     /// callbacks: a reply queued in a `MessageReceive` callback leaves
-    /// before that connection reads its next frame).
+    /// before that connection reads its next frame). Inside a lent
+    /// callback ([`Server::on_message_lent`]) this, like every method
+    /// that sends to or looks at a connection, returns
+    /// [`Error::InLentCallback`]: answer through its `Reply` there.
     pub fn queue_text(&self, conn: &ClientConnection, text: &str) -> Result<(), Error> {
         self.sender(conn)?.queue_text(text)
     }
@@ -382,13 +388,19 @@ impl Server {
     /// answers leave in one write with the rest of what the read asked
     /// for.
     ///
+    /// A message that arrived while no lent callback was registered (the
+    /// connection was already waiting for it) is lent from its owned copy
+    /// instead, and its answers leave with the connection's next receive.
+    ///
     /// The callback runs while its connection is locked, so it may not
     /// wait for another connection: the [`ServerHandle`]'s methods that
     /// send to or look at a connection return
-    /// [`Error::InLentCallback`] there. Answer through the `Reply`, or send
-    /// to other connections from an owned callback ([`on`](Self::on)),
-    /// which runs after the lent ones. Lent callbacks run in registration
-    /// order, before the owned ones.
+    /// [`Error::InLentCallback`] there (and a `Sender` of another
+    /// connection, from a client of yours, could deadlock: do not use
+    /// one). Answer through the `Reply`, or send to other connections from
+    /// an owned callback ([`on`](Self::on)), which runs after the lent
+    /// ones. Lent callbacks run in registration order, before the owned
+    /// ones.
     ///
     /// ```no_run
     /// # async fn run(server: ws_smol::Server) {
@@ -619,13 +631,13 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
         // message is then copied once, into its own buffer).
         let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
         let got = if view.lends(reg, kind) {
-            let events = shared.has_events.load(Ordering::Acquire);
+            let events = &shared.has_events;
             rx.recv_with_reply(|m, reply| lend_received(&mut view, reg, &info, m, reply, events))
                 .await
         } else {
             rx.recv().await.map(|m| {
                 owned_received(&mut view, reg, &info, m, |f| {
-                    let _ = tx.with_reply(|reply| f(reply));
+                    tx.with_reply(|reply| f(reply))
                 })
             })
         };

@@ -622,19 +622,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sender<S> {
 
     /// Runs `f` with a [`Reply`] on this connection under its lock, marked
     /// as lending it (as `recv_with_reply`'s closure is): for a server's
-    /// lent callbacks given a message that was received owned.
-    pub(crate) fn with_reply<R>(&self, f: impl FnOnce(&mut Reply<'_>) -> R) -> Result<R, Error> {
+    /// lent callbacks given a message that was received owned. What it
+    /// queues leaves with the next receive; a write that failed is
+    /// reported there (the `Reply` itself refuses once the connection is
+    /// closed).
+    pub(crate) fn with_reply<R>(&self, f: impl FnOnce(&mut Reply<'_>) -> R) -> R {
         let shared = &*self.shared;
         let mut st = shared.lock();
-        if let Some(kind) = st.write_error {
-            return Err(Error::Io(kind.into()));
-        }
         let r = {
             let _lending = Lending::enter(shared);
             st.conn.with_reply(f)
         };
         st.wake_reader();
-        Ok(r)
+        r
     }
 
     /// Queues a text message; the receiving task writes it. For

@@ -337,11 +337,17 @@ fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
         let server = Server::start(local()).await.unwrap();
         let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let l = log.clone();
-        server.on(ServerEventKind::MessageReceive, move |ev| {
+        let logger = server.on(ServerEventKind::MessageReceive, move |ev| {
             if let ServerEvent::Message(_, m) = ev {
                 l.lock()
                     .unwrap()
                     .push(ws_test_support::logged("owned", m.view()));
+            }
+        });
+        let h = server.handle();
+        let first = server.on(ServerEventKind::MessageReceive, move |ev| {
+            if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                h.queue_text(c, &format!("owned:{t}")).unwrap();
             }
         });
         let mut a = ws_smol::connect_with(&url(&server), &direct())
@@ -350,10 +356,17 @@ fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
         let mut b = ws_smol::connect_with(&url(&server), &direct())
             .await
             .unwrap();
-        eventually(|| server.connections().len() == 2).await;
-        // Registered while both connections wait for a message received
-        // owned: their first message is lent to it from the owned copy, the
-        // next ones from the read.
+        // An owned answer is written by the connection's next receive, an
+        // owned one as no lent callback is registered: once it is here,
+        // both connections wait in an owned receive.
+        for ws in [&mut a, &mut b] {
+            ws.send_text("zero").await.unwrap();
+            assert_eq!(ws.recv().await.unwrap(), Message::Text("owned:zero".into()));
+        }
+        assert_eq!(server.off(ServerEventKind::MessageReceive, Some(first)), 1);
+        log.lock().unwrap().clear();
+        // Their next message is lent from its owned copy; the ones after
+        // it from the read.
         let (h, l) = (server.handle(), log.clone());
         let lent = server.on_message_lent(move |conn, m, reply| {
             // The handle refuses to lock a connection here: this one, or
@@ -405,6 +418,26 @@ fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
         // The owned callback still gets every message, after the lent one.
         logged_up_to(8).await;
         assert_eq!(*log.lock().unwrap(), ws_test_support::LENT_THEN_OWNED);
+        // With no owned callback, no owned copy is made, unless an events
+        // stream is open: one opened while a connection waits in a lent
+        // receive gets that connection's next message.
+        assert_eq!(server.off(ServerEventKind::MessageReceive, Some(logger)), 1);
+        let events = server.events();
+        a.send_text("four").await.unwrap();
+        assert_eq!(
+            a.recv().await.unwrap(),
+            Message::Text(format!("{}:four", ids[0]))
+        );
+        match events.recv().await.unwrap() {
+            ServerEvent::Message(c, Message::Text(t)) => {
+                assert_eq!((c.id, t.as_str()), (ids[0], "four"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A Ping is answered, and lent to no callback.
+        a.ping(b"p").await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), Message::Pong("p".into()));
+        logged_up_to(9).await;
         // `off` takes it out like any messageReceive callback.
         assert_eq!(server.off(ServerEventKind::MessageReceive, Some(lent)), 1);
         let h = server.handle();
@@ -413,9 +446,12 @@ fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
                 h.queue_text(c, &format!("owned:{t}")).unwrap();
             }
         });
-        b.send_text("four").await.unwrap();
-        assert_eq!(b.recv().await.unwrap(), Message::Text("owned:four".into()));
-        assert_eq!(log.lock().unwrap().last().unwrap(), "owned text four");
+        b.send_text("five").await.unwrap();
+        assert_eq!(b.recv().await.unwrap(), Message::Text("owned:five".into()));
+        assert_eq!(log.lock().unwrap().len(), 9, "nothing lent after `off`");
+        // `off` with no id takes out every kind of messageReceive callback.
+        server.on_message_lent(|_, _, _| {});
+        assert_eq!(server.off(ServerEventKind::MessageReceive, None), 2);
     });
 }
 

@@ -142,8 +142,10 @@ impl<K: PartialEq + Copy, E> Callbacks<K, E> {
 /// called by [`View::emit_lent`]).
 fn emit_all<K: PartialEq, E>(entries: &Entries<K, E>, kind: K, event: &E) {
     for (_, k, h) in entries {
-        if let (true, Handler::Event(f)) = (*k == kind, h) {
-            f(event);
+        if let Handler::Event(f) = h {
+            if *k == kind {
+                f(event);
+            }
         }
     }
 }
@@ -192,6 +194,10 @@ pub struct Registry<K, E> {
 pub struct View<K, E> {
     version: u64,
     entries: Arc<Entries<K, E>>,
+    /// The list [`emit_lent`](Self::emit_lent) replaced, kept until the
+    /// view's next refresh outside the lend: the last reference to a
+    /// removed closure is not dropped while a connection is locked.
+    retired: Option<Arc<Entries<K, E>>>,
 }
 
 impl<K, E> Default for Registry<K, E> {
@@ -279,6 +285,7 @@ impl<K: PartialEq + Copy, E> Registry<K, E> {
         View {
             version: self.version.load(Ordering::Relaxed),
             entries: c.entries.clone(),
+            retired: None,
         }
     }
 }
@@ -293,9 +300,12 @@ impl<K: PartialEq + Copy, E> View<K, E> {
 
     /// Lends `message` to the lent callbacks of `kind` in `registry` (see
     /// [`Registry::on_lent`]), in registration order, refreshing the view
-    /// first if the list changed. Returns whether `kind` also has
-    /// callbacks that take events, which then want an owned copy
-    /// ([`emit`](Self::emit)).
+    /// first if the list changed (the list it replaces is let go of at the
+    /// view's next [`lends`](Self::lends) or [`emit`](Self::emit), outside
+    /// the lend). Returns whether `kind` also has callbacks that take
+    /// events, which then want an owned copy ([`emit`](Self::emit)). While
+    /// the lent callbacks run, [`in_lent_callback`](super::in_lent_callback)
+    /// is true on this thread.
     pub fn emit_lent(
         &mut self,
         registry: &Registry<K, E>,
@@ -304,7 +314,11 @@ impl<K: PartialEq + Copy, E> View<K, E> {
         message: MessageRef<'_>,
         reply: &mut Reply<'_>,
     ) -> bool {
-        self.refresh(registry);
+        if registry.version.load(Ordering::Acquire) != self.version {
+            let old = std::mem::replace(self, registry.view());
+            self.retired = Some(old.entries);
+        }
+        let _guard = super::lending::LentCallbackGuard::enter();
         let mut wants_event = false;
         for (_, k, h) in self.entries.iter() {
             if *k == kind {
@@ -331,6 +345,8 @@ impl<K: PartialEq + Copy, E> View<K, E> {
     fn refresh(&mut self, registry: &Registry<K, E>) {
         if registry.version.load(Ordering::Acquire) != self.version {
             *self = registry.view();
+        } else if self.retired.is_some() {
+            self.retired = None;
         }
     }
 }

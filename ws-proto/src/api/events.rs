@@ -1,6 +1,7 @@
 //! The events of the spec's callback APIs, shared by both adapters.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::assemble::{Message, MessageRef};
@@ -158,6 +159,73 @@ impl ClientEvent {
     }
 }
 
+/// What a server connection's receive gives its owned callbacks and its
+/// events stream ([`lend_received`], [`owned_received`]).
+#[derive(Debug)]
+pub enum Received {
+    /// A text or binary message, owned.
+    Message(Message),
+    /// The connection closed.
+    Closed(CloseInfo),
+    /// A Ping or Pong, or a message that only lent callbacks wanted.
+    Nothing,
+}
+
+/// A server's receive while lent callbacks are registered (see
+/// [`Registry::on_lent`](super::Registry::on_lent)), as the closure of a
+/// lending receive: a text or binary message is lent to them with the
+/// connection's `reply`; an owned copy is made only if an owned callback
+/// wants it, or `events` is set (an events stream is open; read when the
+/// message is there, not when the receive began).
+pub fn lend_received(
+    view: &mut View<ServerEventKind, ServerEvent>,
+    registry: &Registry<ServerEventKind, ServerEvent>,
+    conn: &ClientConnection,
+    m: MessageRef<'_>,
+    reply: &mut Reply<'_>,
+    events: &AtomicBool,
+) -> Received {
+    match m {
+        MessageRef::Text(_) | MessageRef::Binary(_) => {
+            let kind = ServerEventKind::MessageReceive;
+            let owned = view.emit_lent(registry, kind, conn, m, reply);
+            if owned || events.load(Ordering::Acquire) {
+                Received::Message(m.to_message())
+            } else {
+                Received::Nothing
+            }
+        }
+        MessageRef::Closed(c) => Received::Closed(c.clone()),
+        MessageRef::Ping(_) | MessageRef::Pong(_) => Received::Nothing,
+    }
+}
+
+/// A server's owned receive (no lent callbacks were registered when it
+/// began): a text or binary message is also lent to the lent callbacks
+/// registered while it waited, through `with_reply`, which runs its
+/// argument with a `Reply` on the connection.
+pub fn owned_received(
+    view: &mut View<ServerEventKind, ServerEvent>,
+    registry: &Registry<ServerEventKind, ServerEvent>,
+    conn: &ClientConnection,
+    m: Message,
+    with_reply: impl FnOnce(&mut dyn FnMut(&mut Reply<'_>)),
+) -> Received {
+    match m {
+        Message::Text(_) | Message::Binary(_) => {
+            let kind = ServerEventKind::MessageReceive;
+            if view.lends(registry, kind) {
+                with_reply(&mut |reply| {
+                    view.emit_lent(registry, kind, conn, m.view(), reply);
+                });
+            }
+            Received::Message(m)
+        }
+        Message::Closed(c) => Received::Closed(c),
+        Message::Ping(_) | Message::Pong(_) => Received::Nothing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,69 +265,5 @@ mod tests {
             kinds(Event::Closed(abnormal)),
             [ClientEventKind::Error, ClientEventKind::Close]
         );
-    }
-}
-
-/// What a server connection's receive gives its owned callbacks and its
-/// events stream ([`lend_received`], [`owned_received`]).
-#[derive(Debug)]
-pub enum Received {
-    /// A text or binary message, owned.
-    Message(Message),
-    /// The connection closed.
-    Closed(CloseInfo),
-    /// A Ping or Pong, or a message that only lent callbacks wanted.
-    Nothing,
-}
-
-/// A server's receive while lent callbacks are registered (see
-/// [`Registry::on_lent`](super::Registry::on_lent)), as the closure of a
-/// lending receive: a text or binary message is lent to them with the
-/// connection's `reply`; an owned copy is made only if an owned callback
-/// wants it, or `events` (an events stream is open).
-pub fn lend_received(
-    view: &mut View<ServerEventKind, ServerEvent>,
-    registry: &Registry<ServerEventKind, ServerEvent>,
-    conn: &ClientConnection,
-    m: MessageRef<'_>,
-    reply: &mut Reply<'_>,
-    events: bool,
-) -> Received {
-    match m {
-        MessageRef::Text(_) | MessageRef::Binary(_) => {
-            let kind = ServerEventKind::MessageReceive;
-            match view.emit_lent(registry, kind, conn, m, reply) || events {
-                true => Received::Message(m.to_message()),
-                false => Received::Nothing,
-            }
-        }
-        MessageRef::Closed(c) => Received::Closed(c.clone()),
-        MessageRef::Ping(_) | MessageRef::Pong(_) => Received::Nothing,
-    }
-}
-
-/// A server's owned receive (no lent callbacks were registered when it
-/// began): a text or binary message is also lent to the lent callbacks
-/// registered while it waited, through `with_reply`, which runs its
-/// argument with a `Reply` on the connection.
-pub fn owned_received(
-    view: &mut View<ServerEventKind, ServerEvent>,
-    registry: &Registry<ServerEventKind, ServerEvent>,
-    conn: &ClientConnection,
-    m: Message,
-    with_reply: impl FnOnce(&mut dyn FnMut(&mut Reply<'_>)),
-) -> Received {
-    match m {
-        Message::Text(_) | Message::Binary(_) => {
-            let kind = ServerEventKind::MessageReceive;
-            if view.lends(registry, kind) {
-                with_reply(&mut |reply| {
-                    view.emit_lent(registry, kind, conn, m.view(), reply);
-                });
-            }
-            Received::Message(m)
-        }
-        Message::Closed(c) => Received::Closed(c),
-        Message::Ping(_) | Message::Pong(_) => Received::Nothing,
     }
 }

@@ -18,6 +18,8 @@ thread_local! {
     /// `recv_with` nested in another's closure): empty but for nesting, so
     /// the common case is one thread-local cell.
     static OUTER: RefCell<Vec<*const ()>> = const { RefCell::new(Vec::new()) };
+    /// A server's lent callbacks run on this thread.
+    static IN_LENT_CALLBACK: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Marks a connection's lock as lending on this thread until dropped (also
@@ -79,12 +81,33 @@ pub fn is_lending<T>(lock: *const T) -> bool {
     !top.is_null() && (top == lock || OUTER.with_borrow(|o| o.contains(&lock)))
 }
 
-/// Whether a closure on this thread is being lent a message by any
-/// connection (a server's handle refuses to lock connections there, see
+/// Whether a server's lent message callback (`on_message_lent`, see
+/// [`View::emit_lent`](crate::api::View::emit_lent)) runs on this thread:
+/// a server's handle refuses to lock connections there (see
 /// [`Error::InLentCallback`](crate::api::Error::InLentCallback)).
 #[inline]
-pub fn lending_here() -> bool {
-    !TOP.get().is_null()
+pub fn in_lent_callback() -> bool {
+    IN_LENT_CALLBACK.get()
+}
+
+/// Marks a server's lent callbacks as running on this thread until
+/// dropped (also when one panics).
+pub(crate) struct LentCallbackGuard {
+    outer: bool,
+}
+
+impl LentCallbackGuard {
+    pub(crate) fn enter() -> LentCallbackGuard {
+        LentCallbackGuard {
+            outer: IN_LENT_CALLBACK.replace(true),
+        }
+    }
+}
+
+impl Drop for LentCallbackGuard {
+    fn drop(&mut self) {
+        IN_LENT_CALLBACK.set(self.outer);
+    }
 }
 
 /// Panics if a closure on this thread is being lent a message by the
@@ -174,12 +197,12 @@ mod tests {
     #[test]
     fn marks_one_lock_on_one_thread_until_dropped() {
         let (a, b) = (1u8, 2u8);
-        assert!(!is_lending(&a) && !lending_here());
+        assert!(!is_lending(&a));
         {
             let _g = Lending::enter(&a);
-            assert!(is_lending(&a) && !is_lending(&b) && lending_here());
+            assert!(is_lending(&a) && !is_lending(&b));
             std::thread::scope(|s| {
-                s.spawn(|| assert!(!is_lending(&a) && !lending_here()));
+                s.spawn(|| assert!(!is_lending(&a)));
             });
             {
                 // A nested recv_with on another connection: both lend.
@@ -194,7 +217,7 @@ mod tests {
             }
             assert!(is_lending(&a) && !is_lending(&b));
         }
-        assert!(!is_lending(&a) && !lending_here());
+        assert!(!is_lending(&a));
         let r = std::panic::catch_unwind(|| {
             let _g = Lending::enter(&a);
             panic!("closure");
@@ -213,5 +236,28 @@ mod tests {
         assert!(!is_lending(&a) && is_lending(&b));
         drop(inner);
         assert!(!is_lending(&a) && !is_lending(&b));
+    }
+
+    #[test]
+    fn marks_lent_callbacks_on_one_thread_until_dropped() {
+        assert!(!in_lent_callback());
+        {
+            let _g = LentCallbackGuard::enter();
+            assert!(in_lent_callback());
+            std::thread::scope(|s| {
+                s.spawn(|| assert!(!in_lent_callback()));
+            });
+            {
+                let _nested = LentCallbackGuard::enter();
+                assert!(in_lent_callback());
+            }
+            assert!(in_lent_callback(), "an inner guard keeps the outer mark");
+        }
+        assert!(!in_lent_callback());
+        let r = std::panic::catch_unwind(|| {
+            let _g = LentCallbackGuard::enter();
+            panic!("a lent callback");
+        });
+        assert!(r.is_err() && !in_lent_callback());
     }
 }

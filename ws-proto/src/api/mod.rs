@@ -24,7 +24,7 @@ pub use events::{
     ServerEvent, ServerEventKind,
 };
 pub use lending::{
-    assert_not_lending, copied_in, is_lending, lending_here, lent_once, messages_in, Lending,
+    assert_not_lending, copied_in, in_lent_callback, is_lending, lent_once, messages_in, Lending,
     Receive,
 };
 pub use options::{
