@@ -631,9 +631,16 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
         // message is then copied once, into its own buffer).
         let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
         let got = if view.lends(reg, kind) {
+            // Lends all that was read in one poll; returns what the
+            // owned callbacks or the events stream want, or the close.
             let events = &shared.has_events;
-            rx.recv_with_reply(|m, reply| lend_received(&mut view, reg, &info, m, reply, events))
-                .await
+            rx.lend_until(
+                |m, reply| match lend_received(&mut view, reg, &info, m, reply, events) {
+                    Received::Nothing => None,
+                    r => Some(r),
+                },
+            )
+            .await
         } else {
             rx.recv().await.map(|m| {
                 owned_received(&mut view, reg, &info, m, |f| {

@@ -23,7 +23,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::poll_fn;
 use futures_sink::Sink;
 use ws_proto::api::{
-    assert_not_lending, copied_in, lent_once, messages_in, Error, Lending, Receive,
+    assert_not_lending, copied_in, lent_each, lent_once, messages_in, Error, Lending, Receive,
 };
 use ws_proto::{
     CloseCode, Connection, Event, Message, MessageKind, MessageRef, Reply, SendError,
@@ -47,6 +47,11 @@ const READ_PAUSE_OUTPUT: usize = 1 << 20;
 
 /// `Sink::poll_ready` waits for the output to drain below this.
 const SINK_HIGH_WATER: usize = 64 << 10;
+
+/// Messages a server's lent receive ([`Receiver::lend_until`]) lends in
+/// one poll before it lets the other connections of its group run: a
+/// peer that keeps the socket full cannot hold its group.
+const LEND_BATCH: usize = 64;
 
 thread_local! {
     /// Taken out while a read is handled (a closure lent a message from it
@@ -921,6 +926,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Receiver<S> {
                 .map(|r| r?.map(|(_, r)| r).ok_or(Error::Closed))
         })
     }
+
+    /// The server's lent receive: lends message after message to `f`, all
+    /// in one poll under one lock of the connection, until `f` returns
+    /// something, the connection ends, or what was read is used up (then
+    /// the same poll waits for more). A receive per message takes the
+    /// connection's lock twice per message: the poll that lends it, and
+    /// the next, which finds nothing more and waits. After
+    /// [`LEND_BATCH`] messages in one poll it asks to be polled again and
+    /// lets the other connections of its group run.
+    pub(crate) fn lend_until<'a, R: 'a>(
+        &'a mut self,
+        f: impl FnMut(MessageRef<'_>, &mut Reply<'_>) -> Option<R> + 'a,
+    ) -> impl Future<Output = Result<R, Error>> + 'a {
+        let shared = &*self.shared;
+        let mut receive = lent_each(shared, f);
+        poll_fn(move |cx| {
+            let mut state = shared.lock();
+            for _ in 0..LEND_BATCH {
+                match state.poll_next(cx, &mut receive, |(ping, _)| *ping) {
+                    Poll::Ready(Ok(Some((_, None)))) => {}
+                    Poll::Ready(r) => {
+                        return Poll::Ready(r?.and_then(|(_, r)| r).ok_or(Error::Closed))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            drop(state);
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Receiver<S> {
@@ -976,6 +1012,16 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use ws_proto::{Config, Role};
+
+    /// A loopback TCP connection: the peer's end, registered with the
+    /// reactor, and ours.
+    async fn loopback() -> (Async<TcpStream>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = Async::<TcpStream>::connect(addr).await.unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        (peer, ours)
+    }
 
     /// Loopback TCP that counts the reads that found nothing to read, and
     /// the readiness polls (`counting_ready`).
@@ -1088,10 +1134,7 @@ mod tests {
         // what it took before a flush that was not.
         smol::block_on(futures_lite::future::or(
             async {
-                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-                let addr = listener.local_addr().unwrap();
-                let mut peer = Async::<TcpStream>::connect(addr).await.unwrap();
-                let (ours, _) = listener.accept().unwrap();
+                let (mut peer, ours) = loopback().await;
                 let stream = Buffering {
                     inner: Async::new(ours).unwrap(),
                     held: Vec::new(),
@@ -1132,10 +1175,7 @@ mod tests {
     /// that found the socket empty, and the readiness polls.
     fn empty_reads(wait_for_readiness: bool) -> (usize, usize) {
         smol::block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let mut peer = Async::<TcpStream>::connect(addr).await.unwrap();
-            let (ours, _) = listener.accept().unwrap();
+            let (mut peer, ours) = loopback().await;
             let empty = Arc::new(AtomicUsize::new(0));
             let polls = Arc::new(AtomicUsize::new(0));
             let stream = Counting {
@@ -1230,10 +1270,7 @@ mod tests {
     #[test]
     fn a_reply_queued_while_the_receiver_runs_leaves_without_waking_it() {
         smol::block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let mut peer = Async::<TcpStream>::connect(addr).await.unwrap();
-            let (ours, _) = listener.accept().unwrap();
+            let (mut peer, ours) = loopback().await;
             let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
             let (tx, mut rx) = halves(conn, Async::new(ours).unwrap(), false);
             let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
@@ -1284,5 +1321,77 @@ mod tests {
         // adds a poll now and then (119 seen once in CI): the bound sits
         // between the two.
         assert!(polls <= 130, "{polls} readiness polls for 50 messages");
+    }
+
+    #[test]
+    fn a_lent_receive_lends_all_that_was_read_in_one_poll_a_batch_at_a_time() {
+        smol::block_on(futures_lite::future::or(
+            async {
+                let (mut peer, ours) = loopback().await;
+                let probe = ours.try_clone().unwrap();
+                let conn =
+                    Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
+                let (_tx, mut rx) = halves(conn, Async::new(ours).unwrap(), false);
+                // 150 messages in one write: one read takes them all.
+                let total = 150usize;
+                let frames: Vec<u8> = (0..total as u8).flat_map(|i| [0x82, 1, i]).collect();
+                peer.write_all(&frames).await.unwrap();
+                let mut seen = [0u8; 450];
+                while probe.peek(&mut seen).unwrap_or(0) < frames.len() {
+                    Timer::after(std::time::Duration::from_millis(1)).await;
+                }
+                let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+                let waker = Waker::from(wakes.clone());
+                let mut cx = Context::from_waker(&waker);
+                let lent = std::cell::RefCell::new(Vec::new());
+                // Each message is echoed; the 141st ends the receive.
+                let mut f = |m: MessageRef<'_>, reply: &mut Reply<'_>| match m {
+                    MessageRef::Binary(b) => {
+                        lent.borrow_mut().push(b[0]);
+                        reply.send_binary(b).unwrap();
+                        (b[0] == 140).then_some(b[0])
+                    }
+                    other => panic!("{other:?}"),
+                };
+                {
+                    let mut recv = std::pin::pin!(rx.lend_until(&mut f));
+                    for batch in 1..=2 {
+                        // A batch, then the receive asks to be polled again.
+                        assert!(recv.as_mut().poll(&mut cx).is_pending());
+                        assert_eq!(wakes.0.load(Ordering::SeqCst), batch);
+                    }
+                    assert!(matches!(recv.as_mut().poll(&mut cx), Poll::Ready(Ok(140))));
+                }
+                assert_eq!(lent.borrow().len(), 141);
+                assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+                {
+                    // The next receive goes on with what is left of the read,
+                    // then waits for the socket, without waking itself.
+                    let mut recv = std::pin::pin!(rx.lend_until(&mut f));
+                    assert!(recv.as_mut().poll(&mut cx).is_pending());
+                    assert_eq!(lent.borrow().len(), total);
+                    assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+                    // A message that comes later wakes it.
+                    peer.write_all(&[0x82, 1, 7]).await.unwrap();
+                    while wakes.0.load(Ordering::SeqCst) == 2 {
+                        Timer::after(std::time::Duration::from_millis(1)).await;
+                    }
+                    assert!(recv.as_mut().poll(&mut cx).is_pending());
+                }
+                assert_eq!(lent.borrow().len(), total + 1);
+                let want: Vec<u8> = (0..total as u8).chain([7]).collect();
+                assert_eq!(*lent.borrow(), want);
+                // Every echo left, in order: our masked frames, 2 + 4 + 1
+                // bytes each.
+                let mut echoes = vec![0u8; 7 * want.len()];
+                peer.read_exact(&mut echoes).await.unwrap();
+                let got: Vec<u8> = echoes.chunks(7).map(|c| c[2 + 4] ^ c[2]).collect();
+                assert_eq!(got, want);
+            },
+            async {
+                Timer::after(std::time::Duration::from_secs(10)).await;
+                panic!("the lent receive did not finish in 10 s");
+            },
+        ));
     }
 }

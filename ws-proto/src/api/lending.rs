@@ -171,13 +171,25 @@ pub fn lent_once<L, R>(
     f: impl FnOnce(MessageRef<'_>, &mut Reply<'_>) -> R,
 ) -> impl Receive<(bool, R)> {
     let mut f = Some(f);
+    lent_each(lock, move |m, reply| {
+        let f = f.take().expect("a message is lent once");
+        f(m, reply)
+    })
+}
+
+/// [`lent_once`] for a receive that lends message after message to the
+/// same `f` (a server's lent callbacks, one poll lending all that was
+/// read): each item is one message, and `f` is called once per item.
+pub fn lent_each<L, R>(
+    lock: *const L,
+    mut f: impl FnMut(MessageRef<'_>, &mut Reply<'_>) -> R,
+) -> impl Receive<(bool, R)> {
     // An address, not a pointer: the receive futures that hold this stay
     // `Send`.
     let lock = lock as *const () as usize;
     move |conn, read| {
         let lend = |m: MessageRef<'_>, reply: &mut Reply<'_>| {
             let ping = matches!(m, MessageRef::Ping(_));
-            let f = f.take().expect("a message is lent once");
             // Marked around `f` only: the polls that find no message (most
             // of them) pay nothing for it.
             let _lending = Lending::enter(lock as *const ());

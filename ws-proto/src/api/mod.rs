@@ -24,8 +24,8 @@ pub use events::{
     ServerEvent, ServerEventKind,
 };
 pub use lending::{
-    assert_not_lending, copied_in, in_lent_callback, is_lending, lent_once, messages_in, Lending,
-    Receive,
+    assert_not_lending, copied_in, in_lent_callback, is_lending, lent_each, lent_once, messages_in,
+    Lending, Receive,
 };
 pub use options::{
     ClientCert, ClientOptions, HttpProxy, Proxy, ServerCert, ServerOptions, MAX_URL_LEN,
