@@ -80,7 +80,62 @@ impl AsyncRead for MaybeTls {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+        match self.get_mut() {
+            #[cfg(unix)]
+            MaybeTls::Plain(s) => plain::poll_read(s, cx, buf),
+            #[cfg(not(unix))]
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_read(cx, buf),
+            MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+/// Reads and writes of plain TCP as system calls of their own (rustix's),
+/// not through the C library's `recv` and `send`: those are thread
+/// cancellation points, and each wraps its call in two more calls (about
+/// 115 instructions per echo of the C library's, against 15). The waits are
+/// async-io's, as `Async<TcpStream>`'s own reads and writes make them.
+#[cfg(unix)]
+mod plain {
+    use std::io;
+    use std::net::TcpStream;
+    use std::task::{ready, Context, Poll};
+
+    use async_io::Async;
+    use rustix::io::Errno;
+    use rustix::net::{RecvFlags, SendFlags};
+
+    pub(super) fn poll_read(
+        s: &Async<TcpStream>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match rustix::net::recv(s, &mut *buf, RecvFlags::empty()) {
+                Ok((n, _)) => return Poll::Ready(Ok(n)),
+                Err(Errno::AGAIN) => ready!(s.poll_readable(cx))?,
+                Err(Errno::INTR) => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+
+    /// `MSG_NOSIGNAL`: a peer gone gives `EPIPE`, not `SIGPIPE`, as std's
+    /// writes do.
+    pub(super) fn poll_write(
+        s: &Async<TcpStream>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match rustix::net::send(s, buf, SendFlags::NOSIGNAL) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(Errno::AGAIN) => ready!(s.poll_writable(cx))?,
+                Err(Errno::INTR) => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
     }
 }
 
@@ -90,7 +145,14 @@ impl AsyncWrite for MaybeTls {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+        match self.get_mut() {
+            #[cfg(unix)]
+            MaybeTls::Plain(s) => plain::poll_write(s, cx, buf),
+            #[cfg(not(unix))]
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_write(cx, buf),
+            MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_write(cx, buf),
+        }
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
