@@ -34,7 +34,7 @@ NODE_DIR = os.path.join(ROOT, "scripts", "node")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, GEN_CORE = "1", "0"
 
-SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
+SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "ws-blocking-cb-lent", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
 
 
 class Server:
@@ -145,7 +145,7 @@ def table_b(rounds, secs, quick, only=None):
         order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
         for conns, size in rows:
             for impl in order:
-                if impl == "ws-blocking" and conns > 100:
+                if impl.startswith("ws-blocking") and conns > 100:
                     continue
                 r = echo_run(impl, conns, size, secs)
                 results.setdefault((conns, size, impl), []).append(r)

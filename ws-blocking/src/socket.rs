@@ -222,6 +222,32 @@ fn write_all_parts(stream: &mut TcpStream, buf: &[u8], owned: &[(usize, Bytes)])
 }
 
 /// Writes what `stream` takes without blocking; how much that was.
+/// `MSG_DONTWAIT` makes the one call non-blocking: the socket stays
+/// blocking for the receiver reading it meanwhile, and no system calls
+/// switch it and back.
+#[cfg(unix)]
+fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use rustix::io::Errno;
+    use rustix::net::SendFlags;
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::net::send(
+            &*stream,
+            &buf[done..],
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        ) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+/// Writes what `stream` takes without blocking; how much that was.
+#[cfg(not(unix))]
 fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
     stream.set_nonblocking(true)?;
     let mut done = 0;
@@ -239,6 +265,22 @@ fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
     };
     stream.set_nonblocking(false)?;
     r
+}
+
+/// One read from plain TCP: rustix's `recv`, a system call of its own,
+/// not the C library's, which wraps it in two more calls (it is a thread
+/// cancellation point).
+#[cfg(unix)]
+fn read_plain(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    match rustix::net::recv(stream, buf, rustix::net::RecvFlags::empty()) {
+        Ok((n, _)) => Ok(n),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(not(unix))]
+fn read_plain(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    stream.read(buf)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -483,6 +525,8 @@ pub struct Receiver {
     /// The read buffer (zeroed once, on the first read).
     buf: Vec<u8>,
     done: bool,
+    /// The socket's read timeout as this receiver last set it.
+    read_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -552,12 +596,21 @@ impl Receiver {
                 lock(&self.shared.state).conn.handle_timeout(now);
                 continue;
             }
-            self.sock
-                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+            let wait = wait.max(Duration::from_millis(1));
+            // A system call per read only when the wait must be shorter,
+            // or is much longer, than the timeout set: one that fires
+            // early finds nothing due and the loop reads again.
+            if self
+                .read_timeout
+                .is_none_or(|set| wait < set || wait > 2 * set)
+            {
+                self.sock.set_read_timeout(Some(wait))?;
+                self.read_timeout = Some(wait);
+            }
             if self.buf.is_empty() {
                 self.buf = vec![0; READ_SIZE];
             }
-            let r = self.sock.read(&mut self.buf);
+            let r = read_plain(&self.sock, &mut self.buf);
             let now = Instant::now();
             let mut g = lock(&self.shared.state);
             match r {
@@ -690,6 +743,7 @@ pub(crate) fn split(
             sock,
             buf: Vec::new(),
             done: false,
+            read_timeout: None,
         },
     ))
 }

@@ -37,7 +37,8 @@ fn main() {
         "ws-smol-stream" => ws_smol_stream_server(addr, deflate, Echo::Owned),
         "ws-smol-lent" => ws_smol_stream_server(addr, deflate, Echo::Lent),
         "ws-smol-reply" => ws_smol_stream_server(addr, deflate, Echo::Reply),
-        "ws-blocking" => ws_blocking_server(addr, deflate),
+        "ws-blocking" => ws_blocking_server(addr, deflate, false),
+        "ws-blocking-cb-lent" => ws_blocking_server(addr, deflate, true),
         "async-tungstenite" => async_tungstenite_server(addr),
         "tokio-tungstenite" => tokio_tungstenite_server(addr),
         "fastwebsockets" => fastwebsockets_server(addr),
@@ -261,8 +262,8 @@ where
     }
 }
 
-fn ws_blocking_server(addr: SocketAddr, deflate: bool) {
-    use ws_blocking::{Message, Server, ServerEvent, ServerEventKind, ServerOptions};
+fn ws_blocking_server(addr: SocketAddr, deflate: bool, lent: bool) {
+    use ws_blocking::{Message, MessageRef, Server, ServerEvent, ServerEventKind, ServerOptions};
     let mut options = ServerOptions::default();
     options.ip = addr.ip();
     options.port = addr.port();
@@ -270,16 +271,26 @@ fn ws_blocking_server(addr: SocketAddr, deflate: bool) {
     options.max_connections_per_ip = 20_000;
     options.config.deflate = deflate_config(deflate);
     let server = Server::start(options).expect("start");
-    let handle = server.handle();
-    server.on(ServerEventKind::MessageReceive, move |event| match event {
-        ServerEvent::Message(conn, Message::Text(t)) => {
-            let _ = handle.send_text(conn, t);
-        }
-        ServerEvent::Message(conn, Message::Binary(b)) => {
-            let _ = handle.send_binary(conn, b);
-        }
-        _ => {}
-    });
+    if lent {
+        server.on_message_lent(|_, m, reply| {
+            let _ = match m {
+                MessageRef::Text(t) => reply.send_text(t),
+                MessageRef::Binary(b) => reply.send_binary(b),
+                _ => Ok(()),
+            };
+        });
+    } else {
+        let handle = server.handle();
+        server.on(ServerEventKind::MessageReceive, move |event| match event {
+            ServerEvent::Message(conn, Message::Text(t)) => {
+                let _ = handle.send_text(conn, t);
+            }
+            ServerEvent::Message(conn, Message::Binary(b)) => {
+                let _ = handle.send_binary(conn, b);
+            }
+            _ => {}
+        });
+    }
     announce(server.local_addr().port());
     loop {
         std::thread::park();
