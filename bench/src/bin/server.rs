@@ -71,6 +71,35 @@ fn deflate_config(on: bool) -> Option<ws_proto::DeflateConfig> {
     })
 }
 
+/// The callback servers' echo, on ws-smol's or ws-blocking's `Server`
+/// (the same API, different types): a lent callback answering through its
+/// `Reply` (`lent`), or an owned one answering through the handle's
+/// `$text` / `$binary`.
+macro_rules! echo_callbacks {
+    ($server:expr, $lent:expr, $text:ident, $binary:ident) => {
+        if $lent {
+            $server.on_message_lent(|_, m, reply| {
+                let _ = match m {
+                    MessageRef::Text(t) => reply.send_text(t),
+                    MessageRef::Binary(b) => reply.send_binary(b),
+                    _ => Ok(()),
+                };
+            });
+        } else {
+            let handle = $server.handle();
+            $server.on(ServerEventKind::MessageReceive, move |event| match event {
+                ServerEvent::Message(conn, Message::Text(t)) => {
+                    let _ = handle.$text(conn, t);
+                }
+                ServerEvent::Message(conn, Message::Binary(b)) => {
+                    let _ = handle.$binary(conn, b);
+                }
+                _ => {}
+            });
+        }
+    };
+}
+
 fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: bool) {
     use std::sync::Arc;
     use ws_smol::{Message, MessageRef, Server, ServerEvent, ServerEventKind, ServerOptions};
@@ -88,26 +117,7 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: boo
             Server::start(options).await
         }
         .expect("start");
-        if lent {
-            server.on_message_lent(|_, m, reply| {
-                let _ = match m {
-                    MessageRef::Text(t) => reply.send_text(t),
-                    MessageRef::Binary(b) => reply.send_binary(b),
-                    _ => Ok(()),
-                };
-            });
-        } else {
-            let handle = server.handle();
-            server.on(ServerEventKind::MessageReceive, move |event| match event {
-                ServerEvent::Message(conn, Message::Text(t)) => {
-                    let _ = handle.queue_text(conn, t);
-                }
-                ServerEvent::Message(conn, Message::Binary(b)) => {
-                    let _ = handle.queue_binary(conn, b);
-                }
-                _ => {}
-            });
-        }
+        echo_callbacks!(server, lent, queue_text, queue_binary);
         announce(server.local_addr().port());
         futures_lite::future::pending::<()>().await;
     }))
@@ -271,26 +281,7 @@ fn ws_blocking_server(addr: SocketAddr, deflate: bool, lent: bool) {
     options.max_connections_per_ip = 20_000;
     options.config.deflate = deflate_config(deflate);
     let server = Server::start(options).expect("start");
-    if lent {
-        server.on_message_lent(|_, m, reply| {
-            let _ = match m {
-                MessageRef::Text(t) => reply.send_text(t),
-                MessageRef::Binary(b) => reply.send_binary(b),
-                _ => Ok(()),
-            };
-        });
-    } else {
-        let handle = server.handle();
-        server.on(ServerEventKind::MessageReceive, move |event| match event {
-            ServerEvent::Message(conn, Message::Text(t)) => {
-                let _ = handle.send_text(conn, t);
-            }
-            ServerEvent::Message(conn, Message::Binary(b)) => {
-                let _ = handle.send_binary(conn, b);
-            }
-            _ => {}
-        });
-    }
+    echo_callbacks!(server, lent, send_text, send_binary);
     announce(server.local_addr().port());
     loop {
         std::thread::park();
