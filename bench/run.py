@@ -268,6 +268,9 @@ IO_CALLS = ["recvfrom", "recvmsg", "readv", "sendto", "sendmsg", "writev"]
 # read/write: async-io's eventfd notifier (every server reads and writes its
 # sockets with recvfrom/sendto); timerfd_settime: polling's wait timeout.
 WAIT_CALLS = ["read", "write", "epoll_ctl", "epoll_wait", "epoll_pwait", "timerfd_settime", "futex"]
+# A blocking server's per-read timeout (setsockopt) or switch to
+# non-blocking and back (ioctl), if it makes them.
+OTHER_CALLS = ["setsockopt", "ioctl"]
 
 
 def strace_run(impl, conns, depth, secs):
@@ -317,7 +320,7 @@ def perf_syscalls_run(impl, conns, depth, secs):
     wait returns)."""
     s = Server(impl)
     out = f"/tmp/bench-perf-{os.getpid()}.txt"
-    names = IO_CALLS + WAIT_CALLS
+    names = IO_CALLS + WAIT_CALLS + OTHER_CALLS
     try:
         g = loadgen(["echo", s.addr, "--conns", str(conns), "--size", "20", "--secs", str(secs + 1.0),
                      "--warmup", "0.5", "--depth", str(depth)])
@@ -347,11 +350,12 @@ def table_p(secs):
     print("One message in flight per connection; counts divided by the replies the server wrote in the same "
           "window (one write per echo). `read` is async-io's eventfd notifier and `timerfd_settime` its "
           "poller's timeout; the one-shot re-arm of each socket is an `epoll_ctl`.\n")
-    names = IO_CALLS + WAIT_CALLS
+    names = IO_CALLS + WAIT_CALLS + OTHER_CALLS
     print("| server | load | all calls | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for conns, depth in [(1, 1), (100, 1), (10, 1)]:
-        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "tokio-tungstenite", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-blocking",
+                     "ws-blocking-cb-lent", "tokio-tungstenite", "fastwebsockets"]:
             calls = perf_syscalls_run(impl, conns, depth, secs)
             echoes = max(calls.get("sendto", 0) + calls.get("sendmsg", 0) + calls.get("writev", 0), 1)
             per = {k: calls.get(k, 0) / echoes for k in names}
