@@ -224,8 +224,9 @@ fn write_all_parts(stream: &mut TcpStream, buf: &[u8], owned: &[(usize, Bytes)])
 /// Writes what `stream` takes without blocking; how much that was.
 /// `MSG_DONTWAIT` makes the one call non-blocking: the socket stays
 /// blocking for the receiver reading it meanwhile, and no system calls
-/// switch it and back.
-#[cfg(unix)]
+/// switch it and back. (Linux and Android: elsewhere rustix has no
+/// `MSG_NOSIGNAL`.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
     use rustix::io::Errno;
     use rustix::net::SendFlags;
@@ -247,7 +248,7 @@ fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// Writes what `stream` takes without blocking; how much that was.
-#[cfg(not(unix))]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
     stream.set_nonblocking(true)?;
     let mut done = 0;
@@ -270,7 +271,7 @@ fn write_nonblocking(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
 /// One read from plain TCP: rustix's `recv`, a system call of its own,
 /// not the C library's, which wraps it in two more calls (it is a thread
 /// cancellation point).
-#[cfg(unix)]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn read_plain(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     match rustix::net::recv(stream, buf, rustix::net::RecvFlags::empty()) {
         Ok((n, _)) => Ok(n),
@@ -278,7 +279,7 @@ fn read_plain(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn read_plain(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     stream.read(buf)
 }
@@ -746,4 +747,51 @@ pub(crate) fn split(
             read_timeout: None,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A write that must not block, to a peer that reads nothing: it
+    /// writes what the socket takes, returns, and leaves the socket
+    /// blocking for the receiver.
+    #[test]
+    fn a_write_that_must_not_block_takes_what_fits_and_returns() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        let (done, result) = mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            let big = vec![7u8; 64 << 20];
+            let first = write_nonblocking(&mut ours, &big);
+            // Full now: nothing more fits.
+            let second = write_nonblocking(&mut ours, &big);
+            // Still blocking: a read waits for its timeout.
+            ours.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let start = Instant::now();
+            let read = std::io::Read::read(&mut ours, &mut [0u8; 8]);
+            done.send((
+                first.unwrap(),
+                second.unwrap(),
+                read.is_err(),
+                start.elapsed(),
+            ))
+            .unwrap();
+        });
+        let (first, second, read_failed, waited) = result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a write that must not block blocked");
+        writer.join().unwrap();
+        assert!(first > 0 && first < 64 << 20, "{first}");
+        assert_eq!(second, 0);
+        assert!(
+            read_failed && waited >= Duration::from_millis(40),
+            "{waited:?}"
+        );
+        drop(peer);
+    }
 }

@@ -81,9 +81,9 @@ impl AsyncRead for MaybeTls {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            #[cfg(unix)]
+            #[cfg(any(target_os = "linux", target_os = "android"))]
             MaybeTls::Plain(s) => plain::poll_read(s, cx, buf),
-            #[cfg(not(unix))]
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_read(cx, buf),
             MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_read(cx, buf),
@@ -96,15 +96,17 @@ impl AsyncRead for MaybeTls {
 /// cancellation points, and each wraps its call in two more calls (about
 /// 115 instructions per echo of the C library's, against 15). The waits are
 /// async-io's, as `Async<TcpStream>`'s own reads and writes make them.
-#[cfg(unix)]
+/// (Linux and Android: elsewhere rustix has no `MSG_NOSIGNAL`, and std's
+/// reads and writes are used.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod plain {
-    use std::io;
+    use std::io::{self, IoSlice};
     use std::net::TcpStream;
     use std::task::{ready, Context, Poll};
 
     use async_io::Async;
     use rustix::io::Errno;
-    use rustix::net::{RecvFlags, SendFlags};
+    use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
     pub(super) fn poll_read(
         s: &Async<TcpStream>,
@@ -128,8 +130,30 @@ mod plain {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        poll_sent(s, cx, || rustix::net::send(s, buf, SendFlags::NOSIGNAL))
+    }
+
+    /// The owned payloads' gathered write: `sendmsg`, `MSG_NOSIGNAL` too.
+    pub(super) fn poll_write_vectored(
+        s: &Async<TcpStream>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_sent(s, cx, || {
+            let mut none = SendAncillaryBuffer::default();
+            rustix::net::sendmsg(s, bufs, &mut none, SendFlags::NOSIGNAL)
+        })
+    }
+
+    /// Sends with `send` until it takes something, waiting for
+    /// writability while the socket is full.
+    fn poll_sent(
+        s: &Async<TcpStream>,
+        cx: &mut Context<'_>,
+        mut send: impl FnMut() -> rustix::io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         loop {
-            match rustix::net::send(s, buf, SendFlags::NOSIGNAL) {
+            match send() {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(Errno::AGAIN) => ready!(s.poll_writable(cx))?,
                 Err(Errno::INTR) => {}
@@ -146,9 +170,9 @@ impl AsyncWrite for MaybeTls {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            #[cfg(unix)]
+            #[cfg(any(target_os = "linux", target_os = "android"))]
             MaybeTls::Plain(s) => plain::poll_write(s, cx, buf),
-            #[cfg(not(unix))]
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_write(cx, buf),
             MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_write(cx, buf),
@@ -159,7 +183,14 @@ impl AsyncWrite for MaybeTls {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+        match self.get_mut() {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            MaybeTls::Plain(s) => plain::poll_write_vectored(s, cx, bufs),
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_write_vectored(cx, bufs),
+            MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_write_vectored(cx, bufs),
+        }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => Pin::new(s).poll_flush(cx))

@@ -632,11 +632,14 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
         let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
         let got = if view.lends(reg, kind) {
             // Lends all that was read in one poll; returns what the
-            // owned callbacks or the events stream want, or the close.
+            // owned callbacks or the events stream want, or the close, and
+            // after a lend that found the callbacks changed: the list they
+            // replaced is let go of by `lends` above, outside the
+            // connection's lock.
             let events = &shared.has_events;
             rx.lend_until(
                 |m, reply| match lend_received(&mut view, reg, &info, m, reply, events) {
-                    Received::Nothing => None,
+                    Received::Nothing if !view.has_retired() => None,
                     r => Some(r),
                 },
             )

@@ -455,6 +455,43 @@ fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
     });
 }
 
+/// A callback taken out by `off` is let go of once its connection has had
+/// a message since, also while the connection only lends its messages
+/// (one receive then lends all that was read, without returning).
+#[test]
+fn a_callback_taken_out_is_let_go_of_while_messages_are_lent() {
+    run(async {
+        let server = Server::start(local()).await.unwrap();
+        server.on_message_lent(|_, m, reply| {
+            if let ws_smol::MessageRef::Text(t) = m {
+                let _ = reply.send_text(t);
+            }
+        });
+        struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for SetOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held = SetOnDrop(dropped.clone());
+        let id = server.on(ServerEventKind::Close, move |_| {
+            let _ = &held;
+        });
+        let mut ws = ws_smol::connect_with(&url(&server), &direct())
+            .await
+            .unwrap();
+        ws.send_text("one").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("one".into()));
+        assert_eq!(server.off(ServerEventKind::Close, Some(id)), 1);
+        // The connection's view of the callbacks still holds it.
+        assert!(!dropped.load(Ordering::SeqCst));
+        ws.send_text("two").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap(), Message::Text("two".into()));
+        eventually(|| dropped.load(Ordering::SeqCst)).await;
+    });
+}
+
 #[test]
 fn server_lists_sends_closes_and_stops() {
     run(async {

@@ -302,7 +302,7 @@ impl<K: PartialEq + Copy, E> View<K, E> {
     /// [`Registry::on_lent`]), in registration order, refreshing the view
     /// first if the list changed (the list it replaces is let go of at the
     /// view's next [`lends`](Self::lends) or [`emit`](Self::emit), outside
-    /// the lend). Returns whether `kind` also has callbacks that take
+    /// the lend; see [`has_retired`](Self::has_retired)). Returns whether `kind` also has callbacks that take
     /// events, which then want an owned copy ([`emit`](Self::emit)). While
     /// the lent callbacks run, [`in_lent_callback`](super::in_lent_callback)
     /// is true on this thread.
@@ -329,6 +329,16 @@ impl<K: PartialEq + Copy, E> View<K, E> {
             }
         }
         wants_event
+    }
+
+    /// Whether the last [`emit_lent`](Self::emit_lent) replaced the list,
+    /// and holds the one it replaced until the next
+    /// [`lends`](Self::lends) or [`emit`](Self::emit): a receive that
+    /// lends several messages in a row calls one of them before it lends
+    /// the next, outside the connection's lock, so that callbacks taken
+    /// out are let go of there (and not kept while the lending goes on).
+    pub fn has_retired(&self) -> bool {
+        self.retired.is_some()
     }
 
     /// Whether `kind` has lent callbacks in `registry` (see

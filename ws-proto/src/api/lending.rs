@@ -131,8 +131,8 @@ fn reentered() -> ! {
 
 /// What an adapter's receive loop asks of the connection: the next item
 /// (given `None`), or to take the bytes of a read (given `Some((now,
-/// bytes))`), which may give an item at once. Made by [`copied_in`] and
-/// [`lent_once`].
+/// bytes))`), which may give an item at once. Made by [`copied_in`],
+/// [`messages_in`], [`lent_once`] and [`lent_each`].
 pub trait Receive<T>: FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T> {}
 
 impl<T, F: FnMut(&mut Connection, Option<(Instant, &mut [u8])>) -> Option<T>> Receive<T> for F {}
