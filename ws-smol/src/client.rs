@@ -139,6 +139,9 @@ mod plain {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // At most the kernel's limit of buffers per call (UIO_MAXIOV), as
+        // std's writev takes: more would fail with EMSGSIZE.
+        let bufs = &bufs[..bufs.len().min(1024)];
         poll_sent(s, cx, || {
             let mut none = SendAncillaryBuffer::default();
             rustix::net::sendmsg(s, bufs, &mut none, SendFlags::NOSIGNAL)

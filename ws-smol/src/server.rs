@@ -480,7 +480,8 @@ impl Drop for Server {
 /// Accepts a connection that is non-blocking from the start (`accept4`
 /// with `SOCK_NONBLOCK`), so that registering it with the reactor needs no
 /// `ioctl`: one system call less per connection than `Async::accept`.
-#[cfg(unix)]
+/// (Linux and Android: rustix has no `SOCK_NONBLOCK` for Apple's systems.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
 async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
     use rustix::io::Errno;
     use rustix::net::{acceptfrom_with, SocketFlags};
@@ -498,7 +499,7 @@ async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, 
     Ok((Async::new_nonblocking(TcpStream::from(fd))?, peer))
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
     listener.accept().await
 }
@@ -678,7 +679,7 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
     lock(&shared.conns).remove(&info);
 }
 
-#[cfg(all(test, unix))]
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
     use super::*;
     use ws_proto::Message;

@@ -1344,8 +1344,13 @@ mod tests {
                 let conn =
                     Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
                 let (tx, mut rx) = halves(conn, Async::new(ours).unwrap(), false);
+                static READY_POLLS: AtomicUsize = AtomicUsize::new(0);
+                READY_POLLS.store(0, Ordering::SeqCst);
                 if readiness {
-                    tx.set_read_ready(|s: &Async<TcpStream>, cx| s.poll_readable(cx));
+                    tx.set_read_ready(|s: &Async<TcpStream>, cx| {
+                        READY_POLLS.fetch_add(1, Ordering::SeqCst);
+                        s.poll_readable(cx)
+                    });
                 }
                 // 150 messages and a Ping in one write: one read takes them
                 // all. The Ping, after message 10, is lent too, and its Pong
@@ -1400,12 +1405,15 @@ mod tests {
                     // before: for an event from a reactor turn that began
                     // before the wait, that poll finds nothing and waits
                     // again.)
+                    // (The count is read before each poll: a wake that
+                    // comes during the poll is not missed.)
+                    let mut seen = wakes.0.load(Ordering::SeqCst);
                     peer.write_all(&[0x82, 1, 7]).await.unwrap();
                     while lent.borrow().len() == total {
-                        let seen = wakes.0.load(Ordering::SeqCst);
                         while wakes.0.load(Ordering::SeqCst) == seen {
                             Timer::after(std::time::Duration::from_millis(1)).await;
                         }
+                        seen = wakes.0.load(Ordering::SeqCst);
                         assert!(recv.as_mut().poll(&mut cx).is_pending());
                     }
                 }
@@ -1413,6 +1421,8 @@ mod tests {
                 let want: Vec<u8> = (0..total as u8).chain([7]).collect();
                 assert_eq!(*lent.borrow(), want);
                 assert_eq!(pinged.get(), Some(11));
+                // The waits went through the readiness check, or not.
+                assert_eq!(READY_POLLS.load(Ordering::SeqCst) > 0, readiness);
                 // Every echo left, in order, the Pong after the eleventh:
                 // our masked frames, 2 + 4 + 1 bytes each.
                 let mut echoes = vec![0u8; 7 * (want.len() + 1)];

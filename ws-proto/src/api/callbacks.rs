@@ -300,12 +300,15 @@ impl<K: PartialEq + Copy, E> View<K, E> {
 
     /// Lends `message` to the lent callbacks of `kind` in `registry` (see
     /// [`Registry::on_lent`]), in registration order, refreshing the view
-    /// first if the list changed (the list it replaces is let go of at the
+    /// first if the list changed. The list it replaces is let go of at the
     /// view's next [`lends`](Self::lends) or [`emit`](Self::emit), outside
-    /// the lend; see [`has_retired`](Self::has_retired)). Returns whether `kind` also has callbacks that take
-    /// events, which then want an owned copy ([`emit`](Self::emit)). While
-    /// the lent callbacks run, [`in_lent_callback`](super::in_lent_callback)
-    /// is true on this thread.
+    /// the lend (see [`has_retired`](Self::has_retired)); until then the
+    /// view holds it, and a later change is seen after that refresh (a
+    /// lend never drops a list). Returns whether `kind` also has callbacks
+    /// that take events, which then want an owned copy
+    /// ([`emit`](Self::emit)). While the lent callbacks run,
+    /// [`in_lent_callback`](super::in_lent_callback) is true on this
+    /// thread.
     pub fn emit_lent(
         &mut self,
         registry: &Registry<K, E>,
@@ -314,7 +317,7 @@ impl<K: PartialEq + Copy, E> View<K, E> {
         message: MessageRef<'_>,
         reply: &mut Reply<'_>,
     ) -> bool {
-        if registry.version.load(Ordering::Acquire) != self.version {
+        if self.retired.is_none() && registry.version.load(Ordering::Acquire) != self.version {
             let old = std::mem::replace(self, registry.view());
             self.retired = Some(old.entries);
         }
@@ -331,12 +334,12 @@ impl<K: PartialEq + Copy, E> View<K, E> {
         wants_event
     }
 
-    /// Whether the last [`emit_lent`](Self::emit_lent) replaced the list,
-    /// and holds the one it replaced until the next
-    /// [`lends`](Self::lends) or [`emit`](Self::emit): a receive that
-    /// lends several messages in a row calls one of them before it lends
-    /// the next, outside the connection's lock, so that callbacks taken
-    /// out are let go of there (and not kept while the lending goes on).
+    /// Whether the view holds a list that [`emit_lent`](Self::emit_lent)
+    /// replaced, which it lets go of at its next [`lends`](Self::lends) or
+    /// [`emit`](Self::emit): a receive that lends several messages in a
+    /// row calls one of them, outside the connection's lock, before it
+    /// lends the next, so that callbacks taken out are dropped there, and
+    /// not kept while the lending goes on.
     pub fn has_retired(&self) -> bool {
         self.retired.is_some()
     }
