@@ -58,10 +58,15 @@ impl std::fmt::Debug for MaybeTls {
     }
 }
 
+/// Runs `$e` on the stream inside (`$plain` instead for plain TCP, when
+/// given).
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
+        delegate!($self, $s => $e, $s => $e)
+    };
+    ($self:ident, $p:ident => $plain:expr, $s:ident => $e:expr) => {
         match $self.get_mut() {
-            MaybeTls::Plain($s) => $e,
+            MaybeTls::Plain($p) => $plain,
             MaybeTls::Client(b) => {
                 let $s = b.as_mut();
                 $e
@@ -80,14 +85,7 @@ impl AsyncRead for MaybeTls {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            MaybeTls::Plain(s) => plain::poll_read(s, cx, buf),
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_read(cx, buf),
-            MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_read(cx, buf),
-        }
+        delegate!(self, s => plain::poll_read(s, cx, buf), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -166,34 +164,60 @@ mod plain {
     }
 }
 
+/// Elsewhere plain TCP reads and writes are async-io's own.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod plain {
+    use std::io::{self, IoSlice};
+    use std::net::TcpStream;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use async_io::Async;
+    use futures_io::{AsyncRead, AsyncWrite};
+
+    pub(super) fn poll_read(
+        s: &mut Async<TcpStream>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(s).poll_read(cx, buf)
+    }
+
+    pub(super) fn poll_write(
+        s: &mut Async<TcpStream>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(s).poll_write(cx, buf)
+    }
+
+    pub(super) fn poll_write_vectored(
+        s: &mut Async<TcpStream>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(s).poll_write_vectored(cx, bufs)
+    }
+}
+
 impl AsyncWrite for MaybeTls {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            MaybeTls::Plain(s) => plain::poll_write(s, cx, buf),
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_write(cx, buf),
-            MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_write(cx, buf),
-        }
+        delegate!(self, s => plain::poll_write(s, cx, buf), s => Pin::new(s).poll_write(cx, buf))
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            MaybeTls::Plain(s) => plain::poll_write_vectored(s, cx, bufs),
-            #[cfg(not(any(target_os = "linux", target_os = "android")))]
-            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTls::Client(b) => Pin::new(b.as_mut()).poll_write_vectored(cx, bufs),
-            MaybeTls::Server(b) => Pin::new(b.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        delegate!(
+            self,
+            s => plain::poll_write_vectored(s, cx, bufs),
+            s => Pin::new(s).poll_write_vectored(cx, bufs)
+        )
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => Pin::new(s).poll_flush(cx))
