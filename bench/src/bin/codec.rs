@@ -7,6 +7,9 @@
 //! `std::str::from_utf8`, and simdutf8, the SIMD validator ws-proto uses,
 //! alone); then the same decode input fed in 1 B, 7 B,
 //! 1460 B and 64 KiB pieces.
+//! Each figure is the median of 5 samples (30 ms each with `--quick`,
+//! 200 ms without), and a row's columns are sampled in turns (see
+//! `Case::times`).
 //! `codec --callgrind` adds instructions per message for the small sizes,
 //! counted by valgrind's callgrind (the binary runs itself under it with
 //! `--count CASE ITERS`).
@@ -484,30 +487,47 @@ impl Case {
         }
     }
 
-    /// Median nanoseconds per message over `samples` samples of at least
-    /// `min` each.
-    fn time(&mut self, op: Op, samples: usize, min: Duration) -> f64 {
-        self.run(op); // warm-up
-        let mut per_msg = Vec::new();
-        for _ in 0..samples {
-            self.timed = Duration::ZERO;
-            let start = Instant::now();
-            let mut msgs = 0;
-            while start.elapsed() < min {
-                msgs += self.run(op);
-            }
-            let spent = if matches!(
-                op,
-                Op::DecodeProtoOwned | Op::DecodeProtoRead | Op::DecodeProtoReadLent
-            ) {
-                self.timed
-            } else {
-                start.elapsed()
-            };
-            per_msg.push(spent.as_nanos() as f64 / msgs as f64);
+    /// Median nanoseconds per message of each of `ops`, over `samples`
+    /// samples of at least `min` each, taken in turns: a sample of each op,
+    /// then the next round. This host is shared, and load from elsewhere
+    /// comes in spells of a second or more: timed one op after the other,
+    /// a spell slowed one column of a row (in one run the unmask ceiling
+    /// read 9 GB/s in one row and 23-26 in the rows around it); taken in
+    /// turns, it slows one round of every column, and the medians leave
+    /// it out.
+    fn times<const N: usize>(&mut self, ops: [Op; N], samples: usize, min: Duration) -> [f64; N] {
+        for op in ops {
+            self.run(op); // warm-up
         }
-        per_msg.sort_by(f64::total_cmp);
-        per_msg[per_msg.len() / 2]
+        let mut per_msg = [(); N].map(|()| Vec::with_capacity(samples));
+        for _ in 0..samples {
+            for (k, &op) in ops.iter().enumerate() {
+                per_msg[k].push(self.sample(op, min));
+            }
+        }
+        per_msg.map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+    }
+
+    /// Nanoseconds per message of `op` over at least `min`.
+    fn sample(&mut self, op: Op, min: Duration) -> f64 {
+        self.timed = Duration::ZERO;
+        let start = Instant::now();
+        let mut msgs = 0;
+        while start.elapsed() < min {
+            msgs += self.run(op);
+        }
+        let spent = if matches!(
+            op,
+            Op::DecodeProtoOwned | Op::DecodeProtoRead | Op::DecodeProtoReadLent
+        ) {
+            self.timed
+        } else {
+            start.elapsed()
+        };
+        spent.as_nanos() as f64 / msgs as f64
     }
 }
 
@@ -527,12 +547,10 @@ fn gbps(size: usize, ns: f64) -> f64 {
 /// GB/s, simdutf8 GB/s, ws-proto / from_utf8 (marked with `mark`) and
 /// simdutf8 / from_utf8: the ratio the validator alone reaches, the bound
 /// of the decoder's. "-" for binary.
-fn utf8_columns(c: &mut Case, p: f64, samples: usize, min: Duration, mark: &str) -> [String; 4] {
+fn utf8_columns(c: &Case, p: f64, [f, s]: [f64; 2], mark: &str) -> [String; 4] {
     if c.kind == Kind::Binary {
         return ["-", "-", "-", "-"].map(String::from);
     }
-    let f = c.time(Op::FromUtf8, samples, min);
-    let s = c.time(Op::Simdutf8, samples, min);
     [
         format!("{:.2}", gbps(c.size, f)),
         format!("{:.2}", gbps(c.size, s)),
@@ -612,7 +630,7 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let with_callgrind = args.iter().any(|a| a == "--callgrind");
     let (samples, min) = if quick {
-        (3, Duration::from_millis(50))
+        (5, Duration::from_millis(30))
     } else {
         (5, Duration::from_millis(200))
     };
@@ -657,11 +675,21 @@ fn main() {
         for &kind in &kinds {
             for &size in &sizes {
                 let mut c = Case::new(kind, size, count_for(size), usize::MAX);
-                let p = c.time(Op::DecodeProto, samples, min);
-                let t = c.time(Op::DecodeTung, samples, min);
-                let m = c.time(Op::Memcpy, samples, min);
-                let u = c.time(Op::Unmask, samples, min);
-                let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&mut c, p, samples, min, "");
+                // Binary rows time the UTF-8 ceilings too (on the same
+                // bytes), for one shape of code; their columns print "-".
+                let [p, t, m, u, f, v] = c.times(
+                    [
+                        Op::DecodeProto,
+                        Op::DecodeTung,
+                        Op::Memcpy,
+                        Op::Unmask,
+                        Op::FromUtf8,
+                        Op::Simdutf8,
+                    ],
+                    samples,
+                    min,
+                );
+                let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&c, p, [f, v], "");
                 println!(
                 "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {:.2} | {} | {} | {:.0}% | {} | {} |",
                 kind.name(),
@@ -689,12 +717,19 @@ fn main() {
         for &kind in &kinds {
             for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
                 let mut c = Case::new(kind, size, count_for(size), 64 << 10);
-                let p = c.time(Op::DecodeProto, samples, min);
-                let o = c.time(Op::DecodeProtoOwned, samples, min);
-                let t = c.time(Op::DecodeTung, samples, min);
-                let u = c.time(Op::Unmask, samples, min);
-                let [utf, simd, utf_ratio, simd_ratio] =
-                    utf8_columns(&mut c, p, samples, min, "**");
+                let [p, o, t, u, f, v] = c.times(
+                    [
+                        Op::DecodeProto,
+                        Op::DecodeProtoOwned,
+                        Op::DecodeTung,
+                        Op::Unmask,
+                        Op::FromUtf8,
+                        Op::Simdutf8,
+                    ],
+                    samples,
+                    min,
+                );
+                let [utf, simd, utf_ratio, simd_ratio] = utf8_columns(&c, p, [f, v], "**");
                 println!(
                 "| {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} | {:.2} | {} | {} | **{:.0}%** | {} | {} | {:.1} | {:.0}% |",
                 kind.name(),
@@ -727,13 +762,19 @@ fn main() {
                         continue;
                     }
                     let mut c = Case::new(kind, size, count_for(size), feed);
-                    let l = c.time(Op::DecodeProtoLent, samples, min);
-                    let t = c.time(Op::DecodeTung, samples, min);
-                    let u = c.time(Op::Unmask, samples, min);
+                    let [l, t, u, f] = c.times(
+                        [
+                            Op::DecodeProtoLent,
+                            Op::DecodeTung,
+                            Op::Unmask,
+                            Op::FromUtf8,
+                        ],
+                        samples,
+                        min,
+                    );
                     let (utf, ratio) = if kind == Kind::Binary {
                         ("-".to_string(), "-".to_string())
                     } else {
-                        let f = c.time(Op::FromUtf8, samples, min);
                         (
                             format!("{:.2}", gbps(size, f)),
                             format!("**{:.2}x**", f / l),
@@ -766,14 +807,20 @@ fn main() {
             for &size in sizes.iter().filter(|&&s| s >= 64 << 10) {
                 for feed in [64 << 10, usize::MAX] {
                     let mut c = Case::new(kind, size, count_for(size), feed);
-                    let d = c.time(Op::DecodeProto, samples, min);
-                    let o = c.time(Op::DecodeProtoRead, samples, min);
-                    let l = c.time(Op::DecodeProtoReadLent, samples, min);
-                    let u = c.time(Op::Unmask, samples, min);
+                    let [d, o, l, u, f] = c.times(
+                        [
+                            Op::DecodeProto,
+                            Op::DecodeProtoRead,
+                            Op::DecodeProtoReadLent,
+                            Op::Unmask,
+                            Op::FromUtf8,
+                        ],
+                        samples,
+                        min,
+                    );
                     let (utf, rd, ro, rl) = if kind == Kind::Binary {
                         ["-", "-", "-", "-"].map(String::from).into()
                     } else {
-                        let f = c.time(Op::FromUtf8, samples, min);
                         (
                             format!("{:.2}", gbps(size, f)),
                             format!("{:.2}x", f / d),
@@ -819,8 +866,7 @@ fn main() {
                         Op::EncodeTungClient,
                     ),
                 ] {
-                    let p = c.time(po, samples, min);
-                    let t = c.time(to, samples, min);
+                    let [p, t] = c.times([po, to], samples, min);
                     println!(
                         "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** | {:.2} |",
                         kind.name(),
@@ -851,8 +897,7 @@ fn main() {
                     count_for(size)
                 };
                 let mut c = Case::new(kind, size, count, feed);
-                let p = c.time(Op::DecodeProto, samples, min);
-                let t = c.time(Op::DecodeTung, samples, min);
+                let [p, t] = c.times([Op::DecodeProto, Op::DecodeTung], samples, min);
                 println!(
                     "| {} | {} | {} | {:.1} | {:.1} | **{:.2}x** |",
                     kind.name(),
@@ -872,8 +917,7 @@ fn main() {
         println!("|---|---|---|");
         {
             let mut c = Case::new(Kind::Binary, 16, HANDSHAKES, usize::MAX);
-            let p = c.time(Op::HandshakeProto, samples, min);
-            let t = c.time(Op::HandshakeTung, samples, min);
+            let [p, t] = c.times([Op::HandshakeProto, Op::HandshakeTung], samples, min);
             println!("| {p:.0} | {t:.0} | **{:.2}x** |", t / p);
         }
     }
