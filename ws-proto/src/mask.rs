@@ -46,10 +46,10 @@ const SHORT: usize = 32;
 
 /// [`apply_mask`] for fewer than [`SHORT`] bytes, straight-line: the
 /// last 8 bytes as one word, and before them the whole words from the
-/// start that it does not cover (under 8 bytes: the last 4 and the first
-/// 4). The last word is read before the others change and written after
-/// them, masked from the original bytes, so the bytes both cover end up
-/// masked once. (A loop of words, then 4 bytes, then single bytes cost a
+/// start that it does not wholly cover (under 8 bytes: the last 4 and the
+/// first 4). The last word is read before the others change and written
+/// after them, masked from the original bytes, so the bytes both cover end
+/// up masked once. (A loop of words, then 4 bytes, then single bytes cost a
 /// 16-byte payload 52 instructions with the call.)
 #[inline]
 fn apply_mask_short(buf: &mut [u8], rot: [u8; 4], word: u64) {

@@ -1213,10 +1213,19 @@ mod tests {
                     peer.read_exact(&mut buf).await.unwrap();
                 }
             });
-            ex.run(async {
-                reader.await;
-                writer.await;
-            })
+            // Bounded: a lost wake-up fails the test instead of hanging it.
+            // (The receiver is a task of its own: polls of this future do
+            // not poll it.)
+            futures_lite::future::or(
+                ex.run(async {
+                    reader.await;
+                    writer.await;
+                }),
+                async {
+                    Timer::after(std::time::Duration::from_secs(20)).await;
+                    panic!("the 50 round trips stalled");
+                },
+            )
             .await;
             (empty.load(Ordering::SeqCst), polls.load(Ordering::SeqCst))
         })
