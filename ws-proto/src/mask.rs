@@ -128,10 +128,10 @@ const BLOCK: usize = 512;
 /// cycle) to `dst`.
 ///
 /// Short inputs are copied and then masked in place. Longer ones are masked
-/// 128 bytes at a time in registers and each block appended
+/// 128 bytes at a time and each block appended
 /// ([`ByteSink::append_masked`]): `src` is read once and `dst` written
-/// once, where copying first and masking in place would pass over `dst`
-/// twice. The same code serves a `BytesMut` ([`extend_masked_at`]), which
+/// once (but for the last bytes, fewer than a block), where copying first
+/// and masking in place would pass over `dst` twice. The same code serves a `BytesMut` ([`extend_masked_at`]), which
 /// the input buffers are.
 #[inline]
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
@@ -183,8 +183,9 @@ pub trait ByteSink {
     fn tail_mut(&mut self, from: usize) -> &mut [u8];
     /// Appends `src` masked with `rot` (the mask from `src[0]`'s phase),
     /// with room reserved: [`MASK_BLOCK`] bytes at a time, each masked as
-    /// an array by value (in registers) and appended whole, so each byte is
-    /// stored once into `self`.
+    /// an array by value and appended whole, so each byte of the whole
+    /// blocks is stored once into `self`; the last bytes (fewer than a
+    /// block) are appended, then masked in place.
     fn append_masked(&mut self, src: &[u8], rot: [u8; 4])
     where
         Self: Sized,
@@ -209,10 +210,11 @@ pub trait ByteSink {
 }
 
 /// Bytes masked at a time by [`ByteSink::append_masked`]: eight 16-byte
-/// registers, so the block never goes through memory before it is
-/// appended. (Through a 512-byte block on the stack, each byte was stored
-/// twice: 43-55 GB/s against 68-78 now for 16-256 KiB on session 19's
-/// host, where the in-place unmask runs at 115.)
+/// registers, so that the block can stay in registers until it is
+/// appended (it does on x86-64 with SSE2, judged by the speed: through a
+/// 512-byte block on the stack, each byte was stored twice, and
+/// `extend_masked_at` ran at 42-55 GB/s for 16 KiB-1 MiB against 60-77
+/// now on session 19's host; `bench/src/bin/unmask_into.rs`).
 const MASK_BLOCK: usize = 128;
 
 macro_rules! byte_sink {

@@ -522,7 +522,7 @@ impl Case {
         for &op in &all {
             self.run(op); // warm-up
         }
-        let mut per_msg = vec![Vec::with_capacity(samples); all.len()];
+        let mut per_msg: Vec<Vec<f64>> = all.iter().map(|_| Vec::with_capacity(samples)).collect();
         for _ in 0..samples {
             for (k, &op) in all.iter().enumerate() {
                 per_msg[k].push(self.sample(op, min));
