@@ -131,8 +131,8 @@ const BLOCK: usize = 512;
 /// 128 bytes at a time and each block appended
 /// ([`ByteSink::append_masked`]): `src` is read once and `dst` written
 /// once (but for the last bytes, fewer than a block), where copying first
-/// and masking in place would pass over `dst` twice. The same code serves a `BytesMut` ([`extend_masked_at`]), which
-/// the input buffers are.
+/// and masking in place would pass over `dst` twice. The same code serves
+/// a `BytesMut` ([`extend_masked_at`]), which the input buffers are.
 #[inline]
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], mask: [u8; 4]) {
     if src.len() < BLOCK {
@@ -190,9 +190,10 @@ pub trait ByteSink {
     where
         Self: Sized,
     {
+        let word = mask_word(rot).to_ne_bytes();
         let mut pattern = [0u8; MASK_BLOCK];
         for w in pattern.chunks_exact_mut(8) {
-            w.copy_from_slice(&mask_word(rot).to_ne_bytes());
+            w.copy_from_slice(&word);
         }
         let mut blocks = src.chunks_exact(MASK_BLOCK);
         for chunk in &mut blocks {
@@ -218,7 +219,7 @@ pub trait ByteSink {
 const MASK_BLOCK: usize = 128;
 
 macro_rules! byte_sink {
-    ($t:ty, { $($extra:tt)* }) => {
+    ($t:ty) => {
         impl ByteSink for $t {
             #[inline]
             fn held(&self) -> usize {
@@ -236,13 +237,12 @@ macro_rules! byte_sink {
             fn tail_mut(&mut self, from: usize) -> &mut [u8] {
                 &mut self[from..]
             }
-            $($extra)*
         }
     };
 }
 
-byte_sink!(Vec<u8>, {});
-byte_sink!(bytes::BytesMut, {});
+byte_sink!(Vec<u8>);
+byte_sink!(bytes::BytesMut);
 
 /// [`extend_masked`] into any [`ByteSink`], from byte `offset` of the mask
 /// cycle.

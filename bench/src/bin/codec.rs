@@ -187,6 +187,9 @@ enum Op {
     HandshakeTung,
 }
 
+/// The mask both unmask ceilings XOR with.
+const CEILING_MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
 /// Handshakes per run of a handshake case.
 const HANDSHAKES: usize = 1000;
 
@@ -437,20 +440,21 @@ impl Case {
                 self.count
             }
             Op::Unmask => {
-                let mask = u64::from_ne_bytes([0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56, 0x78]);
+                let [m0, m1, m2, m3] = CEILING_MASK;
+                let mask = u64::from_ne_bytes([m0, m1, m2, m3, m0, m1, m2, m3]);
                 let mut words = self.scratch.chunks_exact_mut(8);
                 for w in &mut words {
                     let v = u64::from_ne_bytes(w.try_into().unwrap()) ^ mask;
                     w.copy_from_slice(&v.to_ne_bytes());
                 }
                 for (i, b) in words.into_remainder().iter_mut().enumerate() {
-                    *b ^= [0x12, 0x34, 0x56, 0x78][i % 4];
+                    *b ^= CEILING_MASK[i % 4];
                 }
                 black_box(&self.scratch);
                 self.count
             }
             Op::UnmaskProto => {
-                ws_proto::mask::apply_mask(&mut self.scratch, [0x12, 0x34, 0x56, 0x78], 0);
+                ws_proto::mask::apply_mask(&mut self.scratch, CEILING_MASK, 0);
                 black_box(&self.scratch);
                 self.count
             }
