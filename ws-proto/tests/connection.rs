@@ -1361,6 +1361,67 @@ fn large_text_frames_in_one_input_become_strings_in_order() {
 }
 
 #[test]
+fn long_masked_text_unmasked_in_blocks_is_the_text_in_pieces_of_any_size() {
+    // The direct text path unmasks long pieces in large blocks and short
+    // ones (a frame's end in the next read) in small blocks, each block at
+    // the mask phase where the piece starts. Multibyte text across several
+    // large blocks, cut so that pieces land on and beside the block sizes,
+    // must come out whole; a broken byte beside a block boundary must fail
+    // the connection.
+    let text = "Grüße, 世界! 𝄞 ".repeat(2500);
+    assert!(text.len() > 3 * 16384);
+    let mut wire = client_frame(0x81, text.as_bytes());
+    wire.extend(client_frame(0x81, b"after"));
+    let want = vec![Message::Text(text.clone()), Message::Text("after".into())];
+    for piece in [
+        wire.len(),
+        1,
+        4093,
+        1023,
+        1024,
+        1025,
+        4096,
+        16383,
+        16384,
+        16385,
+        16390,
+        20000,
+        32771,
+    ] {
+        let (mut s, now) = server();
+        assert_eq!(s.poll_message(), None);
+        let mut got = Vec::new();
+        for p in wire.chunks(piece) {
+            s.handle_data(now, p);
+            while let Some(m) = s.poll_message() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, want, "pieces of {piece}");
+    }
+    for at in [1023, 1024, 16383, 16384, 16385, 32768, text.len() - 1] {
+        let mut bad = text.clone().into_bytes();
+        bad[at] = 0xff;
+        let wire = client_frame(0x81, &bad);
+        for piece in [wire.len(), 1025, 16384] {
+            let (mut s, now) = server();
+            assert_eq!(s.poll_message(), None);
+            let mut closed = None;
+            for p in wire.chunks(piece) {
+                s.handle_data(now, p);
+                while let Some(m) = s.poll_message() {
+                    match m {
+                        Message::Closed(info) => closed = Some(info.code),
+                        other => panic!("{at} {piece}: {other:?}"),
+                    }
+                }
+            }
+            assert_eq!(closed, Some(CloseCode::INVALID_PAYLOAD), "{at} {piece}");
+        }
+    }
+}
+
+#[test]
 fn has_output_tells_whether_poll_transmit_has_anything() {
     let (mut s, now) = server();
     assert!(!s.has_output());

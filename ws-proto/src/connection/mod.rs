@@ -94,8 +94,15 @@ pub const OWNED_MIN: usize = 2048;
 /// rather than a split of the input.
 const SMALL_COPY: usize = 128;
 
-/// Text unmasked per block on the stack by the direct text path.
-const TEXT_BLOCK: usize = 4096;
+/// Text unmasked per block on the stack by the direct text path: large
+/// enough that the validator's and the copy's cost per call is small
+/// against the block, small enough that the block, the input it comes from
+/// and the `String` it goes to stay in the first-level cache together.
+const TEXT_BLOCK: usize = 16 << 10;
+
+/// The block for a short piece (the end of a frame that began in the
+/// previous read): zeroing the large block would cost more than the piece.
+const TEXT_BLOCK_SHORT: usize = 1 << 10;
 
 /// Validates masked text into `out`, unmasking it block by block on the
 /// stack (`offset` is the mask phase of `src[0]`).
@@ -106,9 +113,24 @@ fn feed_masked(
     offset: usize,
     out: &mut String,
 ) -> Result<(), crate::utf8::Utf8Error> {
-    let mut block = [0u8; TEXT_BLOCK];
-    // Blocks are a multiple of 4 bytes: the phase is the same for each.
-    for chunk in src.chunks(TEXT_BLOCK) {
+    if src.len() <= TEXT_BLOCK_SHORT {
+        feed_masked_in::<TEXT_BLOCK_SHORT>(utf8, src, mask, offset, out)
+    } else {
+        feed_masked_in::<TEXT_BLOCK>(utf8, src, mask, offset, out)
+    }
+}
+
+/// [`feed_masked`] through a block of `N` bytes, a multiple of 4 (so that
+/// the mask phase is the same at the start of each block).
+fn feed_masked_in<const N: usize>(
+    utf8: &mut Utf8Validator,
+    src: &[u8],
+    mask: [u8; 4],
+    offset: usize,
+    out: &mut String,
+) -> Result<(), crate::utf8::Utf8Error> {
+    let mut block = [0u8; N];
+    for chunk in src.chunks(N) {
         let b = &mut block[..chunk.len()];
         mask_into(b, chunk, mask, offset);
         utf8.feed_into(b, out)?;
