@@ -1362,12 +1362,13 @@ fn large_text_frames_in_one_input_become_strings_in_order() {
 
 #[test]
 fn long_masked_text_unmasked_in_blocks_is_the_text_in_pieces_of_any_size() {
-    // The direct text path unmasks long pieces in large blocks and short
-    // ones (a frame's end in the next read) in small blocks, each block at
-    // the mask phase where the piece starts. Multibyte text across several
-    // large blocks, cut so that pieces land on and beside the block sizes,
-    // must come out whole; a broken byte beside a block boundary must fail
-    // the connection.
+    // The direct text path unmasks long pieces in large (16 KiB) blocks and
+    // short ones (small reads, a frame's end in the next read) in small
+    // blocks, each block at the mask phase where the piece starts.
+    // Multibyte text across several large blocks, cut so that pieces land
+    // on and beside the block sizes and leave tails of every tier, must
+    // come out whole; a broken byte beside a large block's boundary, or
+    // elsewhere, must fail the connection.
     let text = "Grüße, 世界! 𝄞 ".repeat(2500);
     assert!(text.len() > 3 * 16384);
     let mut wire = client_frame(0x81, text.as_bytes());
@@ -1386,6 +1387,7 @@ fn long_masked_text_unmasked_in_blocks_is_the_text_in_pieces_of_any_size() {
         16385,
         16390,
         20000,
+        27000,
         32771,
     ] {
         let (mut s, now) = server();

@@ -96,13 +96,15 @@ const SMALL_COPY: usize = 128;
 
 /// Text unmasked per block on the stack by the direct text path: large
 /// enough that the validator's and the copy's cost per call is small
-/// against the block, small enough that the block, the input it comes from
-/// and the `String` it goes to stay in the first-level cache together.
+/// against the block. Only the block is read again (by the validator, then
+/// by the copy into the `String`); the input and the `String` stream
+/// through once.
 const TEXT_BLOCK: usize = 16 << 10;
 
-/// The block for a short piece (the end of a frame that began in the
-/// previous read): zeroing the large block would cost more than the piece.
+/// Blocks for short pieces (small reads, or a frame's last bytes in the
+/// next read): zeroing the large block would cost more than such a piece.
 const TEXT_BLOCK_SHORT: usize = 1 << 10;
+const TEXT_BLOCK_MID: usize = 4 << 10;
 
 /// Validates masked text into `out`, unmasking it block by block on the
 /// stack (`offset` is the mask phase of `src[0]`).
@@ -115,6 +117,8 @@ fn feed_masked(
 ) -> Result<(), crate::utf8::Utf8Error> {
     if src.len() <= TEXT_BLOCK_SHORT {
         feed_masked_in::<TEXT_BLOCK_SHORT>(utf8, src, mask, offset, out)
+    } else if src.len() <= TEXT_BLOCK_MID {
+        feed_masked_in::<TEXT_BLOCK_MID>(utf8, src, mask, offset, out)
     } else {
         feed_masked_in::<TEXT_BLOCK>(utf8, src, mask, offset, out)
     }
@@ -129,6 +133,7 @@ fn feed_masked_in<const N: usize>(
     offset: usize,
     out: &mut String,
 ) -> Result<(), crate::utf8::Utf8Error> {
+    const { assert!(N % 4 == 0) };
     let mut block = [0u8; N];
     for chunk in src.chunks(N) {
         let b = &mut block[..chunk.len()];
