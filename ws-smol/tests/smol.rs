@@ -1087,6 +1087,9 @@ fn permessage_deflate_both_ends_and_interop_with_node_ws() {
         let mut ws = ws_smol::connect_with(&url(&server), &client).await.unwrap();
         let p = ws.deflate().expect("negotiated");
         assert!(p.client_no_context_takeover && !p.server_no_context_takeover);
+        // The server lists a connection once its task has answered the
+        // handshake, which may come after the client reads the answer.
+        eventually(|| server.handle().connections().len() == 1).await;
         let conn = server.handle().connections()[0];
         assert_eq!(server.handle().deflate(&conn).unwrap(), Some(p));
         echo_each(&mut ws, &messages).await;
