@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
@@ -18,6 +18,9 @@ use crate::event::{CloseInfo, Event, Initiator, MessageKind};
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, extend_masked, extend_masked_at, mask_into};
 use crate::utf8::Utf8Validator;
+
+mod input;
+use input::Input;
 
 /// RSV1: the first frame of a compressed message (RFC 7692 §6).
 const RSV1: u8 = 0b100;
@@ -52,7 +55,7 @@ enum Lend {
 /// follows it) goes into the connection as `handle_data` would have put it,
 /// so that the next poll lends the frame again.
 struct KeepInput<'a> {
-    inbuf: &'a mut BytesMut,
+    inbuf: &'a mut Input,
     fed: &'a mut u64,
     unmasked_to: &'a mut u64,
     lent_unmasked: &'a mut bool,
@@ -286,7 +289,7 @@ pub struct Connection {
     deflate: Option<Box<crate::deflate::Codec>>,
 
     // Receiving.
-    inbuf: BytesMut,
+    inbuf: Input,
     /// Input that follows `inbuf`, started by `handle_data` at the header
     /// of a large frame when `inbuf` holds only whole frames: the next
     /// frame gets a buffer of its size at once, and the start of it is not
@@ -403,7 +406,7 @@ impl Connection {
             rsv_allowed: 0,
             #[cfg(feature = "deflate")]
             deflate: None,
-            inbuf: BytesMut::new(),
+            inbuf: Input::new(),
             next: BytesMut::new(),
             spare: BytesMut::new(),
             fed: 0,
@@ -715,7 +718,7 @@ impl Connection {
     /// The buffer that new input goes to: `next` once it is started.
     fn input_end(&mut self) -> &mut BytesMut {
         if self.next.is_empty() {
-            &mut self.inbuf
+            self.inbuf.bytes_mut()
         } else {
             &mut self.next
         }
@@ -1484,7 +1487,7 @@ impl Connection {
                     if self.inbuf.is_empty() && self.rx.is_none() && self.rx_msg.is_none() {
                         self.spare = BytesMut::new();
                         if self.inbuf.capacity() > IDLE_INPUT_CAPACITY {
-                            self.inbuf = BytesMut::new();
+                            self.inbuf = Input::new();
                         }
                     }
                     if self.eof && self.reading {
@@ -1879,7 +1882,7 @@ impl Connection {
         }
         if self.inbuf.is_empty() {
             let next = std::mem::take(&mut self.next);
-            self.spare = std::mem::replace(&mut self.inbuf, next);
+            self.spare = self.inbuf.replace(next);
             true
         } else if join {
             let next = std::mem::take(&mut self.next);
@@ -1993,8 +1996,7 @@ impl Connection {
     #[inline(always)]
     fn take_payload(&mut self, n: usize, len: usize, mask: Option<[u8; 4]>) -> BytesMut {
         self.unmask_payload(n, len, mask);
-        self.inbuf.advance(n);
-        self.inbuf.split_to(len)
+        self.inbuf.split_after(n, len)
     }
 
     /// Unmasks in place the `len`-byte payload (all there) that follows an
@@ -2544,7 +2546,7 @@ impl Connection {
 
     /// Gives back every input buffer: nothing more is read.
     fn drop_input(&mut self) {
-        self.inbuf = BytesMut::new();
+        self.inbuf = Input::new();
         self.next = BytesMut::new();
         self.spare = BytesMut::new();
     }
