@@ -279,6 +279,10 @@ const SCAN_MIN: usize = 8;
 pub struct Connection {
     role: Role,
     config: Config,
+    /// Payload lengths from this on are not taken by `small_message`:
+    /// one past the least of the frame, message and chunk limits, or 0
+    /// when no fragment is allowed (every limit checked in one compare).
+    small_end: usize,
     state: State,
     now: Instant,
     rng: Option<Box<StdRng>>,
@@ -397,8 +401,18 @@ impl Connection {
             Role::Client => Some(Box::new(StdRng::from_seed(seed))),
             Role::Server => None,
         };
+        let small_end = if config.max_fragments == 0 {
+            0
+        } else {
+            let frame = config.max_frame_size.min(config.max_message_size);
+            usize::try_from(frame)
+                .unwrap_or(usize::MAX)
+                .min(config.read_chunk_size)
+                .saturating_add(1)
+        };
         Connection {
             role,
+            small_end,
             config,
             state: State::Open,
             now,
@@ -2055,16 +2069,9 @@ impl Connection {
             0x82 => true,
             _ => return None,
         };
-        let c = &self.config;
         // A 16-bit length must be one a 7-bit one could not carry (the
         // general path reports it).
-        if ext == 2 && len < 126
-            || (b1 & 0x80 != 0) != masked
-            || len as u64 > c.max_frame_size
-            || len as u64 > c.max_message_size
-            || len > c.read_chunk_size
-            || c.max_fragments == 0
-        {
+        if ext == 2 && len < 126 || (b1 & 0x80 != 0) != masked || len >= self.small_end {
             return None;
         }
         let n = 2 + ext + if masked { 4 } else { 0 };
