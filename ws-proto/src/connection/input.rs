@@ -5,15 +5,15 @@ use std::ops::{Deref, DerefMut};
 
 use bytes::{Buf, BytesMut};
 
-/// Buffered input. Seen from outside, a `BytesMut` (its bytes, `len` and
-/// `capacity` are those the buffer would have, but see
-/// [`clear`](Self::clear)), but
+/// Buffered input. Seen from outside, a `BytesMut`: its bytes and `len`
+/// are those the buffer would have, and so is `capacity` until a
+/// [`clear`](Self::clear), from which on it may be larger. But
 /// [`advance`](Self::advance) only moves a cursor: `BytesMut::advance` is
 /// a call of about 35 instructions that the compiler does not inline,
 /// paid for every small message taken from a batch of input. The
 /// consumed bytes leave the `BytesMut` (one `advance` for the batch)
-/// before anything else changes it.
-#[derive(Debug, Default)]
+/// before it is appended to, split or replaced.
+#[derive(Default)]
 pub(super) struct Input {
     buf: BytesMut,
     /// Bytes at the start of `buf` consumed already.
@@ -69,8 +69,12 @@ impl Input {
     }
 
     /// Empties the buffer where it stands. Its room is kept, that of the
-    /// consumed bytes included: here alone the capacity differs from a
-    /// `BytesMut` that was advanced, whose start has moved.
+    /// consumed bytes included (they were never split off: splitting
+    /// drops them from the buffer first), so the capacity may be larger
+    /// than that of a `BytesMut` that was advanced, whose start has moved.
+    /// It is then the whole room the buffer holds: an idle connection
+    /// whose buffer grew past `IDLE_INPUT_CAPACITY` gives it back, where
+    /// the smaller figure could hide it.
     #[inline]
     pub(super) fn clear(&mut self) {
         self.buf.clear();
@@ -85,6 +89,10 @@ impl Input {
 
     /// Drops the first `skip` bytes and takes the `n` after them: one
     /// `BytesMut::advance` for those and the bytes consumed before.
+    ///
+    /// # Panics
+    ///
+    /// If fewer than `skip + n` bytes are buffered.
     #[inline(always)]
     pub(super) fn split_after(&mut self, skip: usize, n: usize) -> BytesMut {
         assert!(skip <= self.len(), "advance past the end of the input");
@@ -113,6 +121,16 @@ impl Input {
     #[inline]
     pub(super) fn replace(&mut self, buf: BytesMut) -> BytesMut {
         std::mem::replace(self.bytes_mut(), buf)
+    }
+}
+
+impl std::fmt::Debug for Input {
+    /// The buffered bytes' count and the room, not the bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
     }
 }
 
@@ -207,6 +225,56 @@ mod tests {
         input.extend_from_slice(b"xyz");
         assert_eq!(input.capacity(), 3, "written where the buffer starts");
         assert_eq!(&input[..], b"xyz");
+    }
+
+    #[test]
+    fn advanced_to_the_end_and_split_after_any_cursor() {
+        let data: Vec<u8> = (0..64u8).collect();
+        let mut input = Input::new();
+        let mut model = BytesMut::new();
+        input.extend_from_slice(&data);
+        model.extend_from_slice(&data);
+        input.advance(5);
+        model.advance(5);
+        assert_eq!(input.split_after(0, 3), model.split_to(3));
+        same(&input, &model);
+        let len = input.len();
+        input.advance(len);
+        model.advance(len);
+        same(&input, &model);
+        assert!(input.is_empty() && input[..].is_empty());
+        input.extend_from_slice(b"abc");
+        model.extend_from_slice(b"abc");
+        assert_eq!(&input[..], b"abc");
+        input.advance(3);
+        model.advance(3);
+        let old = input.replace(BytesMut::new());
+        assert_eq!(old, std::mem::take(&mut model));
+        same(&input, &model);
+    }
+
+    #[test]
+    fn what_was_split_off_stays_when_the_room_is_reused() {
+        let data: Vec<u8> = (0..32u8).collect();
+        let mut input = Input::new();
+        input.extend_from_slice(&data);
+        let taken = input.split_to(4).freeze();
+        let lent = input.split_after(2, 4).freeze();
+        input.advance(6);
+        input.clear();
+        input.extend_from_slice(&[0xee; 64]);
+        assert_eq!(taken, data[..4]);
+        assert_eq!(lent, data[6..10]);
+        assert_eq!(&input[..], &[0xee; 64][..]);
+    }
+
+    #[test]
+    #[should_panic(expected = "advance past the end")]
+    fn split_after_past_the_end_panics() {
+        let mut input = Input::new();
+        input.extend_from_slice(b"abc");
+        input.advance(1);
+        input.split_after(3, 0);
     }
 
     #[test]
