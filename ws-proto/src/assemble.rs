@@ -145,9 +145,9 @@ impl Assembler {
             // the unchecked conversion, so the text is checked again, by
             // SIMD (about ten times std's speed on non-ASCII text), and
             // copied once into the String.
-            MessageKind::Text => Message::Text(match simdutf8::basic::from_utf8(&whole) {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(&whole).into_owned(),
+            MessageKind::Text => Message::Text(match crate::utf8::check(&whole, &mut None) {
+                Some(s) => s.to_owned(),
+                None => String::from_utf8_lossy(&whole).into_owned(),
             }),
         })
     }

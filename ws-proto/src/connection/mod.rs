@@ -1044,8 +1044,10 @@ impl Connection {
     /// [`poll_message`](Self::poll_message), with the same checks, but a
     /// message that lies whole in the input (one unfragmented frame, all
     /// received) is not copied or allocated: `f` sees the input buffer
-    /// itself, unmasked and, for text, checked for UTF-8 in place. Other
-    /// messages are built as by `poll_message` and lent from there.
+    /// itself, unmasked and, for text, checked for UTF-8 in place (text
+    /// under 64 bytes is checked in a copy on the stack, which `f` sees:
+    /// a quicker check, see `utf8::check`). Other messages are built as
+    /// by `poll_message` and lent from there.
     ///
     /// If `f` panics, the message is handed out again by the next poll
     /// (of any kind).
@@ -1130,10 +1132,9 @@ impl Connection {
             Lend::Whole { n, len, text } => {
                 let ready = self.check_whole_message();
                 let payload = &self.inbuf[n..n + len];
+                let mut pad = None;
                 let view = if text {
-                    simdutf8::basic::from_utf8(payload)
-                        .ok()
-                        .map(MessageRef::Text)
+                    crate::utf8::check(payload, &mut pad).map(MessageRef::Text)
                 } else {
                     Some(MessageRef::Binary(payload))
                 };
@@ -1299,8 +1300,10 @@ impl Connection {
     /// message that begins `data`, when nothing is buffered before it and
     /// it lies whole in `data` (one unfragmented frame), is unmasked and
     /// checked in `data` itself and lent from there: it is never copied
-    /// into the connection. What follows it in `data` is (the next poll
-    /// lends it). `data` may be left changed (unmasked in place).
+    /// into the connection (text under 64 bytes may be lent from a copy on
+    /// the stack, as by [`poll_message_with`](Self::poll_message_with)).
+    /// What follows it in `data` is (the next poll lends it). `data` may be
+    /// left changed (unmasked in place).
     ///
     /// With one message in flight (a request, then its answer) every
     /// message takes this path: the bytes read are lent where they were
@@ -1414,8 +1417,9 @@ impl Connection {
         }
         let frame: &[u8] = frame;
         let payload = &frame[n..];
+        let mut pad = None;
         let view = if text {
-            let Ok(t) = simdutf8::basic::from_utf8(payload) else {
+            let Some(t) = crate::utf8::check(payload, &mut pad) else {
                 // Consumed; the general path reports the error (and
                 // ignores what follows).
                 self.rx_failed = Some(ProtocolError::InvalidUtf8);
@@ -1705,7 +1709,7 @@ impl Connection {
     ///
     /// [`poll_transmit_owned`]: Self::poll_transmit_owned
     pub fn send_owned(&mut self, kind: MessageKind, data: Bytes) -> Result<(), SendError> {
-        if kind == MessageKind::Text && simdutf8::basic::from_utf8(&data).is_err() {
+        if kind == MessageKind::Text && !crate::utf8::is_valid(&data) {
             return Err(SendError::InvalidUtf8);
         }
         if !self.takes_over(data.len()) {
@@ -1998,7 +2002,9 @@ impl Connection {
                 fin: true,
             });
         }
-        simdutf8::basic::from_utf8(&data).map_err(|_| ProtocolError::InvalidUtf8)?;
+        if !crate::utf8::is_valid(&data) {
+            return Err(ProtocolError::InvalidUtf8);
+        }
         Ok(Event::Text {
             data: data.freeze(),
             fin: true,
