@@ -20,28 +20,67 @@ pub(crate) const SHORT: usize = 64;
 /// needed).
 pub(crate) type Pad = Option<[u8; SHORT]>;
 
-/// `bytes` as a `&str` if they are UTF-8: a view of `bytes`, or for input
-/// under [`SHORT`] bytes, of its copy in `pad`.
+/// `bytes` as a `&str` if they are UTF-8: a view of `bytes`, or for text
+/// of [`PAD_FROM`] to 63 bytes that is not ASCII, of its copy in `pad`.
 ///
-/// simdutf8 gives input under 64 bytes to std's validator, which goes byte
-/// by byte up to an aligned word and takes branches per code point: 119
-/// instructions for 16 bytes of ASCII at the offset a frame's payload
-/// has, 234 for 16 bytes of text in mixed widths ("Grüße, 世界!") and 476
-/// for 40 (callgrind). So short input is copied into a block of zeros in
-/// `pad` and the whole block is checked by SIMD, about 80 instructions
-/// for ASCII and 125 for any other text whatever the length. Zeros are
-/// ASCII, so the block is UTF-8 exactly when `bytes` are (a code point cut
-/// off at the end is followed by a zero, which cannot continue it), and
-/// the end of `bytes` is a code point boundary in it.
+/// simdutf8 gives input under 64 bytes to std's validator, which takes
+/// branches per code point: in the codec benchmark (`codec --count
+/// Multibyte 63 DecodeProto`, callgrind) a 63-byte message of text in
+/// mixed widths took 1 285 instructions to decode, most of them std's
+/// check. Such text is copied into a block of zeros in `pad` and the
+/// whole block is checked by SIMD: 733 instructions, and about 40% less
+/// time (BENCHMARKS.md, session 23). Zeros are ASCII, so the block is
+/// UTF-8 exactly when `bytes` are (a code point cut off at the end is
+/// followed by a zero, which cannot continue it), and the end of `bytes`
+/// is a code point boundary in it.
+///
+/// Shorter text, and ASCII, stays with std's check: the copy costs a
+/// stall (the block's loads wait for the copy's stores), and 16- and
+/// 40-byte messages checked that way took up to 30% longer than with
+/// std's check though they ran 12-17% fewer instructions.
 #[inline]
 pub(crate) fn check<'a>(bytes: &'a [u8], pad: &'a mut Pad) -> Option<&'a str> {
     let n = bytes.len();
     if n >= SHORT {
         return simdutf8::basic::from_utf8(bytes).ok();
     }
+    if n < PAD_FROM {
+        return std::str::from_utf8(bytes).ok();
+    }
+    check_padded(bytes, pad)
+}
+
+/// [`check`] for 48 to 63 bytes, out of line: the common short messages
+/// take the path above without this one's frame.
+#[inline(never)]
+fn check_padded<'a>(bytes: &'a [u8], pad: &'a mut Pad) -> Option<&'a str> {
+    if words_ascii(bytes) {
+        return std::str::from_utf8(bytes).ok();
+    }
+    let n = bytes.len();
     let pad = pad.insert([0; SHORT]);
     pad[..n].copy_from_slice(bytes);
     simdutf8::basic::from_utf8(&pad[..]).ok().map(|s| &s[..n])
+}
+
+/// Shorter text stays with std's check (see [`check`]).
+const PAD_FROM: usize = 48;
+const _: () = assert!(PAD_FROM >= 16 && PAD_FROM % 8 == 0 && PAD_FROM < SHORT);
+
+/// Whether `bytes` ([`PAD_FROM`] to 63 of them) are ASCII: the words from
+/// the start up to `PAD_FROM` and the last two, which overlap them.
+#[inline]
+fn words_ascii(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    let word = |i: usize| match bytes[i..i + 8] {
+        [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => 0,
+    };
+    let mut high = word(n - 16) | word(n - 8);
+    for i in (0..PAD_FROM).step_by(8) {
+        high |= word(i);
+    }
+    high & 0x8080_8080_8080_8080 == 0
 }
 
 /// Whether `bytes` are UTF-8 ([`check`] without keeping the text).
@@ -54,8 +93,22 @@ pub(crate) fn is_valid(bytes: &[u8]) -> bool {
 /// checked and copied a block at a time, see
 /// [`Utf8Validator::feed_into`]).
 pub(crate) fn to_string(bytes: &[u8]) -> Option<String> {
+    let n = bytes.len();
+    if n < PAD_FROM {
+        return std::str::from_utf8(bytes).ok().map(String::from);
+    }
+    if n < SHORT {
+        return check_padded(bytes, &mut None).map(String::from);
+    }
+    to_string_longer(bytes)
+}
+
+/// [`to_string`] from [`SHORT`] bytes on, out of line: the common short
+/// messages take the paths above without this one's frame.
+#[inline(never)]
+fn to_string_longer(bytes: &[u8]) -> Option<String> {
     if bytes.len() <= FEED_BLOCK {
-        return check(bytes, &mut None).map(String::from);
+        return simdutf8::basic::from_utf8(bytes).ok().map(String::from);
     }
     let mut text = String::with_capacity(bytes.len());
     let mut v = Utf8Validator::new();
@@ -373,14 +426,14 @@ mod tests {
     fn short_text_checked_in_a_padded_block_agrees_with_std() {
         // Every one- and two-byte input, and every three-byte input whose
         // first byte leads a longer sequence, at the start, middle and end
-        // of short text of each length around the edge of the padded
-        // block (63 and 64: the block or simdutf8's own check), ASCII or
-        // not around them.
+        // of short text of each length around the edges of the padded
+        // block's path (47 and 48: std's check or the block; 63 and 64:
+        // the block or simdutf8's own check), ASCII or not around them.
         let probes: Vec<Vec<u8>> = (0..=255u8)
             .map(|a| vec![a])
             .chain((0xc0..=0xffu8).flat_map(|a| (0..=255u8).map(move |b| vec![a, b])))
             .collect();
-        for len in [0usize, 1, 2, 15, 16, 17, 47, 62, 63, 64, 65] {
+        for len in [0usize, 1, 2, 15, 16, 17, 47, 48, 49, 62, 63, 64, 65] {
             for fill in ["a", "ü", "abcdefghijklmno", "世界", "🌍"] {
                 let mut text = fill.repeat(len).into_bytes();
                 text.truncate(len);
@@ -399,7 +452,8 @@ mod tests {
         for a in 0xe0..=0xffu8 {
             for b in 0x70..=0xc0u8 {
                 for c in [0x00, 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0] {
-                    for pre in ["", "x", "Grüße, 世界"] {
+                    for pre in ["", "x", "Grüße, 世界", "Grüße, 世界! Привет мир 🌍 Grüße,"]
+                    {
                         let mut t = pre.as_bytes().to_vec();
                         t.extend_from_slice(&[a, b, c]);
                         agrees_with_std(&t);

@@ -1044,10 +1044,10 @@ impl Connection {
     /// [`poll_message`](Self::poll_message), with the same checks, but a
     /// message that lies whole in the input (one unfragmented frame, all
     /// received) is not copied or allocated: `f` sees the input buffer
-    /// itself, unmasked and, for text, checked for UTF-8 in place (text
-    /// under 64 bytes is checked in a copy on the stack, which `f` sees:
-    /// a quicker check, see `utf8::check`). Other messages are built as
-    /// by `poll_message` and lent from there.
+    /// itself, unmasked and, for text, checked for UTF-8 in place (text of
+    /// 48 to 63 bytes that is not ASCII is checked in a copy on the stack,
+    /// which `f` sees: a quicker check, see `utf8::check`). Other messages
+    /// are built as by `poll_message` and lent from there.
     ///
     /// If `f` panics, the message is handed out again by the next poll
     /// (of any kind).
@@ -1300,8 +1300,9 @@ impl Connection {
     /// message that begins `data`, when nothing is buffered before it and
     /// it lies whole in `data` (one unfragmented frame), is unmasked and
     /// checked in `data` itself and lent from there: it is never copied
-    /// into the connection (text under 64 bytes may be lent from a copy on
-    /// the stack, as by [`poll_message_with`](Self::poll_message_with)).
+    /// into the connection (text of 48 to 63 bytes that is not ASCII is
+    /// lent from a copy on the stack, as by
+    /// [`poll_message_with`](Self::poll_message_with)).
     /// What follows it in `data` is (the next poll lends it). `data` may be
     /// left changed (unmasked in place).
     ///
