@@ -100,16 +100,16 @@ pub(crate) fn to_string(bytes: &[u8]) -> Option<String> {
     if n < SHORT {
         return check_padded(bytes, &mut None).map(String::from);
     }
-    to_string_longer(bytes)
-}
-
-/// [`to_string`] from [`SHORT`] bytes on, out of line: the common short
-/// messages take the paths above without this one's frame.
-#[inline(never)]
-fn to_string_longer(bytes: &[u8]) -> Option<String> {
-    if bytes.len() <= FEED_BLOCK {
+    if n <= FEED_BLOCK {
         return simdutf8::basic::from_utf8(bytes).ok().map(String::from);
     }
+    to_string_long(bytes)
+}
+
+/// [`to_string`] over [`FEED_BLOCK`] bytes, out of line: the shorter
+/// messages take the paths above without this one's frame.
+#[inline(never)]
+fn to_string_long(bytes: &[u8]) -> Option<String> {
     let mut text = String::with_capacity(bytes.len());
     let mut v = Utf8Validator::new();
     v.feed_into(bytes, &mut text).ok()?;
