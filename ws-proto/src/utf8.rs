@@ -11,9 +11,9 @@
 /// well inside the first-level data cache.
 const FEED_BLOCK: usize = 16 << 10;
 
-/// Input shorter than this is checked in a zero-padded block of this size
-/// (see [`check`]): simdutf8 runs its SIMD check on 64 bytes at a time and
-/// hands anything shorter to std's validator.
+/// simdutf8 runs its SIMD check on 64 bytes at a time and hands anything
+/// shorter to std's validator; [`check`] pads non-ASCII text of
+/// [`PAD_FROM`] bytes or more to this size.
 pub(crate) const SHORT: usize = 64;
 
 /// Scratch room for [`check`] to copy short input into (made there when
@@ -28,16 +28,17 @@ pub(crate) type Pad = Option<[u8; SHORT]>;
 /// Multibyte 63 DecodeProto`, callgrind) a 63-byte message of text in
 /// mixed widths took 1 285 instructions to decode, most of them std's
 /// check. Such text is copied into a block of zeros in `pad` and the
-/// whole block is checked by SIMD: 733 instructions, and about 40% less
+/// whole block is checked by SIMD: 734 instructions, and 35-45% less
 /// time (BENCHMARKS.md, session 23). Zeros are ASCII, so the block is
 /// UTF-8 exactly when `bytes` are (a code point cut off at the end is
 /// followed by a zero, which cannot continue it), and the end of `bytes`
 /// is a code point boundary in it.
 ///
-/// Shorter text, and ASCII, stays with std's check: the copy costs a
-/// stall (the block's loads wait for the copy's stores), and 16- and
-/// 40-byte messages checked that way took up to 30% longer than with
-/// std's check though they ran 12-17% fewer instructions.
+/// Shorter text, and ASCII, stays with std's check: checked that way,
+/// 16-byte messages took about 30% longer than with std's check (ASCII and
+/// multibyte) and 40-byte ASCII about 20%, though the 16-byte ones ran
+/// 12-17% fewer instructions; most likely a stall after the copy (the
+/// block's wide loads waiting for the copy's narrower stores).
 #[inline]
 pub(crate) fn check<'a>(bytes: &'a [u8], pad: &'a mut Pad) -> Option<&'a str> {
     let n = bytes.len();
@@ -65,7 +66,9 @@ fn check_padded<'a>(bytes: &'a [u8], pad: &'a mut Pad) -> Option<&'a str> {
 
 /// Shorter text stays with std's check (see [`check`]).
 const PAD_FROM: usize = 48;
-const _: () = assert!(PAD_FROM >= 16 && PAD_FROM % 8 == 0 && PAD_FROM < SHORT);
+// `words_ascii` reads the words below `PAD_FROM` and the last 16 bytes:
+// together all of any length from `PAD_FROM` to `SHORT - 1`.
+const _: () = assert!(PAD_FROM % 8 == 0 && PAD_FROM + 16 >= SHORT - 1 && PAD_FROM < SHORT);
 
 /// Whether `bytes` ([`PAD_FROM`] to 63 of them) are ASCII: the words from
 /// the start up to `PAD_FROM` and the last two, which overlap them.
@@ -239,12 +242,11 @@ impl Utf8Validator {
             self.partial_len = 0;
             input = &input[take..];
         }
-        // SIMD validation (simdutf8) up to the last code point boundary, in
-        // one pass, so the checked text comes back as a `&str`; a code point
-        // cut off at the end (at most 3 bytes) waits in `partial`.
+        // Validation up to the last code point boundary, in one pass, so
+        // the checked text comes back as a `&str` (`check`: simdutf8's
+        // SIMD check, or std's for short pieces); a code point cut off at
+        // the end (at most 3 bytes) waits in `partial`.
         let cut = input.len() - incomplete_tail(input);
-        // `basic`: only whether it is valid (the error's place is not
-        // needed), the faster of simdutf8's two checks.
         match check(&input[..cut], &mut None) {
             Some(s) => emit(s),
             None => return Err(Utf8Error),
@@ -424,11 +426,12 @@ mod tests {
 
     #[test]
     fn short_text_checked_in_a_padded_block_agrees_with_std() {
-        // Every one- and two-byte input, and every three-byte input whose
-        // first byte leads a longer sequence, at the start, middle and end
-        // of short text of each length around the edges of the padded
-        // block's path (47 and 48: std's check or the block; 63 and 64:
-        // the block or simdutf8's own check), ASCII or not around them.
+        // Every one-byte probe, two-byte probes whose first byte is 0xc0 or
+        // above, and three-byte probes whose first byte leads a 3- or
+        // 4-byte sequence, at the start, middle and end of short text of
+        // lengths around the edges of the padded block's path (47 and 48:
+        // std's check or the block; 63 and 64: the block or simdutf8's own
+        // check), ASCII or not around them.
         let probes: Vec<Vec<u8>> = (0..=255u8)
             .map(|a| vec![a])
             .chain((0xc0..=0xffu8).flat_map(|a| (0..=255u8).map(move |b| vec![a, b])))

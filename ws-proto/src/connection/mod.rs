@@ -1334,7 +1334,8 @@ impl Connection {
     /// `data` (one unfragmented frame of less than 4 KiB), is unmasked and
     /// checked in `data` and copied from there into the returned message:
     /// it is never copied into the connection first (a text message is
-    /// copied once, not twice). What follows it in `data` is (the next poll
+    /// copied once, not twice; non-ASCII text of 48 to 63 bytes also onto
+    /// the stack for its check, see `utf8::check`). What follows it in `data` is (the next poll
     /// returns it). Larger frames are unmasked as they are copied in, a
     /// text frame straight into its `String`, as by `handle_data`. `data`
     /// may be left changed (unmasked in place).
