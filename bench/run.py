@@ -34,7 +34,7 @@ NODE_DIR = os.path.join(ROOT, "scripts", "node")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, GEN_CORE = "1", "0"
 
-SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "ws-blocking-cb-lent", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "node-ws"]
+SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "ws-blocking-cb-lent", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "ws-proto-tokio", "node-ws"]
 
 
 class Server:

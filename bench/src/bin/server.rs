@@ -12,7 +12,8 @@
 //! a buffer the connection keeps, and sent back), ws-smol-reply (the same
 //! with `recv_with_reply`: each message lent and answered from inside the
 //! lend, no buffer of the server's own), ws-blocking, async-tungstenite,
-//! tokio-tungstenite, fastwebsockets, raw-tcp (answers
+//! tokio-tungstenite, fastwebsockets, ws-proto-tokio (ws-proto's
+//! connection driven by hand on tokio, as fastwebsockets is), raw-tcp (answers
 //! an upgrade request with a canned response of the same size, then
 //! closes: the baseline of the handshake benchmark) or raw-tcp-smol (the
 //! same on smol's reactor and a `LocalExecutor`). Prints
@@ -42,6 +43,7 @@ fn main() {
         "async-tungstenite" => async_tungstenite_server(addr),
         "tokio-tungstenite" => tokio_tungstenite_server(addr),
         "fastwebsockets" => fastwebsockets_server(addr),
+        "ws-proto-tokio" => ws_proto_tokio_server(addr),
         "raw-tcp" => raw_tcp_server(addr),
         "raw-tcp-smol" => raw_tcp_smol_server(addr),
         other => panic!("unknown server {other}"),
@@ -395,6 +397,66 @@ fn fastwebsockets_server(addr: SocketAddr) {
                     if frame.opcode == OpCode::Close || echo && ws.write_frame(frame).await.is_err()
                     {
                         break;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// ws-proto's connection driven by hand on tokio's reactor, as the
+/// fastwebsockets server is (the same canned upgrade, a task per
+/// connection on a current-thread runtime): each read is handed to
+/// `handle_data_reply`, each message echoed from inside its lend, the
+/// output written in one `write_all`. Not an adapter of ours: it
+/// measures the protocol core on the reactor tokio-tungstenite and
+/// fastwebsockets use, beside ws-smol on async-io.
+fn ws_proto_tokio_server(addr: SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use ws_proto::{Config, Connection, MessageRef, Reply, Role, Transmit};
+    fn echo(m: MessageRef<'_>, reply: &mut Reply<'_>) {
+        let _ = match m {
+            MessageRef::Text(t) => reply.send_text(t),
+            MessageRef::Binary(b) => reply.send_binary(b),
+            _ => Ok(()),
+        };
+    }
+    tokio_runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        announce(listener.local_addr().unwrap().port());
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = sock.set_nodelay(true);
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut sock).await else {
+                    return;
+                };
+                let Some(resp) = upgrade_response(&head) else {
+                    return;
+                };
+                if sock.write_all(&resp).await.is_err() {
+                    return;
+                }
+                let now = std::time::Instant::now();
+                let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+                let mut buf = vec![0u8; 16 << 10];
+                let mut out = Vec::new();
+                loop {
+                    let n = match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let now = std::time::Instant::now();
+                    if conn.handle_data_reply(now, &mut buf[..n], echo).is_some() {
+                        while conn.poll_message_reply(echo).is_some() {}
+                    }
+                    out.clear();
+                    let end = matches!(conn.poll_transmit(&mut out), Transmit::Shutdown);
+                    if !out.is_empty() && sock.write_all(&out).await.is_err() || end {
+                        let _ = sock.shutdown().await;
+                        return;
                     }
                 }
             });
