@@ -367,8 +367,15 @@ async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     }
 }
 
-fn fastwebsockets_server(addr: SocketAddr) {
-    use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
+/// A server on a current-thread tokio runtime that answers each upgrade
+/// request with the canned 101 (`upgrade_response`) and then runs `serve`
+/// on the stream in a task of its own: the fastwebsockets and
+/// ws-proto-tokio servers.
+fn canned_upgrade_server<F, Fut>(addr: SocketAddr, serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     use tokio::io::AsyncWriteExt;
     tokio_runtime().block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
@@ -388,18 +395,24 @@ fn fastwebsockets_server(addr: SocketAddr) {
                 if sock.write_all(&resp).await.is_err() {
                     return;
                 }
-                let mut ws = WebSocket::after_handshake(sock, Role::Server);
-                ws.set_auto_close(true);
-                ws.set_auto_pong(true);
-                let mut ws = FragmentCollector::new(ws);
-                while let Ok(frame) = ws.read_frame().await {
-                    let echo = matches!(frame.opcode, OpCode::Text | OpCode::Binary);
-                    if frame.opcode == OpCode::Close || echo && ws.write_frame(frame).await.is_err()
-                    {
-                        break;
-                    }
-                }
+                serve(sock).await;
             });
+        }
+    })
+}
+
+fn fastwebsockets_server(addr: SocketAddr) {
+    use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
+    canned_upgrade_server(addr, |sock| async move {
+        let mut ws = WebSocket::after_handshake(sock, Role::Server);
+        ws.set_auto_close(true);
+        ws.set_auto_pong(true);
+        let mut ws = FragmentCollector::new(ws);
+        while let Ok(frame) = ws.read_frame().await {
+            let echo = matches!(frame.opcode, OpCode::Text | OpCode::Binary);
+            if frame.opcode == OpCode::Close || echo && ws.write_frame(frame).await.is_err() {
+                break;
+            }
         }
     })
 }
@@ -421,45 +434,26 @@ fn ws_proto_tokio_server(addr: SocketAddr) {
             _ => Ok(()),
         };
     }
-    tokio_runtime().block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-        announce(listener.local_addr().unwrap().port());
+    canned_upgrade_server(addr, |mut sock| async move {
+        let now = std::time::Instant::now();
+        let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+        let mut buf = vec![0u8; 16 << 10];
+        let mut out = Vec::new();
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
+            let n = match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
             };
-            let _ = sock.set_nodelay(true);
-            tokio::spawn(async move {
-                let Some(head) = read_head(&mut sock).await else {
-                    return;
-                };
-                let Some(resp) = upgrade_response(&head) else {
-                    return;
-                };
-                if sock.write_all(&resp).await.is_err() {
-                    return;
-                }
-                let now = std::time::Instant::now();
-                let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
-                let mut buf = vec![0u8; 16 << 10];
-                let mut out = Vec::new();
-                loop {
-                    let n = match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let now = std::time::Instant::now();
-                    if conn.handle_data_reply(now, &mut buf[..n], echo).is_some() {
-                        while conn.poll_message_reply(echo).is_some() {}
-                    }
-                    out.clear();
-                    let end = matches!(conn.poll_transmit(&mut out), Transmit::Shutdown);
-                    if !out.is_empty() && sock.write_all(&out).await.is_err() || end {
-                        let _ = sock.shutdown().await;
-                        return;
-                    }
-                }
-            });
+            let now = std::time::Instant::now();
+            if conn.handle_data_reply(now, &mut buf[..n], echo).is_some() {
+                while conn.poll_message_reply(echo).is_some() {}
+            }
+            out.clear();
+            let end = matches!(conn.poll_transmit(&mut out), Transmit::Shutdown);
+            if !out.is_empty() && sock.write_all(&out).await.is_err() || end {
+                let _ = sock.shutdown().await;
+                return;
+            }
         }
     })
 }
