@@ -449,7 +449,15 @@ fn ws_proto_tokio_server(addr: SocketAddr) {
                 while conn.poll_message_reply(echo).is_some() {}
             }
             out.clear();
-            let end = matches!(conn.poll_transmit(&mut out), Transmit::Shutdown);
+            // Until it has nothing more: after a Close, `Shutdown` comes on
+            // the call after the one that hands out the Close reply.
+            let end = loop {
+                match conn.poll_transmit(&mut out) {
+                    Transmit::Data(_) => {}
+                    Transmit::Nothing => break false,
+                    Transmit::Shutdown => break true,
+                }
+            };
             if !out.is_empty() && sock.write_all(&out).await.is_err() || end {
                 let _ = sock.shutdown().await;
                 return;
