@@ -96,6 +96,9 @@ pub(crate) fn is_valid(bytes: &[u8]) -> bool {
 /// checked and copied a block at a time, see
 /// [`Utf8Validator::feed_into`]).
 pub(crate) fn to_string(bytes: &[u8]) -> Option<String> {
+    // `check`'s three ways, spelled out rather than called: through
+    // `check` this path ran 9 more instructions per 16-byte message and 11
+    // per 1 KiB one (callgrind, `codec --count Ascii 16 DecodeProto 3`).
     let n = bytes.len();
     if n < PAD_FROM {
         return std::str::from_utf8(bytes).ok().map(String::from);
