@@ -35,6 +35,10 @@ const RETRY_WRITE: Duration = Duration::from_millis(2);
 /// Bytes read from the socket per call.
 const READ_SIZE: usize = 16 << 10;
 
+/// Output buffers larger than this go back to the connection once written
+/// (`Connection::reuse_output`) instead of being dropped or kept here.
+const KEEP_OUT: usize = 4 << 10;
+
 /// The protocol state and the TLS session, if any.
 pub(crate) struct Inner {
     pub(crate) conn: Connection,
@@ -58,7 +62,14 @@ impl Inner {
                         None => out.extend_from_slice(&self.plain),
                         Some(tls) => encrypt(tls, &self.plain, out),
                     }
-                    self.plain.clear();
+                    if self.plain.capacity() > KEEP_OUT {
+                        // Copied or encrypted: back to the connection as
+                        // it was, for its next large message.
+                        let plain = std::mem::take(&mut self.plain);
+                        self.conn.reuse_output(Instant::now(), plain);
+                    } else {
+                        self.plain.clear();
+                    }
                 }
                 Transmit::Shutdown => {
                     if let Some(tls) = &mut self.tls {
@@ -76,9 +87,6 @@ impl Inner {
                     break;
                 }
             }
-        }
-        if self.plain.capacity() > READ_SIZE {
-            self.plain = Vec::new();
         }
         shutdown
     }
@@ -315,6 +323,13 @@ fn flush(link: &Link, wait: bool) -> Result<(), Error> {
         };
         let shutdown = {
             let mut st = lock(&link.state);
+            if buf.capacity() > KEEP_OUT {
+                // What was just written, as it was: the connection queues
+                // its next large message there (and gives it back once
+                // large messages have stopped for a while).
+                st.conn
+                    .reuse_output(Instant::now(), std::mem::take(&mut buf));
+            }
             if let Some(kind) = st.broken {
                 // Nothing can be written any more: drop what is queued, so
                 // that the connection can still finish.
@@ -368,7 +383,8 @@ fn flush(link: &Link, wait: bool) -> Result<(), Error> {
             }
             Ok(_) => {}
         }
-        buf.clear();
+        // Written. Not cleared: the next pass hands a large buffer back
+        // to the connection as it was, or replaces it.
         if shutdown {
             let _ = w.stream.shutdown(Shutdown::Write);
         }

@@ -59,6 +59,18 @@ pub struct Config {
     /// close TCP after the closing handshake. Default `Some(10 s)`. On expiry
     /// the connection is closed with 1006. `None` waits forever.
     pub close_timeout: Option<Duration>,
+    /// How long a connection keeps buffers that grew past a few KiB for
+    /// large messages (its input buffer, its output buffer, and one that
+    /// the adapter hands back once written) after they were last needed.
+    /// Default 2 s. While large messages keep coming or going, each one
+    /// reuses the memory of the last instead of allocating anew (and, for
+    /// the allocator, growing and trimming the heap and faulting in fresh
+    /// pages every time); once none has for this long, the buffers are
+    /// given back at the connection's next timer
+    /// ([`Connection::poll_timeout`](crate::Connection::poll_timeout)
+    /// names it), so an idle connection is back to its small size.
+    /// `Duration::ZERO` gives them back as soon as the connection is idle.
+    pub release_buffers_after: Duration,
     /// permessage-deflate (RFC 7692). `Some`: a client offers it, a server
     /// accepts an offer it can honour. Default `None`: compression costs CPU
     /// and, with context takeover, about 420 KiB per connection (see
@@ -83,6 +95,7 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(30),
             close_timeout: Some(Duration::from_secs(10)),
+            release_buffers_after: Duration::from_secs(2),
             #[cfg(feature = "deflate")]
             deflate: None,
         }

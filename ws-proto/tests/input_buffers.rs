@@ -4,14 +4,19 @@
 //! own sized for it (the first frame's buffer is not grown, and the start of
 //! the second not copied, when the rest arrives), and in a steady stream of
 //! such frames that buffer is the one the frames before left behind.
+//!
+//! And how long it keeps buffers grown for large messages: while large
+//! messages keep coming and going (an echo of each allocates nothing once
+//! warm, its output buffer handed back with `reuse_output`), until they
+//! have stopped for `Config::release_buffers_after`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ws_proto::{Config, Connection, Message, Role};
+use ws_proto::{Config, Connection, Message, MessageRef, Role, Transmit};
 
 mod common;
 
@@ -164,4 +169,197 @@ fn a_large_frame_handed_over_in_separate_owned_buffers_is_copied_once() {
     );
     assert_eq!(binary(&mut s), a);
     assert_eq!(s.poll_message(), None);
+}
+
+/// One binary message of `len` bytes as a client sends it.
+fn one_message(len: usize, salt: u8) -> Vec<u8> {
+    let mut client = Connection::new(
+        Role::Client,
+        Config::default(),
+        Instant::now(),
+        common::seed(5),
+    );
+    let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ salt).collect();
+    client.send_binary(&payload).unwrap();
+    let mut wire = Vec::new();
+    let _ = client.poll_transmit(&mut wire);
+    wire
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Receive {
+    /// `poll_message`, the payload sent back with `send_binary` and dropped.
+    Owned,
+    /// `poll_message_reply`, answered from inside the lend.
+    Lent,
+}
+
+/// A server that echoes as ws-smol does: reads of at most 64 KiB, each
+/// message sent back, the output taken with an empty buffer, written, and
+/// a large one handed back with `reuse_output`.
+struct Echo {
+    conn: Connection,
+    /// The adapter's output buffer.
+    out: Vec<u8>,
+    receive: Receive,
+}
+
+impl Echo {
+    fn new(config: Config, now: Instant, receive: Receive) -> Echo {
+        Echo {
+            conn: Connection::new(Role::Server, config, now, common::seed(0)),
+            out: Vec::new(),
+            receive,
+        }
+    }
+
+    /// Feeds `wire` (one message) and returns what the server wrote back.
+    fn echo(&mut self, now: Instant, wire: &[u8]) -> usize {
+        let mut echoed = 0;
+        for piece in wire.chunks(64 << 10) {
+            self.conn.handle_data(now, piece);
+            loop {
+                let got = match self.receive {
+                    Receive::Owned => match self.conn.poll_message() {
+                        Some(Message::Binary(b)) => {
+                            self.conn.send_binary(&b).unwrap();
+                            true
+                        }
+                        Some(other) => panic!("{other:?}"),
+                        None => false,
+                    },
+                    Receive::Lent => self
+                        .conn
+                        .poll_message_reply(|m, reply| match m {
+                            MessageRef::Binary(b) => reply.send_binary(b).unwrap(),
+                            other => panic!("{other:?}"),
+                        })
+                        .is_some(),
+                };
+                if !got {
+                    break;
+                }
+            }
+        }
+        while let Transmit::Data(_) = self.conn.poll_transmit(&mut self.out) {
+            echoed += self.out.len();
+            // "Written": a large buffer goes back as it was, a small one
+            // is kept.
+            if self.out.capacity() > 4096 {
+                self.conn.reuse_output(now, std::mem::take(&mut self.out));
+            } else {
+                self.out.clear();
+            }
+        }
+        echoed
+    }
+
+    /// Input and output capacity held by the connection and the adapter.
+    fn held(&self) -> usize {
+        self.conn.input_capacity() + self.conn.output_capacity() + self.out.capacity()
+    }
+}
+
+#[test]
+fn a_stream_of_large_echoes_allocates_nothing_once_warm() {
+    let _serial = common::measure(&SERIAL);
+    for receive in [Receive::Owned, Receive::Lent] {
+        for len in [65536, 100_000, 262_144] {
+            let wire = one_message(len, 3);
+            let t0 = Instant::now();
+            let mut s = Echo::new(Config::default(), t0, receive);
+            for i in 0..8u64 {
+                // One echo every 10 ms, well within the hold.
+                let now = t0 + Duration::from_millis(10 * i);
+                let n = allocated_by(|| assert_eq!(s.echo(now, &wire), wire.len() - 4));
+                if i >= 2 {
+                    // Only small bookkeeping, not 64 KiB or more per echo
+                    // (given back after each message, the input buffer
+                    // and the output would be allocated anew every time).
+                    assert!(n < 1024, "{receive:?} {len}: echo {i} allocated {n} bytes");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_buffers_are_given_back_once_large_messages_stop() {
+    let _serial = common::measure(&SERIAL);
+    let hold = Config::default().release_buffers_after;
+    for receive in [Receive::Owned, Receive::Lent] {
+        let wire = one_message(100_000, 1);
+        let t0 = Instant::now();
+        let mut s = Echo::new(Config::default(), t0, receive);
+        assert_eq!(s.conn.poll_timeout(), None, "no timer before");
+        let last = t0 + Duration::from_millis(30);
+        for i in 0..4u64 {
+            s.echo(t0 + Duration::from_millis(10 * i), &wire);
+        }
+        assert!(s.held() > 100_000, "{receive:?}: {} held", s.held());
+        // The connection asks to be woken when the hold ends: that is
+        // the only timer without keepalive.
+        assert_eq!(s.conn.poll_timeout(), Some(last + hold), "{receive:?}");
+        // Early: nothing changes.
+        s.conn
+            .handle_timeout(last + hold - Duration::from_millis(1));
+        assert!(s.held() > 100_000, "{receive:?}");
+        s.conn.handle_timeout(last + hold);
+        assert!(
+            s.held() <= 4096,
+            "{receive:?}: {} held after the hold",
+            s.held()
+        );
+        // Nothing more to wake for (no timer that fires at once, forever).
+        assert_eq!(s.conn.poll_timeout(), None, "{receive:?}");
+        // And a large message later grows them again, and works.
+        let later = last + 2 * hold;
+        assert_eq!(s.echo(later, &wire), wire.len() - 4);
+        assert_eq!(s.conn.poll_timeout(), Some(later + hold));
+    }
+}
+
+#[test]
+fn small_messages_do_not_keep_large_buffers() {
+    let _serial = common::measure(&SERIAL);
+    let hold = Config::default().release_buffers_after;
+    let large = one_message(100_000, 2);
+    let small = one_message(100, 2);
+    let t0 = Instant::now();
+    let mut s = Echo::new(Config::default(), t0, Receive::Owned);
+    s.echo(t0, &large);
+    assert!(s.held() > 100_000);
+    // Small messages, one every 100 ms for longer than the hold: the large
+    // buffers are given back at the first idle point past the hold, with
+    // no timer needed, and the small messages never extend the hold.
+    let mut t = t0;
+    while t < t0 + hold + Duration::from_millis(500) {
+        t += Duration::from_millis(100);
+        assert_eq!(s.echo(t, &small), small.len() - 4);
+        if t < t0 + hold {
+            assert_eq!(s.conn.poll_timeout(), Some(t0 + hold));
+        }
+    }
+    assert!(s.held() <= 8192, "{} held", s.held());
+    assert_eq!(s.conn.poll_timeout(), None);
+}
+
+#[test]
+fn zero_hold_gives_large_buffers_back_at_once() {
+    let _serial = common::measure(&SERIAL);
+    let mut config = Config::default();
+    config.release_buffers_after = Duration::ZERO;
+    let wire = one_message(100_000, 4);
+    let t0 = Instant::now();
+    for receive in [Receive::Owned, Receive::Lent] {
+        let mut s = Echo::new(config.clone(), t0, receive);
+        for i in 0..3u64 {
+            let now = t0 + Duration::from_millis(10 * i);
+            let n = allocated_by(|| assert_eq!(s.echo(now, &wire), wire.len() - 4));
+            // Each echo allocates its buffers anew.
+            assert!(n > 100_000, "{receive:?}: {n}");
+            assert!(s.held() <= 4096, "{receive:?}: {} held", s.held());
+            assert_eq!(s.conn.poll_timeout(), None);
+        }
+    }
 }

@@ -240,6 +240,11 @@ fn an_idle_lending_connection_gives_back_its_read_buffer() {
     }
     assert_eq!(lent, 1);
     assert_eq!(conn.buffered_input(), 0);
+    // Kept for the next large message a while, then given back at the
+    // connection's timer.
+    let release = conn.poll_timeout().expect("a timer to give it back");
+    assert_eq!(release, now + Config::default().release_buffers_after);
+    conn.handle_timeout(release);
     assert!(
         conn.input_capacity() <= 4096,
         "kept {} bytes",

@@ -34,7 +34,8 @@ use ws_proto::{
 /// connection holds no read buffer of its own.
 const READ_SIZE: usize = 64 << 10;
 
-/// Output capacity kept after a flush; more is released.
+/// Output capacity kept after a flush; a larger buffer is handed back to
+/// the connection (`Connection::reuse_output`).
 const KEEP_OUT: usize = 4 << 10;
 
 /// Buffers per vectored write (owned payloads and the bytes between them).
@@ -177,10 +178,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 }
                 continue;
             }
-            self.out.clear();
             self.written = 0;
             if self.out.capacity() > KEEP_OUT {
-                self.out = Vec::new();
+                // A large buffer goes back to the connection, which queues
+                // the next large message in it and gives it back once
+                // large messages have stopped for a while
+                // (`Config::release_buffers_after`).
+                self.conn
+                    .reuse_output(Instant::now(), std::mem::take(&mut self.out));
+            } else {
+                self.out.clear();
             }
             if !self.owned.is_empty() {
                 self.owned.clear();

@@ -26,8 +26,12 @@ use input::Input;
 const RSV1: u8 = 0b100;
 
 /// Input capacity an idle connection keeps; more is released once every
-/// buffered byte has been handed out.
+/// buffered byte has been handed out and `Config::release_buffers_after`
+/// has passed since input last needed it.
 const IDLE_INPUT_CAPACITY: usize = 4 << 10;
+
+/// The same for the output buffer, once empty.
+const IDLE_OUTPUT_CAPACITY: usize = 4 << 10;
 
 /// Largest binary frame `poll_message_with` waits for to lend it whole
 /// from the input; a larger one that arrives in pieces goes into its
@@ -352,6 +356,13 @@ pub struct Connection {
     lent_unmasked: bool,
     /// Input that `handle_data` found bad, for the next poll to report.
     rx_failed: Option<ProtocolError>,
+    /// When large buffers were last needed: input of more than
+    /// `IDLE_INPUT_CAPACITY` between two idle points, or a large output
+    /// buffer handed back by `reuse_output`. Buffers grown past the idle
+    /// sizes are kept until `Config::release_buffers_after` after it.
+    busy_at: Instant,
+    /// `fed` at the last idle point.
+    fed_at_idle: u64,
     /// Bytes of a code point split across frames, handed out with the next chunk.
     carry: [u8; 4],
     carry_len: u8,
@@ -443,6 +454,8 @@ impl Connection {
             unlent: None,
             lent_unmasked: false,
             rx_failed: None,
+            busy_at: now,
+            fed_at_idle: 0,
             carry: [0; 4],
             carry_len: 0,
             reading: true,
@@ -527,6 +540,91 @@ impl Connection {
     /// Bytes of input buffer held (capacity), for memory accounting.
     pub fn input_capacity(&self) -> usize {
         self.inbuf.capacity() + self.next.capacity() + self.spare.capacity()
+    }
+
+    /// Bytes of output buffer held (capacity), for memory accounting.
+    pub fn output_capacity(&self) -> usize {
+        self.out.capacity()
+    }
+
+    /// Hands back a buffer that [`poll_transmit`](Self::poll_transmit) (or
+    /// [`poll_transmit_owned`](Self::poll_transmit_owned)) filled, once its
+    /// bytes are written, still holding them: the connection queues its
+    /// next output there instead of in a new allocation. An adapter that
+    /// passes an empty buffer to each `poll_transmit` then moves one buffer
+    /// round, allocated once, while large messages leave.
+    ///
+    /// The buffer's length tells a large batch of output (more than a few
+    /// KiB) from a small one that happens to sit in a large buffer: the
+    /// connection keeps a large buffer until
+    /// [`Config::release_buffers_after`] has passed since the last large
+    /// batch, then gives it back (with its timer, see
+    /// [`poll_timeout`](Self::poll_timeout), or here). A buffer of a few KiB is the
+    /// adapter's to keep; it is dropped here, as is a buffer when output is
+    /// queued already or when `release_buffers_after` is zero. `now` is
+    /// when it was written.
+    pub fn reuse_output(&mut self, now: Instant, mut buf: Vec<u8>) {
+        if buf.capacity() <= IDLE_OUTPUT_CAPACITY
+            || !self.out.is_empty()
+            || self.out.capacity() >= buf.capacity()
+            || self.config.release_buffers_after.is_zero()
+        {
+            return;
+        }
+        if buf.len() > IDLE_OUTPUT_CAPACITY {
+            self.busy_at = self.busy_at.max(now);
+        } else if self
+            .busy_at
+            .checked_add(self.config.release_buffers_after)
+            .is_some_and(|d| now >= d)
+        {
+            // Large output stopped long enough ago: not kept.
+            return;
+        }
+        buf.clear();
+        self.out = buf;
+    }
+
+    /// Whether no input is buffered or expected within a message: the
+    /// point at which buffers grown for input may be given back.
+    #[inline]
+    fn input_idle(&self) -> bool {
+        self.inbuf.is_empty() && self.rx.is_none() && self.rx_msg.is_none()
+    }
+
+    /// Whether buffers grown for large messages are held that
+    /// `release_buffers` would give back once their time is up.
+    fn holds_large_buffers(&self) -> bool {
+        let input = self.input_idle()
+            && (self.spare.capacity() > 0 || self.inbuf.capacity() > IDLE_INPUT_CAPACITY);
+        input || (self.out.is_empty() && self.out.capacity() > IDLE_OUTPUT_CAPACITY)
+    }
+
+    /// When buffers grown for large messages are to be given back, if any
+    /// are held (`None` too when the hold never ends).
+    fn release_due(&self) -> Option<Instant> {
+        if !self.holds_large_buffers() {
+            return None;
+        }
+        self.busy_at.checked_add(self.config.release_buffers_after)
+    }
+
+    /// Gives back the buffers grown for large messages that are not in use,
+    /// once `Config::release_buffers_after` has passed since they were
+    /// last needed.
+    fn release_buffers(&mut self, now: Instant) {
+        if self.release_due().is_none_or(|d| now < d) {
+            return;
+        }
+        if self.input_idle() {
+            self.spare = BytesMut::new();
+            if self.inbuf.capacity() > IDLE_INPUT_CAPACITY {
+                self.inbuf = Input::new();
+            }
+        }
+        if self.out.is_empty() && self.out.capacity() > IDLE_OUTPUT_CAPACITY {
+            self.out = Vec::new();
+        }
     }
 
     /// Bytes received and not yet handed out as events.
@@ -937,6 +1035,7 @@ impl Connection {
     /// Time passed. Spurious or early calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        self.release_buffers(now);
         if let Some(deadline) = self.close_deadline {
             if now >= deadline && self.state == State::Closing {
                 // The peer never answered our Close.
@@ -1499,16 +1598,18 @@ impl Connection {
             match r {
                 Ok(Some(ev)) => return Some(ev),
                 Ok(None) => {
-                    // Idle: give back a large read buffer (an idle
-                    // connection should hold a few KiB, not the size of the
-                    // adapter's last read). Not in the middle of a message:
-                    // its next read would only allocate it again (and
-                    // glibc may have trimmed the heap in between).
-                    if self.inbuf.is_empty() && self.rx.is_none() && self.rx_msg.is_none() {
-                        self.spare = BytesMut::new();
-                        if self.inbuf.capacity() > IDLE_INPUT_CAPACITY {
-                            self.inbuf = Input::new();
+                    // Idle: note whether the input since the last idle
+                    // point needed large buffers, and give them back if
+                    // none has for a while (an idle connection should
+                    // hold a few KiB, not the size of its last message).
+                    // Not in the middle of a message: its next read would
+                    // only allocate them again.
+                    if self.input_idle() {
+                        if self.fed - self.fed_at_idle > IDLE_INPUT_CAPACITY as u64 {
+                            self.busy_at = self.now;
                         }
+                        self.fed_at_idle = self.fed;
+                        self.release_buffers(self.now);
                     }
                     if self.eof && self.reading {
                         // "If the TCP connection was closed without a Close
@@ -1651,12 +1752,17 @@ impl Connection {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called:
-    /// the keepalive ping, the keepalive deadline, the close timeout, or the
-    /// end of lingering for the peer's FIN. `None`: no timer.
+    /// the keepalive ping, the keepalive deadline, the close timeout, the
+    /// end of lingering for the peer's FIN, or the time to give back
+    /// buffers grown for large messages (see
+    /// [`Config::release_buffers_after`]). `None`: no timer.
     #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut at = |d: Instant| t = Some(t.map_or(d, |t| t.min(d)));
+        if let Some(d) = self.release_due() {
+            at(d);
+        }
         if self.state == State::Open {
             if let Some(interval) = self.config.keepalive_interval {
                 match self.ping_sent {
