@@ -454,3 +454,52 @@ pub fn check_done(got: ws_proto::Message) {
         other => panic!("expected the close, got {other:?}"),
     }
 }
+
+/// For tests of how much memory a connection keeps: an allocator that
+/// counts the bytes allocated and not yet freed, by every thread
+/// ([`LIVE`]). Install it in a test binary of one test with
+/// `#[global_allocator] static GLOBAL: Live = Live;`.
+pub struct Live;
+
+/// Bytes allocated through [`Live`] and not freed.
+pub static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+fn live_add(n: usize, sign: isize) {
+    LIVE.fetch_add(sign * n as isize, std::sync::atomic::Ordering::Relaxed);
+}
+
+unsafe impl std::alloc::GlobalAlloc for Live {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        live_add(layout.size(), 1);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        live_add(layout.size(), -1);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        live_add(layout.size(), 1);
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        live_add(layout.size(), -1);
+        live_add(new_size, 1);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Bytes live now ([`Live`]).
+pub fn live_bytes() -> isize {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How long the held-buffer tests let a connection keep buffers grown for
+/// large messages (`Config::release_buffers_after`).
+pub const HOLD: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The default configuration with [`HOLD`].
+pub fn hold_config() -> ws_proto::Config {
+    let mut c = ws_proto::Config::default();
+    c.release_buffers_after = HOLD;
+    c
+}

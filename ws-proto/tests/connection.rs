@@ -1065,6 +1065,11 @@ fn an_idle_connection_gives_back_its_read_buffer() {
     let (events, _, _) = drain(&mut s);
     assert_eq!(events.len(), 1);
     assert_eq!(s.buffered_input(), 0);
+    // Kept for the next large message a while, then given back at the
+    // connection's timer.
+    let release = s.poll_timeout().expect("a timer to give it back");
+    assert_eq!(release, now + Config::default().release_buffers_after);
+    s.handle_timeout(release);
     assert!(
         s.input_capacity() <= 4096,
         "kept {} bytes",

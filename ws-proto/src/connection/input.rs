@@ -18,6 +18,10 @@ pub(super) struct Input {
     buf: BytesMut,
     /// Bytes at the start of `buf` consumed already.
     head: usize,
+    /// The largest capacity `buf` had when bytes were split off it: what
+    /// was split shares the allocation, which `buf` keeps alive (and may
+    /// reclaim) however little room it has left itself.
+    split_room: usize,
 }
 
 impl Input {
@@ -84,7 +88,15 @@ impl Input {
     #[inline]
     pub(super) fn split_to(&mut self, n: usize) -> BytesMut {
         self.settle();
+        self.split_room = self.split_room.max(self.buf.capacity());
         self.buf.split_to(n)
+    }
+
+    /// The room this buffer may hold: its capacity, or the larger
+    /// allocation that bytes split off it share, which it keeps alive.
+    #[inline]
+    pub(super) fn held(&self) -> usize {
+        self.capacity().max(self.split_room)
     }
 
     /// Drops the first `skip` bytes and takes the `n` after them: one
@@ -98,6 +110,7 @@ impl Input {
         assert!(skip <= self.len(), "advance past the end of the input");
         let at = self.head + skip;
         self.head = 0;
+        self.split_room = self.split_room.max(self.buf.capacity());
         self.buf.advance(at);
         self.buf.split_to(n)
     }

@@ -537,9 +537,10 @@ impl Connection {
             || self.shutdown == ShutdownState::Pending
     }
 
-    /// Bytes of input buffer held (capacity), for memory accounting.
+    /// Bytes of input buffer held (capacity, or the allocation a message
+    /// taken from it shares, which it keeps alive), for memory accounting.
     pub fn input_capacity(&self) -> usize {
-        self.inbuf.capacity() + self.next.capacity() + self.spare.capacity()
+        self.inbuf.held() + self.next.capacity() + self.spare.capacity()
     }
 
     /// Bytes of output buffer held (capacity), for memory accounting.
@@ -596,7 +597,7 @@ impl Connection {
     /// `release_buffers` would give back once their time is up.
     fn holds_large_buffers(&self) -> bool {
         let input = self.input_idle()
-            && (self.spare.capacity() > 0 || self.inbuf.capacity() > IDLE_INPUT_CAPACITY);
+            && (self.spare.capacity() > 0 || self.inbuf.held() > IDLE_INPUT_CAPACITY);
         input || (self.out.is_empty() && self.out.capacity() > IDLE_OUTPUT_CAPACITY)
     }
 
@@ -618,7 +619,7 @@ impl Connection {
         }
         if self.input_idle() {
             self.spare = BytesMut::new();
-            if self.inbuf.capacity() > IDLE_INPUT_CAPACITY {
+            if self.inbuf.held() > IDLE_INPUT_CAPACITY {
                 self.inbuf = Input::new();
             }
         }
@@ -1659,7 +1660,7 @@ impl Connection {
             && !self.eof
             && self.closed.is_none()
             && self.spare.capacity() == 0
-            && self.inbuf.capacity() <= IDLE_INPUT_CAPACITY
+            && self.inbuf.held() <= IDLE_INPUT_CAPACITY
     }
 
     /// Appends every queued byte to `buf` (swapping buffers instead of
