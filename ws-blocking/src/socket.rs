@@ -35,6 +35,11 @@ const RETRY_WRITE: Duration = Duration::from_millis(2);
 /// Bytes read from the socket per call.
 const READ_SIZE: usize = 16 << 10;
 
+/// Bytes read per call once a read filled the buffer (large messages, or
+/// many small ones queued): fewer reads per message. Back to `READ_SIZE`
+/// when a read waits out its timeout.
+const READ_SIZE_BUSY: usize = 64 << 10;
+
 /// Output buffers larger than this go back to the connection once written
 /// (`Connection::reuse_output`) instead of being dropped or kept here.
 const KEEP_OUT: usize = 4 << 10;
@@ -539,7 +544,8 @@ impl Sender {
 pub struct Receiver {
     shared: Shared,
     sock: TcpStream,
-    /// The read buffer (zeroed once, on the first read).
+    /// The read buffer (zeroed once, on the first read; grown to
+    /// `READ_SIZE_BUSY` while reads fill it).
     buf: Vec<u8>,
     done: bool,
     /// The socket's read timeout as this receiver last set it.
@@ -628,6 +634,11 @@ impl Receiver {
                 self.buf = vec![0; READ_SIZE];
             }
             let r = read_plain(&self.sock, &mut self.buf);
+            if matches!(r, Ok(n) if n == self.buf.len() && n < READ_SIZE_BUSY) {
+                // More is waiting, most likely: read more at a time (what
+                // was read stays at the start).
+                self.buf.resize(READ_SIZE_BUSY, 0);
+            }
             let now = Instant::now();
             let mut g = lock(&self.shared.state);
             match r {
@@ -649,6 +660,10 @@ impl Receiver {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
+                    if self.buf.len() > READ_SIZE {
+                        // Idle: the small buffer again.
+                        self.buf = Vec::new();
+                    }
                     g.conn.handle_timeout(now)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
