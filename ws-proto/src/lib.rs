@@ -69,6 +69,11 @@
 //! [`is_finished`](Connection::is_finished) is true. Whoever drains
 //! `poll_transmit` writes those bytes before anyone drains again, so frames
 //! are never reordered; frames queued by many commands leave in one batch.
+//! A buffer `poll_transmit` filled can go back, once written, with
+//! [`reuse_output`](Connection::reuse_output): large messages then reuse
+//! one output buffer (the connection gives it back, as it does its grown
+//! input buffer, once large messages have stopped for
+//! [`Config::release_buffers_after`]; its timer is part of `poll_timeout`).
 //!
 //! An adapter is that loop around its transport. Here the transport is two
 //! in-memory pipes between a client and a server, both driven by the crate;

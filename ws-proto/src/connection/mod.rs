@@ -1315,8 +1315,8 @@ impl Connection {
             return Lend::General;
         }
         if self.inbuf.is_empty() && !self.take_next(false) {
-            // Nothing buffered: the general path gives back a large input
-            // buffer when idle.
+            // Nothing buffered: the general path notes the input that
+            // passed, and gives back large buffers when their time is up.
             return Lend::General;
         }
         let (h, n, len, text) = match self.lendable(&self.inbuf) {
