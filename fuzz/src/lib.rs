@@ -64,6 +64,7 @@ pub fn small_config() -> Config {
     c.keepalive_interval = Some(Duration::from_millis(500));
     c.keepalive_timeout = Duration::from_millis(300);
     c.close_timeout = Some(Duration::from_millis(1000));
+    c.release_buffers_after = Duration::from_millis(300);
     c
 }
 
@@ -180,6 +181,9 @@ pub struct Checked {
     /// Bytes this side wrote and the peer has not yet read.
     pub wire: Vec<u8>,
     pub written: u64,
+    /// The time of the last input or tick: written output buffers go back
+    /// to the connection (`Connection::reuse_output`) stamped with it.
+    now: Option<Instant>,
 }
 
 impl Checked {
@@ -198,6 +202,7 @@ impl Checked {
             shut_down: false,
             wire: Vec::new(),
             written: 0,
+            now: None,
         }
     }
 
@@ -230,6 +235,7 @@ impl Checked {
     /// (and `lent`), `handle_data_message` with `in_place` (and `whole`,
     /// not `lent`), else `handle_data`; then everything is drained.
     pub fn receive(&mut self, now: Instant, data: &mut [u8]) {
+        self.now = Some(now);
         if self.whole && !self.lent && self.in_place {
             if let Some(m) = self.conn.handle_data_message(now, data) {
                 self.record(m);
@@ -337,7 +343,11 @@ impl Checked {
                     self.wire.extend_from_slice(&buf[from..]);
                     assert_eq!(n, total);
                     self.written += n as u64;
-                    buf.clear();
+                    // Written: handed back as it is, once there is a time.
+                    match self.now {
+                        Some(now) => self.conn.reuse_output(now, std::mem::take(&mut buf)),
+                        None => buf.clear(),
+                    }
                 }
                 Transmit::Shutdown => {
                     assert!(!self.shut_down, "shutdown twice");
@@ -356,6 +366,7 @@ impl Checked {
 
     /// Fires the timer if it is due at `now`.
     pub fn tick(&mut self, now: Instant) {
+        self.now = Some(now);
         if let Some(t) = self.conn.poll_timeout() {
             assert!(t >= now - Duration::from_secs(3600));
         }

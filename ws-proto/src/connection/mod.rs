@@ -28,10 +28,18 @@ const RSV1: u8 = 0b100;
 /// Input capacity an idle connection keeps; more is released once every
 /// buffered byte has been handed out and `Config::release_buffers_after`
 /// has passed since input last needed it.
+#[cfg(not(fuzzing))]
 const IDLE_INPUT_CAPACITY: usize = 4 << 10;
+/// Small under the fuzzer, whose inputs are a few KiB, so that it keeps
+/// and gives back buffers.
+#[cfg(fuzzing)]
+const IDLE_INPUT_CAPACITY: usize = 64;
 
 /// The same for the output buffer, once empty.
+#[cfg(not(fuzzing))]
 const IDLE_OUTPUT_CAPACITY: usize = 4 << 10;
+#[cfg(fuzzing)]
+const IDLE_OUTPUT_CAPACITY: usize = 64;
 
 /// Largest binary frame `poll_message_with` waits for to lend it whole
 /// from the input; a larger one that arrives in pieces goes into its
