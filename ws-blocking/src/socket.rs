@@ -37,8 +37,10 @@ const READ_SIZE: usize = 16 << 10;
 
 /// Bytes read per call once a read filled the buffer (large messages, or
 /// many small ones queued): fewer reads per message. Back to `READ_SIZE`
-/// when a read waits out its timeout.
+/// when a read waits out its timeout, or after `SMALL_READS` reads in a
+/// row of less than `READ_SIZE`.
 const READ_SIZE_BUSY: usize = 64 << 10;
+const SMALL_READS: u8 = 16;
 
 /// Output buffers larger than this go back to the connection once written
 /// (`Connection::reuse_output`) instead of being dropped or kept here.
@@ -338,6 +340,7 @@ fn flush(link: &Link, wait: bool) -> Result<(), Error> {
             if let Some(kind) = st.broken {
                 // Nothing can be written any more: drop what is queued, so
                 // that the connection can still finish.
+                buf.clear();
                 st.take_output(&mut buf);
                 w.unsent = Vec::new();
                 w.shutdown = false;
@@ -547,6 +550,8 @@ pub struct Receiver {
     /// The read buffer (zeroed once, on the first read; grown to
     /// `READ_SIZE_BUSY` while reads fill it).
     buf: Vec<u8>,
+    /// Reads in a row of less than `READ_SIZE` into a grown `buf`.
+    small_reads: u8,
     done: bool,
     /// The socket's read timeout as this receiver last set it.
     read_timeout: Option<Duration>,
@@ -630,14 +635,32 @@ impl Receiver {
                 self.sock.set_read_timeout(Some(wait))?;
                 self.read_timeout = Some(wait);
             }
+            if self.small_reads >= SMALL_READS {
+                // Not busy any more: the small buffer again.
+                self.buf = Vec::new();
+                self.small_reads = 0;
+            }
             if self.buf.is_empty() {
                 self.buf = vec![0; READ_SIZE];
             }
             let r = read_plain(&self.sock, &mut self.buf);
-            if matches!(r, Ok(n) if n == self.buf.len() && n < READ_SIZE_BUSY) {
-                // More is waiting, most likely: read more at a time (what
-                // was read stays at the start).
-                self.buf.resize(READ_SIZE_BUSY, 0);
+            match r {
+                Ok(n) if n == self.buf.len() && n < READ_SIZE_BUSY => {
+                    // More is waiting, most likely: read more at a time
+                    // (what was read stays at the start).
+                    self.buf.resize(READ_SIZE_BUSY, 0);
+                    self.small_reads = 0;
+                }
+                Ok(n) if self.buf.len() > READ_SIZE => {
+                    if n >= READ_SIZE {
+                        self.small_reads = 0;
+                    } else {
+                        // Shrunk before the next read once this
+                        // reaches `SMALL_READS`.
+                        self.small_reads += 1;
+                    }
+                }
+                _ => {}
             }
             let now = Instant::now();
             let mut g = lock(&self.shared.state);
@@ -662,7 +685,7 @@ impl Receiver {
                 {
                     if self.buf.len() > READ_SIZE {
                         // Idle: the small buffer again.
-                        self.buf = Vec::new();
+                        self.small_reads = SMALL_READS;
                     }
                     g.conn.handle_timeout(now)
                 }
@@ -776,6 +799,7 @@ pub(crate) fn split(
             shared,
             sock,
             buf: Vec::new(),
+            small_reads: 0,
             done: false,
             read_timeout: None,
         },

@@ -68,8 +68,11 @@ pub struct Config {
     /// pages every time); once none has for this long, the buffers are
     /// given back at the connection's next timer
     /// ([`Connection::poll_timeout`](crate::Connection::poll_timeout)
-    /// names it), so an idle connection is back to its small size.
-    /// `Duration::ZERO` gives them back as soon as the connection is idle.
+    /// names it), so an idle connection is back to its small size. An
+    /// adapter that never calls `handle_timeout` gives them back only at
+    /// its next input after that time: it should drive the timer, or set
+    /// `Duration::ZERO`, which gives them back as soon as the connection
+    /// is idle (one allocation per large message).
     pub release_buffers_after: Duration,
     /// permessage-deflate (RFC 7692). `Some`: a client offers it, a server
     /// accepts an offer it can honour. Default `None`: compression costs CPU

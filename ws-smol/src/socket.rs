@@ -186,6 +186,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 // (`Config::release_buffers_after`).
                 self.conn
                     .reuse_output(Instant::now(), std::mem::take(&mut self.out));
+                // The receiver arms the connection's timer when it waits.
+                // Waiting without one this early (a send on a quiet
+                // connection), it must look again, or the buffer would be
+                // kept until the next read.
+                if self.reader_waiting {
+                    let due = self.conn.poll_timeout();
+                    if due.is_some_and(|d| self.timer.as_ref().is_none_or(|(t, _)| d < *t)) {
+                        self.wake_reader();
+                    }
+                }
             } else {
                 self.out.clear();
             }
@@ -408,9 +418,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                 return Poll::Ready(Ok(None));
             }
             // The clock is read only when something needs it: the wait
-            // below takes no deadline without keepalive or a close in
-            // progress (Instant::now costs about 25 ns here, and a
-            // receive that finds nothing more to read runs this path).
+            // below takes no deadline without keepalive, a close in
+            // progress or buffers grown for large messages to give back
+            // (Instant::now costs about 25 ns here, and a receive that
+            // finds nothing more to read runs this path).
             match self.conn.poll_timeout() {
                 Some(deadline) if deadline <= Instant::now() => {
                     self.conn.handle_timeout(Instant::now());

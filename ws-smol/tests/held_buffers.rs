@@ -8,15 +8,40 @@ mod common;
 
 use common::{direct, listen, run};
 
+use std::time::{Duration, Instant};
+
 use async_io::Timer;
 use futures_lite::future;
-use ws_smol::{Accept, CloseCode, Message};
+use ws_smol::{Accept, CloseCode, MaybeTls, Message, WebSocket};
 use ws_test_support::{hold_config, live_bytes, Live, HOLD};
 
 #[global_allocator]
 static GLOBAL: Live = Live;
 
 const SIZE: usize = 200_000;
+/// Live bytes above those before the large messages that count as idle.
+const IDLE: isize = 16 << 10;
+/// Messages the server sends unasked.
+const PUSHED: usize = 3;
+
+/// Waits with a receive pending (that gets nothing), so that the client's
+/// timer can fire, until the live bytes fall below `base + IDLE` or 10 s
+/// (30 times the hold) have passed; returns them less `base`.
+async fn wait_idle(ws: &mut WebSocket<MaybeTls>, base: isize) -> isize {
+    let start = Instant::now();
+    loop {
+        let waited = future::or(async { Some(ws.recv().await) }, async {
+            Timer::after(HOLD / 4).await;
+            None
+        })
+        .await;
+        assert!(waited.is_none(), "{waited:?}");
+        let idle = live_bytes() - base;
+        if idle < IDLE || start.elapsed() > Duration::from_secs(10) {
+            return idle;
+        }
+    }
+}
 
 #[test]
 fn large_message_buffers_are_kept_while_busy_and_given_back_when_idle() {
@@ -27,13 +52,29 @@ fn large_message_buffers_are_kept_while_busy_and_given_back_when_idle() {
             let mut ws = ws_smol::accept_with(tcp, hold_config(), |_| Ok(Accept::new()))
                 .await
                 .unwrap();
-            loop {
-                match ws.recv().await {
-                    Ok(Message::Binary(b)) => ws.send_binary(&b).await.unwrap(),
-                    Ok(Message::Closed(_)) | Err(_) => break,
-                    Ok(_) => {}
+            // Pushes from a task of their own while the receiver waits.
+            let tx = ws.sender();
+            let (go, push) = smol::channel::bounded::<()>(1);
+            let pusher = async move {
+                while push.recv().await.is_ok() {
+                    // Let the receiver go back to waiting first.
+                    Timer::after(Duration::from_millis(50)).await;
+                    for i in 0..PUSHED {
+                        tx.send_binary(&vec![i as u8; SIZE]).await.unwrap();
+                    }
                 }
-            }
+            };
+            let echo = async move {
+                loop {
+                    match ws.recv().await {
+                        Ok(Message::Binary(b)) => ws.send_binary(&b).await.unwrap(),
+                        Ok(Message::Text(t)) if t == "push" => go.send(()).await.unwrap(),
+                        Ok(Message::Closed(_)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            future::or(echo, pusher).await;
         })
     });
     run(async move {
@@ -62,14 +103,19 @@ fn large_message_buffers_are_kept_while_busy_and_given_back_when_idle() {
         );
         // Both receivers wait (the client's here, for nothing) past the
         // hold: their timers give the buffers back.
-        let waited = future::or(async { Some(ws.recv().await) }, async {
-            Timer::after(HOLD * 4).await;
-            None
-        })
-        .await;
-        assert!(waited.is_none(), "{waited:?}");
-        let idle = live_bytes() - base;
-        assert!(idle < 16 << 10, "{idle} bytes held once idle");
+        let idle = wait_idle(&mut ws, base).await;
+        assert!(idle < IDLE, "{idle} bytes held once idle");
+        // Large messages sent while the server's receiver waits with no
+        // timer armed (nothing was held): the send must get it to arm one.
+        ws.send_text("push").await.unwrap();
+        for i in 0..PUSHED {
+            match ws.recv().await.unwrap() {
+                Message::Binary(b) => assert!(b.len() == SIZE && b[0] == i as u8),
+                other => panic!("{other:?}"),
+            }
+        }
+        let idle = wait_idle(&mut ws, base).await;
+        assert!(idle < IDLE, "{idle} bytes held once idle after the pushes");
         ws.close(CloseCode::NORMAL, "").await.unwrap();
         while !matches!(ws.recv().await, Ok(Message::Closed(_)) | Err(_)) {}
     });

@@ -18,9 +18,10 @@ pub(super) struct Input {
     buf: BytesMut,
     /// Bytes at the start of `buf` consumed already.
     head: usize,
-    /// The largest capacity `buf` had when bytes were split off it: what
-    /// was split shares the allocation, which `buf` keeps alive (and may
-    /// reclaim) however little room it has left itself.
+    /// The largest capacity `buf` had when bytes were split off it or its
+    /// start was dropped: what was split shares the allocation, which
+    /// `buf` keeps alive (and may reclaim) however little room it has
+    /// left itself. Reset when `buf` is replaced.
     split_room: usize,
 }
 
@@ -33,6 +34,7 @@ impl Input {
     #[inline]
     fn settle(&mut self) {
         if self.head != 0 {
+            self.split_room = self.split_room.max(self.buf.capacity());
             self.buf.advance(self.head);
             self.head = 0;
         }
@@ -87,8 +89,8 @@ impl Input {
 
     #[inline]
     pub(super) fn split_to(&mut self, n: usize) -> BytesMut {
-        self.settle();
         self.split_room = self.split_room.max(self.buf.capacity());
+        self.settle();
         self.buf.split_to(n)
     }
 
@@ -133,7 +135,9 @@ impl Input {
     /// Puts `buf` in its place; returns what was buffered.
     #[inline]
     pub(super) fn replace(&mut self, buf: BytesMut) -> BytesMut {
-        std::mem::replace(self.bytes_mut(), buf)
+        self.settle();
+        self.split_room = 0;
+        std::mem::replace(&mut self.buf, buf)
     }
 }
 
@@ -279,6 +283,31 @@ mod tests {
         assert_eq!(taken, data[..4]);
         assert_eq!(lent, data[6..10]);
         assert_eq!(&input[..], &[0xee; 64][..]);
+    }
+
+    #[test]
+    fn held_counts_the_room_that_settling_and_splitting_leave_behind() {
+        let mut input = Input::new();
+        input.reserve(10_000);
+        input.extend_from_slice(&[1; 9000]);
+        let room = input.capacity();
+        // Consumed, then settled by an append: the `BytesMut` loses the
+        // room before its new start, which it still keeps alive.
+        input.advance(8990);
+        input.extend_from_slice(b"x");
+        assert!(input.capacity() < room - 8000);
+        assert_eq!(input.held(), room);
+        input.clear();
+        assert_eq!(input.held(), room);
+        // Split off: the same allocation.
+        input.extend_from_slice(b"y");
+        let taken = input.split_to(1);
+        assert_eq!(input.held(), room);
+        drop(taken);
+        // Replaced: the new buffer's room only.
+        input.replace(BytesMut::with_capacity(100));
+        assert_eq!(input.held(), input.capacity());
+        assert!(input.held() < 200);
     }
 
     #[test]

@@ -573,6 +573,11 @@ impl Connection {
     /// queued already or when `release_buffers_after` is zero. `now` is
     /// when it was written.
     pub fn reuse_output(&mut self, now: Instant, mut buf: Vec<u8>) {
+        let large = buf.len() > IDLE_OUTPUT_CAPACITY;
+        if large {
+            // Large output went, whether or not this buffer is kept.
+            self.busy_at = self.busy_at.max(now);
+        }
         if buf.capacity() <= IDLE_OUTPUT_CAPACITY
             || !self.out.is_empty()
             || self.out.capacity() >= buf.capacity()
@@ -580,12 +585,11 @@ impl Connection {
         {
             return;
         }
-        if buf.len() > IDLE_OUTPUT_CAPACITY {
-            self.busy_at = self.busy_at.max(now);
-        } else if self
-            .busy_at
-            .checked_add(self.config.release_buffers_after)
-            .is_some_and(|d| now >= d)
+        if !large
+            && self
+                .busy_at
+                .checked_add(self.config.release_buffers_after)
+                .is_some_and(|d| now >= d)
         {
             // Large output stopped long enough ago: not kept.
             return;
@@ -1615,7 +1619,7 @@ impl Connection {
                     // only allocate them again.
                     if self.input_idle() {
                         if self.fed - self.fed_at_idle > IDLE_INPUT_CAPACITY as u64 {
-                            self.busy_at = self.now;
+                            self.busy_at = self.busy_at.max(self.now);
                         }
                         self.fed_at_idle = self.fed;
                         self.release_buffers(self.now);
