@@ -683,8 +683,10 @@ impl Receiver {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    if self.buf.len() > READ_SIZE {
-                        // Idle: the small buffer again.
+                    if self.buf.len() > READ_SIZE && wake == WAKE {
+                        // Idle: the small buffer again. (Not after the
+                        // short waits for a full socket to take more: the
+                        // peer is slow to read, not idle.)
                         self.small_reads = SMALL_READS;
                     }
                     g.conn.handle_timeout(now)
