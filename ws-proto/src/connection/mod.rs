@@ -585,12 +585,7 @@ impl Connection {
         {
             return;
         }
-        if !large
-            && self
-                .busy_at
-                .checked_add(self.config.release_buffers_after)
-                .is_some_and(|d| now >= d)
-        {
+        if !large && self.hold_end().is_some_and(|d| now >= d) {
             // Large output stopped long enough ago: not kept.
             return;
         }
@@ -605,21 +600,28 @@ impl Connection {
         self.inbuf.is_empty() && self.rx.is_none() && self.rx_msg.is_none()
     }
 
-    /// Whether buffers grown for large messages are held that
-    /// `release_buffers` would give back once their time is up.
-    fn holds_large_buffers(&self) -> bool {
-        let input = self.input_idle()
-            && (self.spare.capacity() > 0 || self.inbuf.held() > IDLE_INPUT_CAPACITY);
-        input || (self.out.is_empty() && self.out.capacity() > IDLE_OUTPUT_CAPACITY)
+    /// Input buffers grown for large messages and not in use.
+    fn large_idle_input(&self) -> bool {
+        self.input_idle() && (self.spare.capacity() > 0 || self.inbuf.held() > IDLE_INPUT_CAPACITY)
+    }
+
+    /// An output buffer grown for large messages and empty.
+    fn large_idle_output(&self) -> bool {
+        self.out.is_empty() && self.out.capacity() > IDLE_OUTPUT_CAPACITY
+    }
+
+    /// When the hold of grown buffers ends (`None`: never).
+    fn hold_end(&self) -> Option<Instant> {
+        self.busy_at.checked_add(self.config.release_buffers_after)
     }
 
     /// When buffers grown for large messages are to be given back, if any
-    /// are held (`None` too when the hold never ends).
+    /// are held.
     fn release_due(&self) -> Option<Instant> {
-        if !self.holds_large_buffers() {
+        if !self.large_idle_input() && !self.large_idle_output() {
             return None;
         }
-        self.busy_at.checked_add(self.config.release_buffers_after)
+        self.hold_end()
     }
 
     /// Gives back the buffers grown for large messages that are not in use,
@@ -629,13 +631,13 @@ impl Connection {
         if self.release_due().is_none_or(|d| now < d) {
             return;
         }
-        if self.input_idle() {
+        if self.large_idle_input() {
             self.spare = BytesMut::new();
             if self.inbuf.held() > IDLE_INPUT_CAPACITY {
                 self.inbuf = Input::new();
             }
         }
-        if self.out.is_empty() && self.out.capacity() > IDLE_OUTPUT_CAPACITY {
+        if self.large_idle_output() {
             self.out = Vec::new();
         }
     }
