@@ -33,8 +33,18 @@ BIN = os.path.join(ROOT, "target", "release")
 NODE_DIR = os.path.join(ROOT, "scripts", "node")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, GEN_CORE = "1", "0"
+# The load generator's echo loop: "epoll" (its own level-triggered loop, the
+# default) or "async-io" (a task per connection, as before session 25).
+REACTOR = "epoll"
 
 SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "ws-blocking-cb-lent", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "ws-proto-tokio", "node-ws"]
+
+
+def proc_cpu(pid):
+    """User and system seconds so far of a process (all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 class Server:
@@ -55,9 +65,7 @@ class Server:
 
     def cpu(self):
         """User and system seconds so far (all threads)."""
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) / TICK, int(fields[12]) / TICK
+        return proc_cpu(self.p.pid)
 
     def mem(self):
         """(heap bytes or None, RSS bytes)."""
@@ -81,6 +89,8 @@ class Server:
 
 
 def loadgen(args):
+    if args[0] == "echo":
+        args = args + ["--reactor", REACTOR]
     return subprocess.Popen(["taskset", "-c", GEN_CORE, os.path.join(BIN, "loadgen")] + args,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -108,18 +118,20 @@ def echo_run(impl, conns, size, secs, depth=1):
         for line in g.stdout:
             w = line.split()
             if w[0] == "start":
-                cpu0 = s.cpu()
+                cpu0, gen0 = s.cpu(), proc_cpu(g.pid)
             elif w[0] == "sample":
                 samples.append(float(w[1]))
             elif w[0] == "end":
-                cpu1 = s.cpu()
+                cpu1, gen1 = s.cpu(), proc_cpu(g.pid)
                 echoes, dur = int(w[1]), float(w[2])
                 break
         g.wait()
         user = (cpu1[0] - cpu0[0]) / max(echoes, 1) * 1e6
         sys_ = (cpu1[1] - cpu0[1]) / max(echoes, 1) * 1e6
         busy = (cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]) / dur
-        return {"rate": echoes / dur, "user_us": user, "sys_us": sys_, "busy": busy, "samples": samples}
+        gen_busy = (gen1[0] - gen0[0] + gen1[1] - gen0[1]) / dur
+        return {"rate": echoes / dur, "user_us": user, "sys_us": sys_, "busy": busy, "gen_busy": gen_busy,
+                "samples": samples}
     finally:
         s.stop()
 
@@ -149,13 +161,15 @@ def table_b(rounds, secs, quick, only=None):
                     continue
                 r = echo_run(impl, conns, size, secs)
                 results.setdefault((conns, size, impl), []).append(r)
-                print(f"round {rnd + 1} {conns}x{size} {impl}: {r['rate']:.0f}/s busy {r['busy']:.2f}",
+                print(f"round {rnd + 1} {conns}x{size} {impl}: {r['rate']:.0f}/s busy {r['busy']:.2f}"
+                      f" generator {r['gen_busy']:.2f}",
                       file=sys.stderr)
     print("### B. Loopback echo: echoes per second (median of rounds)\n")
     print("Server pinned to one core, generator to the other; one masked text message in flight per connection. "
           "Ratio: to tokio-tungstenite in the same round, median over rounds. "
           "CPU: the server's user / system microseconds per echo. "
-          "† marks a server that was not CPU-bound (below 90% of its core), where the rate measures latency, not cost.\n")
+          "† marks a server that was not CPU-bound (below 90% of its core), where the rate measures latency, not cost; "
+          f"‡ marks a load generator ({REACTOR} loop) at 90% of its core or more, the limit of that cell.\n")
     print("| conns x size | " + " | ".join(servers) + " |")
     print("|---|" + "---|" * len(servers))
     for conns, size in rows:
@@ -171,7 +185,8 @@ def table_b(rounds, secs, quick, only=None):
             user = statistics.median(r["user_us"] for r in rs)
             sys_ = statistics.median(r["sys_us"] for r in rs)
             busy = statistics.median(r["busy"] for r in rs)
-            mark = "" if busy >= 0.9 else " †"
+            gen_busy = statistics.median(r["gen_busy"] for r in rs)
+            mark = ("" if busy >= 0.9 else " †") + (" ‡" if gen_busy >= 0.9 else "")
             cells.append(f"{fmt_rate(rate)} ({ratio:.2f}x) {user:.1f}/{sys_:.1f} µs{mark}")
         print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
     print()
@@ -618,7 +633,11 @@ def main():
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", help="rows and servers of table B, as 100x20,10x1024:ws-smol,tokio-tungstenite")
+    ap.add_argument("--reactor", choices=["epoll", "async-io"], default="epoll",
+                    help="the load generator's echo loop")
     a = ap.parse_args()
+    global REACTOR
+    REACTOR = a.reactor
     if "B" in a.tables:
         table_b(a.rounds, a.secs, a.quick, a.only)
     if "C" in a.tables:
