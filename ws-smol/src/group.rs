@@ -41,6 +41,10 @@ pub(crate) struct Group {
 
 struct Inner {
     state: Mutex<State>,
+    /// The epoll instance of the group's plain TCP sockets (see `edge.rs`);
+    /// none if the kernel would not make one.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    io: Option<Arc<crate::edge::GroupIo>>,
 }
 
 #[derive(Default)]
@@ -112,6 +116,8 @@ impl Group {
     pub(crate) fn new() -> (Group, impl Future<Output = ()> + Send + 'static) {
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            io: crate::edge::GroupIo::new().ok(),
         });
         let group = Group {
             inner: inner.clone(),
@@ -133,6 +139,12 @@ impl Group {
         Ok(())
     }
 
+    /// The epoll instance to register the group's plain TCP sockets in.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn io(&self) -> Option<&Arc<crate::edge::GroupIo>> {
+        self.inner.io.as_ref()
+    }
+
     /// No more connections: the group's task ends once its connections
     /// have.
     pub(crate) fn close(&self) {
@@ -150,8 +162,20 @@ async fn run(inner: Arc<Inner>) {
     let mut live = 0usize;
     let mut batch: Vec<usize> = Vec::new();
     let mut incoming: Vec<ConnFuture> = Vec::new();
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let mut collect = crate::edge::Collect::default();
+    // The last collection found several sockets ready: collect again at
+    // once when the list runs out, as more likely came in meanwhile.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let mut eager = false;
     poll_fn(|cx| {
         let mut polled = 0;
+        // The sockets' events were collected, or their wait armed, since
+        // the list last had connections.
+        let mut io_done = false;
+        // Running: the wakes until this poll ends need not schedule the
+        // task (its waker is stored again before it waits).
+        lock(&inner.state).waker = None;
         loop {
             {
                 let mut s = lock(&inner.state);
@@ -162,6 +186,20 @@ async fn run(inner: Arc<Inner>) {
                         s.finished = true;
                         return Poll::Ready(());
                     }
+                    #[cfg(any(target_os = "linux", target_os = "android"))]
+                    if let (Some(io), false) = (&inner.io, io_done) {
+                        drop(s);
+                        let mut got = if eager { io.collect(&mut collect) } else { 0 };
+                        // async-io reports the epoll instance readable once
+                        // per arming: collect until it is armed again.
+                        while got == 0 && io.poll_ready(cx) {
+                            got = io.collect(&mut collect);
+                        }
+                        eager = got > 1;
+                        io_done = got == 0;
+                        continue;
+                    }
+                    let _ = io_done;
                     match &s.waker {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         _ => s.waker = Some(cx.waker().clone()),
@@ -169,6 +207,7 @@ async fn run(inner: Arc<Inner>) {
                     return Poll::Pending;
                 }
             }
+            io_done = false;
             for future in incoming.drain(..) {
                 let index = free.pop().unwrap_or_else(|| {
                     slots.push(None);
@@ -208,7 +247,22 @@ async fn run(inner: Arc<Inner>) {
             }
             if polled >= BUDGET {
                 // Let the executor's other tasks run; what is ready waits
-                // on the list.
+                // on the list. The sockets' events are collected now (no
+                // wait): the list may never run out while a connection
+                // keeps waking itself (a peer that floods it), and the
+                // group's other sockets would never be heard. The next
+                // collection after the list runs out waits for async-io
+                // to report the epoll instance readable: a group that kept
+                // finding its sockets ready would otherwise never let the
+                // reactor turn, and timers, accepts and TLS sockets wait
+                // for that turn.
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                {
+                    if let Some(io) = &inner.io {
+                        io.collect(&mut collect);
+                    }
+                    eager = false;
+                }
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -293,6 +347,57 @@ mod tests {
         smol::block_on(task);
         std::panic::set_hook(hook);
         assert_eq!(finished.load(Ordering::SeqCst), 2);
+    }
+
+    /// A connection that always wakes itself again keeps the ready list
+    /// from running out; the group's other sockets must still be heard.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_connection_that_never_waits_does_not_deafen_the_others() {
+        use std::io::Write;
+        let (group, task) = Group::new();
+        let mut task = Box::pin(task);
+        let io = group.io().expect("an epoll instance").clone();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let ours = async_io::Async::new(l.accept().unwrap().0).unwrap();
+        let ours = io.register(ours).ok().unwrap();
+        let got = Arc::new(AtomicUsize::new(0));
+        let g = got.clone();
+        let _ = group.add(Box::pin(async move {
+            let mut buf = [0u8; 8];
+            let n = poll_fn(|cx| ours.poll_read(cx, &mut buf)).await.unwrap();
+            g.store(n, Ordering::SeqCst);
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let _ = group.add(Box::pin(poll_fn(move |cx| {
+            if s.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })));
+        group.close();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task_waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task_waker);
+        // Both polled once; the reader waits for its socket.
+        assert!(task.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(got.load(Ordering::SeqCst), 0);
+        peer.write_all(b"abc").unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while got.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < end,
+                "the reader was never woken while its neighbour spun"
+            );
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(got.load(Ordering::SeqCst), 3);
+        stop.store(true, Ordering::SeqCst);
+        assert!(task.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]

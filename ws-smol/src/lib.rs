@@ -33,6 +33,8 @@
 
 mod accept;
 mod client;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod edge;
 mod events;
 mod group;
 mod server;

@@ -4,13 +4,15 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_rustls::TlsAcceptor;
 use smol::Task;
 use ws_proto::api::tls;
@@ -29,7 +31,84 @@ use crate::socket::Sender;
 /// Room for undelivered events before connections wait.
 const EVENT_QUEUE: usize = 1024;
 
-type Conn = Sender<MaybeTls>;
+type Conn = Sender<ServerStream>;
+
+/// A server connection's stream: plain TCP registered in its group's epoll
+/// instance (Linux and Android, see `edge.rs`), or as async-io waits for
+/// it (TLS, and elsewhere).
+enum ServerStream {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Grouped(crate::edge::GroupTcp),
+    Other(MaybeTls),
+}
+
+impl ServerStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::Grouped(s) => s.poll_read_ready(cx),
+            ServerStream::Other(s) => s.poll_read_ready(cx),
+        }
+    }
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::Grouped(s) => s.poll_read(cx, buf),
+            ServerStream::Other(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::Grouped(s) => s.poll_write(cx, buf),
+            ServerStream::Other(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::Grouped(s) => s.poll_write_vectored(cx, bufs),
+            ServerStream::Other(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::Grouped(_) => Poll::Ready(Ok(())),
+            ServerStream::Other(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    /// Shuts down the TCP write side (a TLS session sends close_notify
+    /// first).
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::Grouped(s) => {
+                let _ = s.get_ref().shutdown(std::net::Shutdown::Write);
+                Poll::Ready(Ok(()))
+            }
+            ServerStream::Other(s) => Pin::new(s).poll_close(cx),
+        }
+    }
+}
 
 struct Shared {
     options: ServerOptions,
@@ -529,11 +608,12 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
                     shared: shared.clone(),
                     info,
                 };
+                let k = shared.next_group.fetch_add(1, Ordering::Relaxed) % shared.groups.len();
+                let io = GroupIo::of(&shared.groups[k]);
                 let conn = Box::pin(async move {
-                    serve(sock, admitted.info, &admitted.shared).await;
+                    serve(sock, io, admitted.info, &admitted.shared).await;
                     drop(admitted);
                 });
-                let k = shared.next_group.fetch_add(1, Ordering::Relaxed) % shared.groups.len();
                 // Given back when the server stopped meanwhile: dropped
                 // unanswered.
                 let _ = shared.groups[k].add(conn);
@@ -581,7 +661,37 @@ async fn refuse(mut sock: Async<TcpStream>, status: u16, why: &str) {
     .await;
 }
 
-async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shared>) {
+/// The epoll instance of a connection's group, where there is one.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+struct GroupIo(Option<Arc<crate::edge::GroupIo>>);
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+struct GroupIo;
+
+impl GroupIo {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn of(group: &Group) -> GroupIo {
+        GroupIo(group.io().cloned())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn of(_: &Group) -> GroupIo {
+        GroupIo
+    }
+
+    /// A plain TCP stream, registered in the group's epoll instance if it
+    /// has one.
+    fn plain(self, sock: Async<TcpStream>) -> ServerStream {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(io) = self.0 {
+            return match io.register(sock) {
+                Ok(s) => ServerStream::Grouped(s),
+                Err(sock) => ServerStream::Other(MaybeTls::Plain(sock)),
+            };
+        }
+        ServerStream::Other(MaybeTls::Plain(sock))
+    }
+}
+
+async fn serve(sock: Async<TcpStream>, io: GroupIo, info: ClientConnection, shared: &Arc<Shared>) {
     let _ = sock.get_ref().set_nodelay(true);
     let limit = Some(shared.options.handshake_timeout);
     // Boxed: the handshake's state (TLS accept, parser, buffers) is freed
@@ -591,10 +701,10 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
     let ws = {
         let handshake = Box::pin(timeout(limit, async {
             let mut stream = match &shared.tls {
-                None => MaybeTls::Plain(sock),
-                Some(acceptor) => MaybeTls::Server(Box::new(
+                None => io.plain(sock),
+                Some(acceptor) => ServerStream::Other(MaybeTls::Server(Box::new(
                     acceptor.accept(sock).await.map_err(Error::from_stream)?,
-                )),
+                ))),
             };
             let Some((upgrade, drained)) =
                 read_upgrade(&mut stream, shared.options.config.clone()).await?
@@ -620,7 +730,7 @@ async fn serve(sock: Async<TcpStream>, info: ClientConnection, shared: &Arc<Shar
         }
     };
     let (tx, mut rx) = ws.split();
-    tx.set_read_ready(MaybeTls::poll_read_ready);
+    tx.set_read_ready(ServerStream::poll_read_ready);
     lock(&shared.conns).insert(info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {
         let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");
@@ -709,6 +819,48 @@ mod tests {
             panic!("{what}: no answer in 10 s")
         })
         .await
+    }
+
+    #[test]
+    fn a_plain_connection_waits_in_its_groups_epoll_instance() {
+        smol::block_on(bounded("the test", async {
+            let mut o = ServerOptions::default();
+            o.ip = [127, 0, 0, 1].into();
+            o.port = 0;
+            let server = Server::start(o).await.unwrap();
+            let h = server.handle();
+            server.on(ServerEventKind::MessageReceive, move |ev: &ServerEvent| {
+                if let ServerEvent::Message(c, Message::Text(t)) = ev {
+                    h.queue_text(c, t).unwrap();
+                }
+            });
+            let registered = || {
+                let groups = &server.handle.shared.groups;
+                groups
+                    .iter()
+                    .map(|g| g.io().map_or(0, |io| io.registered()))
+                    .sum::<usize>()
+            };
+            assert_eq!(registered(), 0);
+            let mut direct = ws_proto::api::ClientOptions::default();
+            direct.proxy = ws_proto::api::Proxy::NoProxy;
+            let url = format!("ws://{}/", server.local_addr());
+            let mut a = crate::connect_with(&url, &direct).await.unwrap();
+            // Echoes through the group's readiness, in both directions
+            // (a message larger than the sockets' buffers waits for room).
+            for text in ["short".to_string(), "x".repeat(8 << 20)] {
+                a.send_text(&text).await.unwrap();
+                assert_eq!(a.recv().await.unwrap(), Message::Text(text));
+            }
+            assert_eq!(registered(), 1);
+            a.close(CloseCode::NORMAL, "").await.unwrap();
+            while !matches!(a.recv().await, Ok(Message::Closed(_)) | Err(_)) {}
+            drop(a);
+            // The connection's end gives the slot back.
+            while registered() != 0 {
+                Timer::after(Duration::from_millis(5)).await;
+            }
+        }))
     }
 
     #[test]

@@ -1,0 +1,498 @@
+//! The readiness of a group's plain TCP sockets, from an epoll instance of
+//! the group's own where each socket is registered once, edge triggered
+//! (Linux and Android).
+//!
+//! async-io registers a socket one-shot: every wait for readability
+//! re-arms it with an `epoll_ctl`, a system call per echo on top of the
+//! read and the write, which a server pays in kernel time (BENCHMARKS.md,
+//! session 25: ws-proto on tokio's reactor, which registers sockets once,
+//! ran 1.1x fastwebsockets where ws-smol on async-io ran 0.8x). A group
+//! instead collects the events of all its sockets with one `epoll_wait` on
+//! its own instance, and async-io waits for that instance: one re-arm per
+//! wait of the group, however many of its sockets became ready meanwhile.
+//!
+//! Each registration keeps a readable and a writable flag, set by the
+//! events and cleared by a read or a write that finds the socket drained or
+//! full. The waits are the registration's own (a waker per direction); a
+//! tick counts the events, so that an event that comes in while a read
+//! finds nothing is not lost: the read tries again instead of waiting.
+//! Events are collected only by the group's task, while a sender of any
+//! task may write; the flags and wakers are under a lock of their own.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use async_io::Async;
+use rustix::event::{epoll, Timespec};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
+
+/// Events collected per `epoll_wait`.
+const EVENTS: usize = 256;
+
+/// A group's epoll instance and its registrations.
+pub(crate) struct GroupIo {
+    ep: Async<OwnedFd>,
+    table: Mutex<Table>,
+}
+
+/// Registrations by slot; an event's data is the slot and the
+/// registration's generation, so that an event for a socket gone does not
+/// wake the one that took its slot.
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<(u32, Arc<Registration>)>>,
+    free: Vec<usize>,
+    generation: u32,
+}
+
+#[derive(Default)]
+struct Registration {
+    /// Events so far (also in `state`, read here without the lock).
+    tick: AtomicU64,
+    state: Mutex<Flags>,
+}
+
+struct Flags {
+    tick: u64,
+    readable: bool,
+    writable: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+}
+
+impl Default for Flags {
+    /// Both directions may be ready: the first read or write finds out.
+    fn default() -> Self {
+        Flags {
+            tick: 0,
+            readable: true,
+            writable: true,
+            read_waker: None,
+            write_waker: None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a group keeps for collecting events: the wakers to wake once the
+/// table's lock is let go of. (The events themselves go into an array on
+/// the stack: an event holds a raw pointer, which a task may not keep.)
+#[derive(Default)]
+pub(crate) struct Collect {
+    wakers: Vec<Waker>,
+}
+
+impl GroupIo {
+    /// A new epoll instance, waited for through async-io.
+    pub(crate) fn new() -> io::Result<Arc<GroupIo>> {
+        let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        Ok(Arc::new(GroupIo {
+            ep: Async::new(ep)?,
+            table: Mutex::new(Table::default()),
+        }))
+    }
+
+    /// Registers `sock`, edge triggered; gives it back if the kernel
+    /// refuses.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        sock: Async<TcpStream>,
+    ) -> Result<GroupTcp, Async<TcpStream>> {
+        let reg = Arc::new(Registration::default());
+        let mut t = lock(&self.table);
+        let slot = t.free.pop().unwrap_or_else(|| {
+            t.slots.push(None);
+            t.slots.len() - 1
+        });
+        t.generation = t.generation.wrapping_add(1);
+        let generation = t.generation;
+        let flags = epoll::EventFlags::IN
+            | epoll::EventFlags::OUT
+            | epoll::EventFlags::RDHUP
+            | epoll::EventFlags::ET;
+        let data = epoll::EventData::new_u64((u64::from(generation) << 32) | slot as u64);
+        if epoll::add(self.ep.get_ref(), sock.get_ref(), data, flags).is_err() {
+            t.free.push(slot);
+            return Err(sock);
+        }
+        t.slots[slot] = Some((generation, reg.clone()));
+        drop(t);
+        Ok(GroupTcp {
+            io: sock,
+            reg,
+            group: self.clone(),
+            slot,
+            generation,
+        })
+    }
+
+    /// Sockets registered now.
+    #[cfg(test)]
+    pub(crate) fn registered(&self) -> usize {
+        let t = lock(&self.table);
+        t.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Whether async-io reports the epoll instance readable; arms it (one
+    /// `epoll_ctl`) when not.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> bool {
+        self.ep.poll_readable(cx).is_ready()
+    }
+
+    /// Collects the events that came in, without waiting, and wakes the
+    /// waits they end. Returns how many sockets had events.
+    pub(crate) fn collect(&self, c: &mut Collect) -> usize {
+        let mut events = [const { MaybeUninit::<epoll::Event>::uninit() }; EVENTS];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let Ok((events, _)) = epoll::wait(self.ep.get_ref(), &mut events, Some(&zero)) else {
+            return 0;
+        };
+        {
+            let t = lock(&self.table);
+            for ev in events.iter() {
+                let data = ev.data.u64();
+                let (slot, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
+                if let Some(Some((g, reg))) = t.slots.get(slot) {
+                    if *g == generation {
+                        reg.on_event(ev.flags, &mut c.wakers);
+                    }
+                }
+            }
+        }
+        for w in c.wakers.drain(..) {
+            w.wake();
+        }
+        events.len()
+    }
+}
+
+impl Registration {
+    fn on_event(&self, flags: epoll::EventFlags, wakers: &mut Vec<Waker>) {
+        use epoll::EventFlags as E;
+        let mut s = lock(&self.state);
+        s.tick += 1;
+        self.tick.store(s.tick, Ordering::Release);
+        if flags.intersects(E::IN | E::RDHUP | E::HUP | E::ERR) {
+            s.readable = true;
+            wakers.extend(s.read_waker.take());
+        }
+        if flags.intersects(E::OUT | E::HUP | E::ERR) {
+            s.writable = true;
+            wakers.extend(s.write_waker.take());
+        }
+    }
+
+    fn tick(&self) -> u64 {
+        self.tick.load(Ordering::Acquire)
+    }
+
+    /// After a read or write that found the socket drained or full at
+    /// `tick`: clears the direction's flag and waits, or returns true to
+    /// try again when an event came in since.
+    fn wait(&self, read: bool, tick: u64, cx: Option<&mut Context<'_>>) -> bool {
+        let mut s = lock(&self.state);
+        if s.tick != tick {
+            return true;
+        }
+        let s = &mut *s;
+        let (flag, waker) = if read {
+            (&mut s.readable, &mut s.read_waker)
+        } else {
+            (&mut s.writable, &mut s.write_waker)
+        };
+        *flag = false;
+        if let Some(cx) = cx {
+            match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+        }
+        false
+    }
+}
+
+/// A plain TCP stream registered in its group's epoll instance.
+pub(crate) struct GroupTcp {
+    io: Async<TcpStream>,
+    reg: Arc<Registration>,
+    group: Arc<GroupIo>,
+    slot: usize,
+    generation: u32,
+}
+
+impl Drop for GroupTcp {
+    fn drop(&mut self) {
+        let mut t = lock(&self.group.table);
+        if matches!(t.slots.get(self.slot), Some(Some((g, _))) if *g == self.generation) {
+            t.slots[self.slot] = None;
+            t.free.push(self.slot);
+        }
+        drop(t);
+        let _ = epoll::delete(self.group.ep.get_ref(), self.io.get_ref());
+    }
+}
+
+impl GroupTcp {
+    pub(crate) fn get_ref(&self) -> &TcpStream {
+        self.io.get_ref()
+    }
+
+    /// Waits until the socket may be readable, without reading.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut s = lock(&self.reg.state);
+        if s.readable {
+            return Poll::Ready(Ok(()));
+        }
+        match &s.read_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.read_waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Reads with `recv`. A read that leaves the socket drained (it returns
+    /// less than asked) clears the readable flag, so that the next wait
+    /// for readability waits for the next event rather than for a read
+    /// that finds nothing.
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let tick = self.reg.tick();
+            match rustix::net::recv(&self.io, &mut *buf, RecvFlags::empty()) {
+                Ok((n, _)) => {
+                    if n > 0 && n < buf.len() {
+                        self.reg.wait(true, tick, None);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(Errno::AGAIN) => {
+                    if !self.reg.wait(true, tick, Some(cx)) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+
+    /// `MSG_NOSIGNAL`: a peer gone gives `EPIPE`, not `SIGPIPE`.
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_sent(cx, || rustix::net::send(&self.io, buf, SendFlags::NOSIGNAL))
+    }
+
+    /// The owned payloads' gathered write: `sendmsg`, at most the kernel's
+    /// limit of buffers per call.
+    pub(crate) fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let bufs = &bufs[..bufs.len().min(1024)];
+        self.poll_sent(cx, || {
+            let mut none = SendAncillaryBuffer::default();
+            rustix::net::sendmsg(&self.io, bufs, &mut none, SendFlags::NOSIGNAL)
+        })
+    }
+
+    fn poll_sent(
+        &self,
+        cx: &mut Context<'_>,
+        mut send: impl FnMut() -> rustix::io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let tick = self.reg.tick();
+            match send() {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(Errno::AGAIN) => {
+                    if !self.reg.wait(false, tick, Some(cx)) {
+                        return Poll::Pending;
+                    }
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::{Duration, Instant};
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A loopback pair: our side registered in `io`, the peer's blocking.
+    fn pair(io: &Arc<GroupIo>) -> (GroupTcp, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        let ours = io.register(Async::new(ours).unwrap()).ok().unwrap();
+        (ours, peer)
+    }
+
+    /// Collects until `pred` holds, for at most 5 s.
+    fn collect_until(io: &GroupIo, mut pred: impl FnMut() -> bool) {
+        let mut c = Collect::default();
+        let end = Instant::now() + Duration::from_secs(5);
+        while !pred() {
+            assert!(Instant::now() < end, "no event within 5 s");
+            io.collect(&mut c);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_read_waits_for_the_next_event_and_a_short_read_clears_readiness() {
+        let io = GroupIo::new().unwrap();
+        let (ours, mut peer) = pair(&io);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 64];
+        // Nothing to read: the read waits, and so does readiness.
+        assert!(ours.poll_read(&mut cx, &mut buf).is_pending());
+        assert!(ours.poll_read_ready(&mut cx).is_pending());
+        peer.write_all(b"hello").unwrap();
+        collect_until(&io, || count.get() > 0);
+        assert!(ours.poll_read_ready(&mut cx).is_ready());
+        match ours.poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(5)) => assert_eq!(&buf[..5], b"hello"),
+            other => panic!("{other:?}"),
+        }
+        // Five bytes of 64: the socket was drained, so readiness waits for
+        // the next event without another read.
+        assert!(ours.poll_read_ready(&mut cx).is_pending());
+        let woken = count.get();
+        peer.write_all(b"again").unwrap();
+        collect_until(&io, || count.get() > woken);
+        assert!(matches!(
+            ours.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(5))
+        ));
+        // The peer's close is an event too: the read sees the end.
+        assert!(ours.poll_read(&mut cx, &mut buf).is_pending());
+        let woken = count.get();
+        drop(peer);
+        collect_until(&io, || count.get() > woken);
+        assert!(matches!(
+            ours.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(0))
+        ));
+    }
+
+    #[test]
+    fn an_event_between_a_read_and_its_wait_is_not_lost() {
+        let io = GroupIo::new().unwrap();
+        let (ours, _peer) = pair(&io);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        // A read found nothing at this tick; an event comes in before it
+        // waits: it must try again, not clear the flag and sleep.
+        let tick = ours.reg.tick();
+        ours.reg.on_event(epoll::EventFlags::IN, &mut Vec::new());
+        assert!(ours.reg.wait(true, tick, Some(&mut cx)));
+        assert!(ours.poll_read_ready(&mut cx).is_ready());
+        // Without an event in between it waits.
+        let tick = ours.reg.tick();
+        assert!(!ours.reg.wait(true, tick, Some(&mut cx)));
+        assert!(ours.poll_read_ready(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn a_write_to_a_full_socket_waits_until_the_peer_reads() {
+        let io = GroupIo::new().unwrap();
+        let (ours, mut peer) = pair(&io);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let chunk = vec![7u8; 64 * 1024];
+        let mut written = 0usize;
+        let full = loop {
+            match ours.poll_write(&mut cx, &chunk) {
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => break written,
+            }
+            assert!(written < 1 << 30, "the socket never filled");
+        };
+        assert!(full > 0);
+        // The peer reads it all on a thread of its own; the freed room is
+        // an event that wakes the writer.
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            while got < full {
+                got += peer.read(&mut buf).unwrap();
+            }
+            peer
+        });
+        collect_until(&io, || count.get() > 0);
+        assert!(matches!(
+            ours.poll_write(&mut cx, b"more"),
+            Poll::Ready(Ok(4))
+        ));
+        drop(reader.join().unwrap());
+    }
+
+    #[test]
+    fn a_socket_gone_frees_its_slot_for_the_next() {
+        let io = GroupIo::new().unwrap();
+        let (first, first_peer) = pair(&io);
+        assert_eq!(io.registered(), 1);
+        drop(first);
+        drop(first_peer);
+        assert_eq!(io.registered(), 0);
+        // The next socket takes the slot under a new generation.
+        let (second, mut peer) = pair(&io);
+        assert_eq!(io.registered(), 1);
+        assert_eq!(second.slot, 0);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 8];
+        assert!(second.poll_read(&mut cx, &mut buf).is_pending());
+        peer.write_all(b"x").unwrap();
+        collect_until(&io, || count.get() > 0);
+        assert!(matches!(
+            second.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(1))
+        ));
+    }
+}
