@@ -101,12 +101,10 @@ impl GroupIo {
         }))
     }
 
-    /// Registers `sock`, edge triggered; gives it back if the kernel
-    /// refuses.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        sock: Async<TcpStream>,
-    ) -> Result<GroupTcp, Async<TcpStream>> {
+    /// Registers `sock` (non-blocking), edge triggered; gives it back if
+    /// the kernel refuses. The socket is in no other reactor: async-io's
+    /// registration would cost two more `epoll_ctl` per connection.
+    pub(crate) fn register(self: &Arc<Self>, sock: TcpStream) -> Result<GroupTcp, TcpStream> {
         let reg = Arc::new(Registration::default());
         let mut t = lock(&self.table);
         let slot = t.free.pop().unwrap_or_else(|| {
@@ -120,12 +118,18 @@ impl GroupIo {
             | epoll::EventFlags::RDHUP
             | epoll::EventFlags::ET;
         let data = epoll::EventData::new_u64((u64::from(generation) << 32) | slot as u64);
-        if epoll::add(self.ep.get_ref(), sock.get_ref(), data, flags).is_err() {
+        if epoll::add(self.ep.get_ref(), &sock, data, flags).is_err() {
             t.free.push(slot);
             return Err(sock);
         }
         t.slots[slot] = Some((generation, reg.clone()));
         drop(t);
+        // Adding a socket raises an event at once (a new socket is
+        // writable): taken now, before the socket's first wait, it wakes
+        // nothing; left for later, it would cost the group a turn of the
+        // reactor to find it, and the connection a read that finds
+        // nothing.
+        self.collect(&mut Collect::default());
         Ok(GroupTcp {
             io: sock,
             reg,
@@ -225,7 +229,7 @@ impl Registration {
 
 /// A plain TCP stream registered in its group's epoll instance.
 pub(crate) struct GroupTcp {
-    io: Async<TcpStream>,
+    io: TcpStream,
     reg: Arc<Registration>,
     group: Arc<GroupIo>,
     slot: usize,
@@ -240,13 +244,13 @@ impl Drop for GroupTcp {
             t.free.push(self.slot);
         }
         drop(t);
-        let _ = epoll::delete(self.group.ep.get_ref(), self.io.get_ref());
+        let _ = epoll::delete(self.group.ep.get_ref(), &self.io);
     }
 }
 
 impl GroupTcp {
     pub(crate) fn get_ref(&self) -> &TcpStream {
-        self.io.get_ref()
+        &self.io
     }
 
     /// Waits until the socket may be readable, without reading.
@@ -362,7 +366,8 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (ours, _) = l.accept().unwrap();
-        let ours = io.register(Async::new(ours).unwrap()).ok().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let ours = io.register(ours).ok().unwrap();
         (ours, peer)
     }
 
@@ -414,6 +419,16 @@ mod tests {
             ours.poll_read(&mut cx, &mut buf),
             Poll::Ready(Ok(0))
         ));
+    }
+
+    #[test]
+    fn the_event_of_adding_a_socket_is_taken_by_its_registration() {
+        let io = GroupIo::new().unwrap();
+        let (ours, _peer) = pair(&io);
+        // The new socket's event (it is writable) was collected when it was
+        // added: the group finds nothing to do.
+        assert_eq!(ours.reg.tick(), 1);
+        assert_eq!(io.collect(&mut Collect::default()), 0);
     }
 
     #[test]

@@ -360,7 +360,8 @@ mod tests {
         let io = group.io().expect("an epoll instance").clone();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let ours = async_io::Async::new(l.accept().unwrap().0).unwrap();
+        let ours = l.accept().unwrap().0;
+        ours.set_nonblocking(true).unwrap();
         let ours = io.register(ours).ok().unwrap();
         let got = Arc::new(AtomicUsize::new(0));
         let g = got.clone();

@@ -556,12 +556,21 @@ impl Drop for Server {
     }
 }
 
+/// An accepted connection before it waits anywhere: on Linux and Android
+/// a non-blocking socket in no reactor yet (a plain connection is
+/// registered only in its group's epoll instance, see `edge.rs`), elsewhere
+/// registered with async-io.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+type Accepted = TcpStream;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+type Accepted = Async<TcpStream>;
+
 /// Accepts a connection that is non-blocking from the start (`accept4`
-/// with `SOCK_NONBLOCK`), so that registering it with the reactor needs no
-/// `ioctl`: one system call less per connection than `Async::accept`.
+/// with `SOCK_NONBLOCK`): no `ioctl` to make it so, and no reactor's
+/// registration until the connection knows where it waits.
 /// (Linux and Android: rustix has no `SOCK_NONBLOCK` for Apple's systems.)
 #[cfg(any(target_os = "linux", target_os = "android"))]
-async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+async fn accept(listener: &Async<TcpListener>) -> io::Result<(Accepted, SocketAddr)> {
     use rustix::io::Errno;
     use rustix::net::{acceptfrom_with, SocketFlags};
     let (fd, peer) = listener
@@ -575,12 +584,20 @@ async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, 
     let peer = peer
         .and_then(|a| SocketAddr::try_from(a).ok())
         .ok_or_else(|| io::Error::other("accepted a connection without an IP address"))?;
-    Ok((Async::new_nonblocking(TcpStream::from(fd))?, peer))
+    Ok((TcpStream::from(fd), peer))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+async fn accept(listener: &Async<TcpListener>) -> io::Result<(Accepted, SocketAddr)> {
     listener.accept().await
+}
+
+/// An accepted connection registered with async-io.
+fn with_reactor(sock: Accepted) -> io::Result<Async<TcpStream>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return Async::new_nonblocking(sock);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    Ok(sock)
 }
 
 async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
@@ -638,7 +655,10 @@ impl Drop for Admitted {
 
 /// Answers an over-limit connection, then reads what the client sends for
 /// at most a second so that closing does not reset the answer away.
-async fn refuse(mut sock: Async<TcpStream>, status: u16, why: &str) {
+async fn refuse(sock: Accepted, status: u16, why: &str) {
+    let Ok(mut sock) = with_reactor(sock) else {
+        return;
+    };
     let mut out = Vec::new();
     let body = format!("{why}\n");
     if ws_proto::handshake::http::write_response(
@@ -678,20 +698,24 @@ impl GroupIo {
     }
 
     /// A plain TCP stream, registered in the group's epoll instance if it
-    /// has one.
-    fn plain(self, sock: Async<TcpStream>) -> ServerStream {
+    /// has one, else with async-io.
+    fn plain(self, sock: Accepted) -> io::Result<ServerStream> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let Some(io) = self.0 {
-            return match io.register(sock) {
-                Ok(s) => ServerStream::Grouped(s),
-                Err(sock) => ServerStream::Other(MaybeTls::Plain(sock)),
-            };
-        }
-        ServerStream::Other(MaybeTls::Plain(sock))
+        let sock = match self.0 {
+            Some(io) => match io.register(sock) {
+                Ok(s) => return Ok(ServerStream::Grouped(s)),
+                Err(sock) => sock,
+            },
+            None => sock,
+        };
+        Ok(ServerStream::Other(MaybeTls::Plain(with_reactor(sock)?)))
     }
 }
 
-async fn serve(sock: Async<TcpStream>, io: GroupIo, info: ClientConnection, shared: &Arc<Shared>) {
+async fn serve(sock: Accepted, io: GroupIo, info: ClientConnection, shared: &Arc<Shared>) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = sock.set_nodelay(true);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = sock.get_ref().set_nodelay(true);
     let limit = Some(shared.options.handshake_timeout);
     // Boxed: the handshake's state (TLS accept, parser, buffers) is freed
@@ -701,10 +725,13 @@ async fn serve(sock: Async<TcpStream>, io: GroupIo, info: ClientConnection, shar
     let ws = {
         let handshake = Box::pin(timeout(limit, async {
             let mut stream = match &shared.tls {
-                None => io.plain(sock),
-                Some(acceptor) => ServerStream::Other(MaybeTls::Server(Box::new(
-                    acceptor.accept(sock).await.map_err(Error::from_stream)?,
-                ))),
+                None => io.plain(sock).map_err(Error::Io)?,
+                Some(acceptor) => {
+                    let sock = with_reactor(sock).map_err(Error::Io)?;
+                    ServerStream::Other(MaybeTls::Server(Box::new(
+                        acceptor.accept(sock).await.map_err(Error::from_stream)?,
+                    )))
+                }
             };
             let Some((upgrade, drained)) =
                 read_upgrade(&mut stream, shared.options.config.clone()).await?
@@ -804,10 +831,10 @@ mod tests {
             assert_eq!(peer, client.get_ref().local_addr().unwrap());
             // accept4(SOCK_NONBLOCK): no ioctl needed, and a read finds
             // nothing instead of blocking.
-            let flags = rustix::fs::fcntl_getfl(sock.get_ref()).unwrap();
+            let flags = rustix::fs::fcntl_getfl(&sock).unwrap();
             assert!(flags.contains(rustix::fs::OFlags::NONBLOCK));
             let mut buf = [0u8; 8];
-            let e = std::io::Read::read(&mut sock.get_ref(), &mut buf).unwrap_err();
+            let e = std::io::Read::read(&mut &sock, &mut buf).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         })
     }
