@@ -34,7 +34,7 @@ NODE_DIR = os.path.join(ROOT, "scripts", "node")
 TICK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, GEN_CORE = "1", "0"
 # The load generator's echo loop: "epoll" (its own level-triggered loop, the
-# default) or "async-io" (a task per connection, as before session 25).
+# default) or "async-io" (a task per connection, as before session 26).
 REACTOR = "epoll"
 
 SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "ws-blocking-cb-lent", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "ws-proto-tokio", "node-ws"]
@@ -364,7 +364,10 @@ def table_p(secs):
           "(20 B text; perf's syscall tracepoints)\n")
     print("One message in flight per connection; counts divided by the replies the server wrote in the same "
           "window (one write per echo). `read` is async-io's eventfd notifier and `timerfd_settime` its "
-          "poller's timeout; the one-shot re-arm of each socket is an `epoll_ctl`.\n")
+          "poller's timeout; async-io registers a source one-shot, so each of its waits re-arms it with an "
+          "`epoll_ctl` (ws-smol's server registers plain sockets once, edge triggered, in an epoll instance per "
+          "group, collected with an `epoll_pwait` without a timeout, and re-arms only that instance in "
+          "async-io).\n")
     names = IO_CALLS + WAIT_CALLS + OTHER_CALLS
     print("| server | load | all calls | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))

@@ -5,7 +5,7 @@
 //! async-io registers a socket one-shot: every wait for readability
 //! re-arms it with an `epoll_ctl`, a system call per echo on top of the
 //! read and the write, which a server pays in kernel time (BENCHMARKS.md,
-//! session 25: ws-proto on tokio's reactor, which registers sockets once,
+//! session 26: ws-proto on tokio's reactor, which registers sockets once,
 //! ran 1.1x fastwebsockets where ws-smol on async-io ran 0.8x). A group
 //! instead collects the events of all its sockets with one `epoll_wait` on
 //! its own instance, and async-io waits for that instance: one re-arm per

@@ -1,6 +1,8 @@
 //! The async server: an accept task, and the connections in a few
 //! long-lived tasks (one per core, see `group.rs`), on smol's global
 //! executor (multi-threaded) or on an executor the application runs.
+//! On Linux and Android a plain connection waits in its group's epoll
+//! instance (see `edge.rs`), TLS connections in async-io.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
