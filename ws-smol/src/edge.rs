@@ -243,8 +243,10 @@ impl Drop for GroupTcp {
             t.slots[self.slot] = None;
             t.free.push(self.slot);
         }
-        drop(t);
-        let _ = epoll::delete(self.group.ep.get_ref(), &self.io);
+        // The socket leaves the epoll instance when it is closed, right
+        // after this (it is never duplicated): no `epoll_ctl` to delete it.
+        // An event of its collected before the close names a slot that is
+        // free, or taken under another generation, and is dropped.
     }
 }
 
