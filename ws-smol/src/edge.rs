@@ -11,13 +11,15 @@
 //! its own instance, and async-io waits for that instance: one re-arm per
 //! wait of the group, however many of its sockets became ready meanwhile.
 //!
-//! Each registration keeps a readable and a writable flag, set by the
-//! events and cleared by a read or a write that finds the socket drained or
-//! full. The waits are the registration's own (a waker per direction); a
-//! tick counts the events, so that an event that comes in while a read
-//! finds nothing is not lost: the read tries again instead of waiting.
-//! Events are collected only by the group's task, while a sender of any
-//! task may write; the flags and wakers are under a lock of their own.
+//! Each registration keeps a readable flag, set by the events and cleared
+//! by a read that finds the socket drained, and a waker per direction (a
+//! write always tries first, and waits after `EAGAIN`). A tick counts the
+//! events, so that an event that comes in while a read or write finds
+//! nothing is not lost: it tries again instead of waiting. Once the peer's
+//! end or an error was seen (no event follows it, edge triggered) the
+//! socket stays ready. Events are collected only by the group's task, while
+//! a sender of any task may write; the flags and wakers are under a lock of
+//! their own.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -61,21 +63,40 @@ struct Registration {
 struct Flags {
     tick: u64,
     readable: bool,
-    writable: bool,
+    /// The peer shut down its side, or the socket failed (`EPOLLRDHUP`,
+    /// `EPOLLHUP`, `EPOLLERR`): readable for good, as a read that returns
+    /// less than asked may have left the end (or the error) behind it, and
+    /// no other event will come.
+    read_end: bool,
+    /// The socket hung up or failed (`EPOLLHUP`, `EPOLLERR`): writable for
+    /// good (a write reports the error).
+    write_end: bool,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
 
 impl Default for Flags {
-    /// Both directions may be ready: the first read or write finds out.
+    /// Readable until a read finds out (a write always tries first).
     fn default() -> Self {
         Flags {
             tick: 0,
             readable: true,
-            writable: true,
+            read_end: false,
+            write_end: false,
             read_waker: None,
             write_waker: None,
         }
+    }
+}
+
+/// Stores `cx`'s waker in `slot`; the one it replaces, if another, comes
+/// back to be woken once the lock is let go of: a task whose waker was
+/// replaced must poll again to wait with its own (as async-io does; ws-smol's
+/// senders rely on it, see `write_owner` in `socket.rs`).
+fn replace_waker(slot: &mut Option<Waker>, cx: &Context<'_>) -> Option<Waker> {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => None,
+        _ => slot.replace(cx.waker().clone()),
     }
 }
 
@@ -147,7 +168,10 @@ impl GroupIo {
     }
 
     /// Whether async-io reports the epoll instance readable; arms it (one
-    /// `epoll_ctl`) when not.
+    /// `epoll_ctl`) when not. An error arming it counts as readiness (the
+    /// group collects, finding nothing at worst); modifying a registered
+    /// epoll instance allocates nothing and cannot fail short of a kernel
+    /// fault.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> bool {
         self.ep.poll_readable(cx).is_ready()
     }
@@ -188,12 +212,17 @@ impl Registration {
         let mut s = lock(&self.state);
         s.tick += 1;
         self.tick.store(s.tick, Ordering::Release);
+        if flags.intersects(E::RDHUP | E::HUP | E::ERR) {
+            s.read_end = true;
+        }
+        if flags.intersects(E::HUP | E::ERR) {
+            s.write_end = true;
+        }
         if flags.intersects(E::IN | E::RDHUP | E::HUP | E::ERR) {
             s.readable = true;
             wakers.extend(s.read_waker.take());
         }
         if flags.intersects(E::OUT | E::HUP | E::ERR) {
-            s.writable = true;
             wakers.extend(s.write_waker.take());
         }
     }
@@ -203,25 +232,36 @@ impl Registration {
     }
 
     /// After a read or write that found the socket drained or full at
-    /// `tick`: clears the direction's flag and waits, or returns true to
-    /// try again when an event came in since.
+    /// `tick`: waits (a read clears the readable flag), or returns true to
+    /// try again when an event came in since. Without `cx` (a read that
+    /// returned less than asked) it only clears the flag.
+    ///
+    /// A socket whose end was seen never waits: it asks for another poll
+    /// instead (the kernel answers a read or write there at once, with the
+    /// end or the error, so this is not a loop).
     fn wait(&self, read: bool, tick: u64, cx: Option<&mut Context<'_>>) -> bool {
-        let mut s = lock(&self.state);
-        if s.tick != tick {
+        let mut guard = lock(&self.state);
+        if guard.tick != tick {
             return true;
         }
-        let s = &mut *s;
-        let (flag, waker) = if read {
-            (&mut s.readable, &mut s.read_waker)
-        } else {
-            (&mut s.writable, &mut s.write_waker)
-        };
-        *flag = false;
-        if let Some(cx) = cx {
-            match waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *waker = Some(cx.waker().clone()),
+        if (read && guard.read_end) || (!read && guard.write_end) {
+            drop(guard);
+            if let Some(cx) = cx {
+                cx.waker().wake_by_ref();
             }
+            return false;
+        }
+        let s = &mut *guard;
+        let waker = if read {
+            s.readable = false;
+            &mut s.read_waker
+        } else {
+            &mut s.write_waker
+        };
+        let replaced = cx.and_then(|cx| replace_waker(waker, cx));
+        drop(guard);
+        if let Some(w) = replaced {
+            w.wake();
         }
         false
     }
@@ -258,20 +298,22 @@ impl GroupTcp {
     /// Waits until the socket may be readable, without reading.
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut s = lock(&self.reg.state);
-        if s.readable {
+        if s.readable || s.read_end {
             return Poll::Ready(Ok(()));
         }
-        match &s.read_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => s.read_waker = Some(cx.waker().clone()),
+        let replaced = replace_waker(&mut s.read_waker, cx);
+        drop(s);
+        if let Some(w) = replaced {
+            w.wake();
         }
         Poll::Pending
     }
 
-    /// Reads with `recv`. A read that leaves the socket drained (it returns
-    /// less than asked) clears the readable flag, so that the next wait
-    /// for readability waits for the next event rather than for a read
-    /// that finds nothing.
+    /// Reads with `recv`. A read that returns less than asked left the
+    /// socket drained, unless its end was seen (then the end or the error
+    /// may still be behind it): it clears the readable flag, so that the
+    /// next wait for readability waits for the next event rather than for
+    /// a read that finds nothing.
     pub(crate) fn poll_read(
         &self,
         cx: &mut Context<'_>,
@@ -421,6 +463,77 @@ mod tests {
             ours.poll_read(&mut cx, &mut buf),
             Poll::Ready(Ok(0))
         ));
+    }
+
+    #[test]
+    fn the_end_behind_a_short_read_is_not_lost() {
+        let io = GroupIo::new().unwrap();
+        let (ours, mut peer) = pair(&io);
+        // The last bytes and the end come in before the group collects:
+        // one event for both, and none after it.
+        peer.write_all(b"last").unwrap();
+        drop(peer);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(io.collect(&mut Collect::default()), 1);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            ours.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(4))
+        ));
+        // Four bytes of 64, but the end is still to be read.
+        assert!(ours.poll_read_ready(&mut cx).is_ready());
+        assert!(matches!(
+            ours.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(0))
+        ));
+    }
+
+    #[test]
+    fn a_waker_replaced_is_woken() {
+        let io = GroupIo::new().unwrap();
+        let (ours, _peer) = pair(&io);
+        let (first, second) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let (mut cx1, mut cx2) = (Context::from_waker(&w1), Context::from_waker(&w2));
+        // A read wait, then another task's: the first must poll again.
+        let mut buf = [0u8; 8];
+        assert!(ours.poll_read(&mut cx1, &mut buf).is_pending());
+        assert!(ours.poll_read_ready(&mut cx2).is_pending());
+        assert_eq!((first.get(), second.get()), (1, 0));
+        // The same for writes to a full socket.
+        let chunk = vec![7u8; 64 * 1024];
+        let mut written = 0usize;
+        while ours.poll_write(&mut cx1, &chunk).is_ready() {
+            written += 1;
+            assert!(written < 1 << 14, "the socket never filled");
+        }
+        assert!(ours.poll_write(&mut cx2, b"x").is_pending());
+        assert_eq!((first.get(), second.get()), (2, 0));
+    }
+
+    #[test]
+    fn an_event_for_a_socket_gone_does_not_wake_the_one_in_its_slot() {
+        let io = GroupIo::new().unwrap();
+        let (first, mut first_peer) = pair(&io);
+        // A duplicate keeps the first socket open, and so in the epoll
+        // instance, after its registration is gone.
+        let kept = first.io.try_clone().unwrap();
+        drop(first);
+        let (second, _peer) = pair(&io);
+        assert_eq!(second.slot, 0);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 8];
+        assert!(second.poll_read(&mut cx, &mut buf).is_pending());
+        first_peer.write_all(b"stale").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(io.collect(&mut Collect::default()), 1);
+        assert_eq!(count.get(), 0);
+        drop(kept);
     }
 
     #[test]

@@ -197,6 +197,16 @@ async fn run(inner: Arc<Inner>) {
                         }
                         eager = got > 1;
                         io_done = got == 0;
+                        // A collection counts toward the budget: sockets
+                        // that keep receiving while their connections do
+                        // not read (a reply waiting for room) would
+                        // otherwise keep the group collecting in one poll.
+                        polled += 1;
+                        if polled >= BUDGET {
+                            eager = false;
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
                         continue;
                     }
                     let _ = io_done;

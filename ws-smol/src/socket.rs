@@ -80,7 +80,9 @@ struct State<S> {
     /// The reads since the last readiness check follow its `Ready`: that
     /// call consumed the reactor's event, and interest stays disarmed
     /// (async-io registers one-shot) until the next wait registers it, so
-    /// no event can be recorded behind these reads.
+    /// no event can be recorded behind these reads. (A server's plain
+    /// socket on Linux, `edge.rs`, clears its readiness at the short read
+    /// itself, and keeps it once the peer's end was seen.)
     ready_consumed: bool,
     out: Vec<u8>,
     written: usize,
@@ -105,7 +107,9 @@ struct State<S> {
     write_error: Option<io::ErrorKind>,
     /// A sender is waiting for the stream to become writable. Only it
     /// registers for writability: two tasks registering in turn would wake
-    /// each other forever (async-io wakes the waker it replaces).
+    /// each other forever (async-io wakes the waker it replaces, and so do
+    /// the server's grouped sockets, `edge.rs`; the owner, woken by the
+    /// receiver's try with a no-op waker, registers its own again).
     write_owner: bool,
     /// Senders waiting for the owner's flush to finish.
     flush_waiters: Vec<Waker>,
