@@ -290,7 +290,8 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
         let r = unsafe { libc::epoll_ctl(epfd, op, c.stream.as_raw_fd(), &mut ev) };
         assert!(r == 0, "epoll_ctl: {}", io::Error::last_os_error());
     };
-    // Writes what is queued; false when the connection broke.
+    // Writes what is queued, up to a full socket; an error when the
+    // connection broke.
     let flush = |c: &mut EchoConn| -> io::Result<()> {
         while c.sent < c.out.len() {
             match (&c.stream).write(&c.out[c.sent..]) {
