@@ -116,8 +116,12 @@ const SMALL_COPY: usize = 128;
 /// through once.
 const TEXT_BLOCK: usize = 16 << 10;
 
-/// Blocks for short pieces (small reads, or a frame's last bytes in the
-/// next read): zeroing the large block would cost more than such a piece.
+/// Blocks for shorter pieces (small reads, small messages, or a frame's
+/// last bytes in the next read): the block is zeroed once per piece, so a
+/// piece gets the largest block that is at most a quarter of it (at least
+/// the short one). A 16 KiB message unmasked through the large block was
+/// zeroing as many bytes as it carried (`memset` 1.3-1.6% of a server's
+/// samples echoing 16 KiB text, BENCHMARKS.md session 26).
 const TEXT_BLOCK_SHORT: usize = 1 << 10;
 const TEXT_BLOCK_MID: usize = 4 << 10;
 
@@ -130,9 +134,9 @@ fn feed_masked(
     offset: usize,
     out: &mut String,
 ) -> Result<(), crate::utf8::Utf8Error> {
-    if src.len() <= TEXT_BLOCK_SHORT {
+    if src.len() < 4 * TEXT_BLOCK_MID {
         feed_masked_in::<TEXT_BLOCK_SHORT>(utf8, src, mask, offset, out)
-    } else if src.len() <= TEXT_BLOCK_MID {
+    } else if src.len() < 4 * TEXT_BLOCK {
         feed_masked_in::<TEXT_BLOCK_MID>(utf8, src, mask, offset, out)
     } else {
         feed_masked_in::<TEXT_BLOCK>(utf8, src, mask, offset, out)
