@@ -118,10 +118,13 @@ const TEXT_BLOCK: usize = 16 << 10;
 
 /// Blocks for shorter pieces (small reads, small messages, or a frame's
 /// last bytes in the next read): the block is zeroed once per piece, so a
-/// piece gets the largest block that is at most a quarter of it (at least
-/// the short one). A 16 KiB message unmasked through the large block was
-/// zeroing as many bytes as it carried (`memset` 1.3-1.6% of a server's
-/// samples echoing 16 KiB text, BENCHMARKS.md session 26).
+/// piece under 32 KiB gets the largest block that is at most a quarter of
+/// it (at least the short one). A 16 KiB message unmasked through the
+/// large block was zeroing as many bytes as it carried (`memset` 1.3-1.6%
+/// of a server's samples echoing 16 KiB text, BENCHMARKS.md session 26).
+/// From 32 KiB on the large block costs at most half the piece to zero,
+/// and saves the smaller blocks' calls per block (64 KiB reads of large
+/// messages keep the block they were measured with).
 const TEXT_BLOCK_SHORT: usize = 1 << 10;
 const TEXT_BLOCK_MID: usize = 4 << 10;
 
@@ -136,7 +139,7 @@ fn feed_masked(
 ) -> Result<(), crate::utf8::Utf8Error> {
     if src.len() < 4 * TEXT_BLOCK_MID {
         feed_masked_in::<TEXT_BLOCK_SHORT>(utf8, src, mask, offset, out)
-    } else if src.len() < 4 * TEXT_BLOCK {
+    } else if src.len() < 2 * TEXT_BLOCK {
         feed_masked_in::<TEXT_BLOCK_MID>(utf8, src, mask, offset, out)
     } else {
         feed_masked_in::<TEXT_BLOCK>(utf8, src, mask, offset, out)
