@@ -47,6 +47,17 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Whether nothing listens on `addr` (loopback): a connection is refused,
+/// or connects to itself. A free port in the ephemeral range can be the
+/// one the kernel picks for the connecting socket too (TCP's simultaneous
+/// open then connects the socket to itself), which is no listener.
+pub fn not_listening(addr: &std::net::SocketAddr) -> bool {
+    match std::net::TcpStream::connect_timeout(addr, Duration::from_secs(1)) {
+        Err(_) => true,
+        Ok(s) => s.local_addr().ok() == s.peer_addr().ok(),
+    }
+}
+
 /// A CA, a server certificate for `localhost` signed by it, and a client
 /// certificate whose key is encrypted with `client_password`.
 pub struct Pki {

@@ -284,10 +284,7 @@ fn stop_closes_every_connection_then_the_listener() {
         assert!(info.is_clean(), "{info:?}");
     }
     assert!(server.connections().is_empty());
-    assert!(
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
-        "still listening"
-    );
+    assert!(ws_test_support::not_listening(&addr), "still listening");
     server.stop().unwrap();
     // The event iterator ends after the stop, having seen three closes.
     let closes = events
