@@ -88,9 +88,10 @@ class Server:
         self.p.wait()
 
 
-def loadgen(args):
+def loadgen(args, tls=False):
+    # A server over TLS ("-tls") gets the generator's TLS loop, on async-io.
     if args[0] == "echo":
-        args = args + ["--reactor", REACTOR]
+        args = args + (["--tls", "--reactor", "async-io"] if tls else ["--reactor", REACTOR])
     return subprocess.Popen(["taskset", "-c", GEN_CORE, os.path.join(BIN, "loadgen")] + args,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -98,7 +99,7 @@ def loadgen(args):
 def echo_count(s, conns, size, secs, depth=1):
     """Echoes made by the load generator against `s` without warm-up."""
     g = loadgen(["echo", s.addr, "--conns", str(conns), "--size", str(size), "--secs", str(secs),
-                 "--warmup", "0", "--depth", str(depth)])
+                 "--warmup", "0", "--depth", str(depth)], tls=s.impl.endswith("-tls"))
     echoes = 0
     for line in g.stdout:
         w = line.split()
@@ -112,7 +113,7 @@ def echo_run(impl, conns, size, secs, depth=1):
     s = Server(impl)
     try:
         g = loadgen(["echo", s.addr, "--conns", str(conns), "--size", str(size), "--secs", str(secs),
-                     "--warmup", "0.5", "--depth", str(depth)])
+                     "--warmup", "0.5", "--depth", str(depth)], tls=impl.endswith("-tls"))
         cpu0 = None
         samples = []
         for line in g.stdout:
@@ -338,7 +339,7 @@ def perf_syscalls_run(impl, conns, depth, secs):
     names = IO_CALLS + WAIT_CALLS + OTHER_CALLS
     try:
         g = loadgen(["echo", s.addr, "--conns", str(conns), "--size", "20", "--secs", str(secs + 1.0),
-                     "--warmup", "0.5", "--depth", str(depth)])
+                     "--warmup", "0.5", "--depth", str(depth)], tls=impl.endswith("-tls"))
         for line in g.stdout:
             if line.split()[0] == "start":
                 break
@@ -372,8 +373,8 @@ def table_p(secs):
     print("| server | load | all calls | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for conns, depth in [(1, 1), (100, 1), (10, 1)]:
-        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-blocking",
-                     "ws-blocking-cb-lent", "tokio-tungstenite", "fastwebsockets"]:
+        for impl in ["ws-smol", "ws-smol-cb-lent", "ws-smol-tls", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply",
+                     "ws-blocking", "ws-blocking-cb-lent", "tokio-tungstenite", "fastwebsockets"]:
             calls = perf_syscalls_run(impl, conns, depth, secs)
             echoes = max(calls.get("sendto", 0) + calls.get("sendmsg", 0) + calls.get("writev", 0), 1)
             per = {k: calls.get(k, 0) / echoes for k in names}

@@ -10,7 +10,8 @@
 //!   or on async-io (`async-io`: a task per connection; async-io's one-shot
 //!   registration adds a `read` that finds nothing and an `epoll_ctl` to
 //!   re-arm per echo, so the generator spends more of its core per echo and
-//!   caps the fastest servers sooner).
+//!   caps the fastest servers sooner). `--tls`: over TLS (the server's
+//!   certificate is not checked), on async-io.
 //! - `loadgen idle ADDR --conns N [--deflate]`: opens N upgraded
 //!   connections (with `--deflate`, offers permessage-deflate and exchanges
 //!   one compressed message on each), prints `ready N`, and holds them until
@@ -41,6 +42,7 @@ struct Args {
     interval: f64,
     deflate: bool,
     epoll: bool,
+    tls: bool,
 }
 
 fn args() -> Args {
@@ -59,6 +61,7 @@ fn args() -> Args {
         interval: 0.5,
         deflate: false,
         epoll: true,
+        tls: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().expect("flag value");
@@ -71,6 +74,7 @@ fn args() -> Args {
             "--interval" => a.interval = val().parse().unwrap(),
             "--binary" => a.binary = true,
             "--deflate" => a.deflate = true,
+            "--tls" => a.tls = true,
             "--reactor" => {
                 a.epoll = match val().as_str() {
                     "epoll" => true,
@@ -91,8 +95,32 @@ fn say(line: &str) {
 }
 
 async fn upgrade(addr: SocketAddr, extensions: Option<&str>) -> io::Result<Async<TcpStream>> {
-    let mut s = Async::<TcpStream>::connect(addr).await?;
+    let s = Async::<TcpStream>::connect(addr).await?;
     s.get_ref().set_nodelay(true)?;
+    upgrade_on(s, addr, extensions).await
+}
+
+/// The upgrade over TLS, not checking the server's certificate.
+async fn upgrade_tls(
+    addr: SocketAddr,
+) -> io::Result<futures_rustls::client::TlsStream<Async<TcpStream>>> {
+    let s = Async::<TcpStream>::connect(addr).await?;
+    s.get_ref().set_nodelay(true)?;
+    let mut o = ws_proto::api::ClientOptions::default();
+    o.skip_server_cert_verification = true;
+    let config = ws_proto::api::tls::client_config(&o).map_err(io::Error::other)?;
+    let name = ws_proto::api::tls::server_name("localhost").map_err(io::Error::other)?;
+    let s = futures_rustls::TlsConnector::from(config)
+        .connect(name, s)
+        .await?;
+    upgrade_on(s, addr, None).await
+}
+
+async fn upgrade_on<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin>(
+    mut s: S,
+    addr: SocketAddr,
+    extensions: Option<&str>,
+) -> io::Result<S> {
     s.write_all(&upgrade_request(&addr.to_string(), extensions))
         .await?;
     let mut head = Vec::with_capacity(256);
@@ -133,6 +161,7 @@ fn main() {
     let a = args();
     let ex = Rc::new(smol::LocalExecutor::new());
     match a.mode.as_str() {
+        "echo" if a.tls && a.epoll => panic!("--tls runs on --reactor async-io"),
         "echo" if a.epoll => echo_epoll(&a, &ex),
         "echo" => smol::block_on(ex.run(echo(&a, &ex))),
         "idle" => smol::block_on(ex.run(idle(&a, &ex))),
@@ -155,36 +184,19 @@ async fn echo(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
         let (frame, count, failed, ready) =
             (frame.clone(), count.clone(), failed.clone(), ready.clone());
         let (addr, depth) = (a.addr, a.depth);
+        let tls = a.tls;
         ex.spawn(async move {
-            let r: io::Result<()> = async {
-                let mut s = upgrade(addr, None).await?;
-                ready.set(ready.get() + 1);
-                let mut batch = Vec::with_capacity(frame.len() * depth);
-                for _ in 0..depth {
-                    batch.extend_from_slice(&frame);
+            let r = if tls {
+                match upgrade_tls(addr).await {
+                    Ok(s) => echo_conn(s, &frame, echo_len, depth, &count, &ready).await,
+                    Err(e) => Err(e),
                 }
-                s.write_all(&batch).await?;
-                let mut buf = vec![0u8; (echo_len * depth).clamp(4096, 1 << 20)];
-                let mut partial = 0usize;
-                loop {
-                    let n = s.read(&mut buf).await?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
-                    partial += n;
-                    let done = partial / echo_len;
-                    partial %= echo_len;
-                    if done > 0 {
-                        count.set(count.get() + done as u64);
-                        batch.clear();
-                        for _ in 0..done {
-                            batch.extend_from_slice(&frame);
-                        }
-                        s.write_all(&batch).await?;
-                    }
+            } else {
+                match upgrade(addr, None).await {
+                    Ok(s) => echo_conn(s, &frame, echo_len, depth, &count, &ready).await,
+                    Err(e) => Err(e),
                 }
-            }
-            .await;
+            };
             if let Err(e) = r {
                 if failed.get() == 0 {
                     eprintln!("connection failed: {e}");
@@ -194,6 +206,46 @@ async fn echo(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
         })
         .detach();
     }
+    echo_report(a, &count, &failed, &ready).await
+}
+
+/// One connection of the async-io echo loop, once upgraded.
+async fn echo_conn<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin>(
+    mut s: S,
+    frame: &[u8],
+    echo_len: usize,
+    depth: usize,
+    count: &Cell<u64>,
+    ready: &Cell<usize>,
+) -> io::Result<()> {
+    ready.set(ready.get() + 1);
+    let mut batch = Vec::with_capacity(frame.len() * depth);
+    for _ in 0..depth {
+        batch.extend_from_slice(frame);
+    }
+    s.write_all(&batch).await?;
+    let mut buf = vec![0u8; (echo_len * depth).clamp(4096, 1 << 20)];
+    let mut partial = 0usize;
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        partial += n;
+        let done = partial / echo_len;
+        partial %= echo_len;
+        if done > 0 {
+            count.set(count.get() + done as u64);
+            batch.clear();
+            for _ in 0..done {
+                batch.extend_from_slice(frame);
+            }
+            s.write_all(&batch).await?;
+        }
+    }
+}
+
+async fn echo_report(a: &Args, count: &Cell<u64>, failed: &Cell<u32>, ready: &Cell<usize>) {
     while ready.get() + (failed.get() as usize) < a.conns {
         Timer::after(Duration::from_millis(5)).await;
     }

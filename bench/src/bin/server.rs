@@ -5,6 +5,8 @@
 //! the main thread, `Server::start_on`), ws-smol-global (smol's global
 //! executor, `Server::start`), ws-smol-cb-lent (the server of ws-smol,
 //! answering from a lent callback, `Server::on_message_lent`),
+//! ws-smol-tls (the server of ws-smol over TLS, with a certificate made at
+//! start; the load generator's `--tls` does not check it),
 //! ws-smol-stream (ws-smol's stream API: its
 //! own accept loop, `ws_smol::accept`, then `recv`/`send_*` in a task per
 //! connection on a `LocalExecutor`, as the peers' servers are written),
@@ -32,9 +34,10 @@ fn main() {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     control_thread();
     match which.as_str() {
-        "ws-smol" => ws_smol_server(addr, deflate, true, false),
-        "ws-smol-global" => ws_smol_server(addr, deflate, false, false),
-        "ws-smol-cb-lent" => ws_smol_server(addr, deflate, true, true),
+        "ws-smol" => ws_smol_server(addr, deflate, true, false, false),
+        "ws-smol-global" => ws_smol_server(addr, deflate, false, false, false),
+        "ws-smol-cb-lent" => ws_smol_server(addr, deflate, true, true, false),
+        "ws-smol-tls" => ws_smol_server(addr, deflate, true, false, true),
         "ws-smol-stream" => ws_smol_stream_server(addr, deflate, Echo::Owned),
         "ws-smol-lent" => ws_smol_stream_server(addr, deflate, Echo::Lent),
         "ws-smol-reply" => ws_smol_stream_server(addr, deflate, Echo::Reply),
@@ -102,7 +105,7 @@ macro_rules! echo_callbacks {
     };
 }
 
-fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: bool) {
+fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: bool, tls: bool) {
     use std::sync::Arc;
     use ws_smol::{Message, MessageRef, Server, ServerEvent, ServerEventKind, ServerOptions};
     let ex = Arc::new(smol::Executor::new());
@@ -113,6 +116,15 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: boo
         options.max_clients = 20_000;
         options.max_connections_per_ip = 20_000;
         options.config.deflate = deflate_config(deflate);
+        if tls {
+            // A certificate made now (the load generator does not check
+            // it); its files live as long as the process.
+            let pki = Box::leak(Box::new(ws_test_support::pki()));
+            options.cert = Some(ws_smol::ServerCert {
+                cert_path: pki.server_cert.clone(),
+                key_path: pki.server_key.clone(),
+            });
+        }
         let server = if own_executor {
             Server::start_on(ex.clone(), options).await
         } else {
