@@ -1,6 +1,6 @@
-//! The readiness of a group's plain TCP sockets, from an epoll instance of
-//! the group's own where each socket is registered once, edge triggered
-//! (Linux and Android).
+//! The readiness of a group's TCP sockets (plain, or under a server's
+//! TLS), from an epoll instance of the group's own where each socket is
+//! registered once, edge triggered (Linux and Android).
 //!
 //! async-io registers a socket one-shot: every wait for readability
 //! re-arms it with an `epoll_ctl`, a system call per echo on top of the
@@ -25,6 +25,7 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -267,7 +268,8 @@ impl Registration {
     }
 }
 
-/// A plain TCP stream registered in its group's epoll instance.
+/// A TCP stream registered in its group's epoll instance (the TLS
+/// session of a server's connection reads and writes through it).
 pub(crate) struct GroupTcp {
     io: TcpStream,
     reg: Arc<Registration>,
@@ -291,10 +293,6 @@ impl Drop for GroupTcp {
 }
 
 impl GroupTcp {
-    pub(crate) fn get_ref(&self) -> &TcpStream {
-        &self.io
-    }
-
     /// Waits until the socket may be readable, without reading.
     pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut s = lock(&self.reg.state);
@@ -376,6 +374,47 @@ impl GroupTcp {
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
         }
+    }
+}
+
+/// For a TLS session over the socket (`futures_rustls` reads and writes
+/// through these).
+impl futures_io::AsyncRead for GroupTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        GroupTcp::poll_read(&self, cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for GroupTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        GroupTcp::poll_write(&self, cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        GroupTcp::poll_write_vectored(&self, cx, bufs)
+    }
+
+    /// Nothing is buffered here.
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts down the write side.
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = self.io.shutdown(std::net::Shutdown::Write);
+        Poll::Ready(Ok(()))
     }
 }
 

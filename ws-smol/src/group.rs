@@ -264,7 +264,7 @@ async fn run(inner: Arc<Inner>) {
                 // collection after the list runs out waits for async-io
                 // to report the epoll instance readable: a group that kept
                 // finding its sockets ready would otherwise never let the
-                // reactor turn, and timers, accepts and TLS sockets wait
+                // reactor turn, and timers, accepts and other sockets wait
                 // for that turn.
                 #[cfg(any(target_os = "linux", target_os = "android"))]
                 {

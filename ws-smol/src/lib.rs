@@ -25,10 +25,10 @@
 //!   stop. Runs on smol's multi-threaded global executor, or on an
 //!   executor of your own ([`Server::start_on`]), such as one thread that
 //!   runs both the tasks and the I/O reactor. On Linux and Android its
-//!   plain TCP connections are registered once, edge triggered, in an
-//!   epoll instance per group of connections, which async-io waits for:
-//!   no `epoll_ctl` per message, as async-io's one-shot registration
-//!   needs.
+//!   connections' sockets (plain or under TLS) are registered once, edge
+//!   triggered, in an epoll instance per group of connections, which
+//!   async-io waits for: no `epoll_ctl` per message, as async-io's
+//!   one-shot registration needs.
 //!
 //! Errors are [`Error`], shared with `ws-blocking`, whose
 //! [`code`](Error::code) is the spec's number.

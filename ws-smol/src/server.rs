@@ -1,8 +1,8 @@
 //! The async server: an accept task, and the connections in a few
 //! long-lived tasks (one per core, see `group.rs`), on smol's global
 //! executor (multi-threaded) or on an executor the application runs.
-//! On Linux and Android a plain connection waits in its group's epoll
-//! instance (see `edge.rs`), TLS connections in async-io.
+//! On Linux and Android a connection's socket, plain or under TLS, waits
+//! in its group's epoll instance (see `edge.rs`); elsewhere in async-io.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,12 +35,14 @@ const EVENT_QUEUE: usize = 1024;
 
 type Conn = Sender<ServerStream>;
 
-/// A server connection's stream: plain TCP registered in its group's epoll
-/// instance (Linux and Android, see `edge.rs`), or as async-io waits for
-/// it (TLS, and elsewhere).
+/// A server connection's stream: TCP registered in its group's epoll
+/// instance, plain or under TLS (Linux and Android, see `edge.rs`), or as
+/// async-io waits for it (elsewhere).
 enum ServerStream {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     Grouped(crate::edge::GroupTcp),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    GroupedTls(Box<futures_rustls::server::TlsStream<crate::edge::GroupTcp>>),
     Other(MaybeTls),
 }
 
@@ -49,6 +51,18 @@ impl ServerStream {
         match self {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             ServerStream::Grouped(s) => s.poll_read_ready(cx),
+            // Decrypted bytes or the peer's close_notify in the session
+            // need no socket: ready. Otherwise the session reads only
+            // what the socket brings.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::GroupedTls(s) => {
+                let (sock, session) = s.get_ref();
+                if session.wants_read() {
+                    sock.poll_read_ready(cx)
+                } else {
+                    Poll::Ready(Ok(()))
+                }
+            }
             ServerStream::Other(s) => s.poll_read_ready(cx),
         }
     }
@@ -63,6 +77,8 @@ impl AsyncRead for ServerStream {
         match self.get_mut() {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             ServerStream::Grouped(s) => s.poll_read(cx, buf),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::GroupedTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             ServerStream::Other(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -77,6 +93,8 @@ impl AsyncWrite for ServerStream {
         match self.get_mut() {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             ServerStream::Grouped(s) => s.poll_write(cx, buf),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::GroupedTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             ServerStream::Other(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
@@ -88,6 +106,8 @@ impl AsyncWrite for ServerStream {
         match self.get_mut() {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             ServerStream::Grouped(s) => s.poll_write_vectored(cx, bufs),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::GroupedTls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             ServerStream::Other(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
@@ -95,6 +115,8 @@ impl AsyncWrite for ServerStream {
         match self.get_mut() {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             ServerStream::Grouped(_) => Poll::Ready(Ok(())),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::GroupedTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             ServerStream::Other(s) => Pin::new(s).poll_flush(cx),
         }
     }
@@ -103,10 +125,9 @@ impl AsyncWrite for ServerStream {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            ServerStream::Grouped(s) => {
-                let _ = s.get_ref().shutdown(std::net::Shutdown::Write);
-                Poll::Ready(Ok(()))
-            }
+            ServerStream::Grouped(s) => Pin::new(s).poll_close(cx),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            ServerStream::GroupedTls(s) => Pin::new(s.as_mut()).poll_close(cx),
             ServerStream::Other(s) => Pin::new(s).poll_close(cx),
         }
     }
@@ -703,14 +724,37 @@ impl GroupIo {
     /// has one, else with async-io.
     fn plain(self, sock: Accepted) -> io::Result<ServerStream> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let sock = match self.0 {
-            Some(io) => match io.register(sock) {
-                Ok(s) => return Ok(ServerStream::Grouped(s)),
-                Err(sock) => sock,
-            },
-            None => sock,
+        let sock = match self.register(sock) {
+            Ok(s) => return Ok(ServerStream::Grouped(s)),
+            Err(sock) => sock,
         };
         Ok(ServerStream::Other(MaybeTls::Plain(with_reactor(sock)?)))
+    }
+
+    /// A TLS session accepted over the socket, registered in the group's
+    /// epoll instance if it has one, else with async-io.
+    async fn tls(self, sock: Accepted, acceptor: &TlsAcceptor) -> Result<ServerStream, Error> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let sock = match self.register(sock) {
+            Ok(s) => {
+                let s = acceptor.accept(s).await.map_err(Error::from_stream)?;
+                return Ok(ServerStream::GroupedTls(Box::new(s)));
+            }
+            Err(sock) => sock,
+        };
+        let sock = with_reactor(sock).map_err(Error::Io)?;
+        let s = acceptor.accept(sock).await.map_err(Error::from_stream)?;
+        Ok(ServerStream::Other(MaybeTls::Server(Box::new(s))))
+    }
+
+    /// The socket registered in the group's epoll instance, or given back
+    /// (no instance, or the kernel refused).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn register(self, sock: Accepted) -> Result<crate::edge::GroupTcp, Accepted> {
+        match self.0 {
+            Some(io) => io.register(sock),
+            None => Err(sock),
+        }
     }
 }
 
@@ -728,12 +772,7 @@ async fn serve(sock: Accepted, io: GroupIo, info: ClientConnection, shared: &Arc
         let handshake = Box::pin(timeout(limit, async {
             let mut stream = match &shared.tls {
                 None => io.plain(sock).map_err(Error::Io)?,
-                Some(acceptor) => {
-                    let sock = with_reactor(sock).map_err(Error::Io)?;
-                    ServerStream::Other(MaybeTls::Server(Box::new(
-                        acceptor.accept(sock).await.map_err(Error::from_stream)?,
-                    )))
-                }
+                Some(acceptor) => io.tls(sock, acceptor).await?,
             };
             let Some((upgrade, drained)) =
                 read_upgrade(&mut stream, shared.options.config.clone()).await?
@@ -850,26 +889,42 @@ mod tests {
         .await
     }
 
+    /// An echo server on loopback, with `cert` (its files) for TLS.
+    async fn echo_server(cert: Option<&ws_test_support::Pki>) -> Server {
+        let mut o = ServerOptions::default();
+        o.ip = [127, 0, 0, 1].into();
+        o.port = 0;
+        o.cert = cert.map(|pki| ws_proto::api::ServerCert {
+            cert_path: pki.server_cert.clone(),
+            key_path: pki.server_key.clone(),
+        });
+        let server = Server::start(o).await.unwrap();
+        let h = server.handle();
+        server.on(
+            ServerEventKind::MessageReceive,
+            move |ev: &ServerEvent| match ev {
+                ServerEvent::Message(c, Message::Text(t)) => h.queue_text(c, t).unwrap(),
+                ServerEvent::Message(c, Message::Binary(b)) => h.queue_binary(c, b).unwrap(),
+                _ => {}
+            },
+        );
+        server
+    }
+
+    /// Sockets registered in the server's groups' epoll instances.
+    fn registered(server: &Server) -> usize {
+        let groups = &server.handle.shared.groups;
+        groups
+            .iter()
+            .map(|g| g.io().map_or(0, |io| io.registered()))
+            .sum()
+    }
+
     #[test]
     fn a_plain_connection_waits_in_its_groups_epoll_instance() {
         smol::block_on(bounded("the test", async {
-            let mut o = ServerOptions::default();
-            o.ip = [127, 0, 0, 1].into();
-            o.port = 0;
-            let server = Server::start(o).await.unwrap();
-            let h = server.handle();
-            server.on(ServerEventKind::MessageReceive, move |ev: &ServerEvent| {
-                if let ServerEvent::Message(c, Message::Text(t)) = ev {
-                    h.queue_text(c, t).unwrap();
-                }
-            });
-            let registered = || {
-                let groups = &server.handle.shared.groups;
-                groups
-                    .iter()
-                    .map(|g| g.io().map_or(0, |io| io.registered()))
-                    .sum::<usize>()
-            };
+            let server = echo_server(None).await;
+            let registered = || registered(&server);
             assert_eq!(registered(), 0);
             let mut direct = ws_proto::api::ClientOptions::default();
             direct.proxy = ws_proto::api::Proxy::NoProxy;
@@ -889,6 +944,98 @@ mod tests {
             while registered() != 0 {
                 Timer::after(Duration::from_millis(5)).await;
             }
+        }))
+    }
+
+    #[test]
+    fn a_tls_connection_waits_in_its_groups_epoll_instance() {
+        smol::block_on(bounded("the test", async {
+            let pki = ws_test_support::pki();
+            let server = echo_server(Some(&pki)).await;
+            let registered = || registered(&server);
+            let mut co = ws_proto::api::ClientOptions::default();
+            co.proxy = ws_proto::api::Proxy::NoProxy;
+            co.ca_path = Some(pki.ca.clone());
+            let url = format!("wss://localhost:{}/", server.local_addr().port());
+            let mut a = crate::connect_with(&url, &co).await.unwrap();
+            assert_eq!(registered(), 1);
+            // One message, then a message larger than the sockets' buffers
+            // (the session decrypts records larger than a read of the
+            // connection's: what it holds is read without the socket),
+            // then many small ones sent at once (several in one record).
+            a.send_text("short").await.unwrap();
+            assert_eq!(a.recv().await.unwrap(), Message::Text("short".into()));
+            let big: Vec<u8> = (0..8u32 << 20)
+                .map(|i| (i.wrapping_mul(31) >> 3) as u8)
+                .collect();
+            a.send_binary(&big).await.unwrap();
+            assert_eq!(a.recv().await.unwrap(), Message::Binary(big.into()));
+            let (tx, mut rx) = a.split();
+            for i in 0..200 {
+                tx.queue_text(&format!("m{i}")).unwrap();
+            }
+            tx.flush().await.unwrap();
+            for i in 0..200 {
+                assert_eq!(rx.recv().await.unwrap(), Message::Text(format!("m{i}")));
+            }
+            assert_eq!(registered(), 1);
+            tx.close(CloseCode::NORMAL, "").await.unwrap();
+            while !matches!(rx.recv().await, Ok(Message::Closed(_)) | Err(_)) {}
+            drop((tx, rx));
+            while registered() != 0 {
+                Timer::after(Duration::from_millis(5)).await;
+            }
+        }))
+    }
+
+    #[test]
+    fn a_close_notify_read_with_the_last_message_ends_a_tls_connection() {
+        use futures_lite::{AsyncReadExt, AsyncWriteExt};
+        use std::io::Write;
+        smol::block_on(bounded("the test", async {
+            let pki = ws_test_support::pki();
+            let server = echo_server(Some(&pki)).await;
+            let mut co = ws_proto::api::ClientOptions::default();
+            co.ca_path = Some(pki.ca.clone());
+            let config = tls::client_config(&co).unwrap();
+            let tcp = Async::<TcpStream>::connect(server.local_addr())
+                .await
+                .unwrap();
+            let name = tls::server_name("localhost").unwrap();
+            let mut s = futures_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            s.write_all(
+                b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            s.flush().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            assert!(head.starts_with(b"HTTP/1.1 101"));
+            // A masked text frame (mask key zero) and close_notify in one
+            // write: the server reads both at once, the message in a read
+            // that leaves the socket drained, and the session's end with
+            // no more from the socket to wake it.
+            let session = s.get_mut().1;
+            session
+                .writer()
+                .write_all(&[0x81, 0x85, 0, 0, 0, 0, b'h', b'e', b'l', b'l', b'o'])
+                .unwrap();
+            session.send_close_notify();
+            s.flush().await.unwrap();
+            // The echo, then the server's end of the connection.
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got).await;
+            assert_eq!(got, [0x81, 5, b'h', b'e', b'l', b'l', b'o']);
         }))
     }
 
