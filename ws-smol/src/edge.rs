@@ -439,6 +439,12 @@ mod tests {
     }
 
     impl Count {
+        /// A new count and the waker that counts into it.
+        fn waker() -> (Arc<Count>, Waker) {
+            let count = Arc::new(Count::default());
+            (count.clone(), Waker::from(count))
+        }
+
         fn get(&self) -> usize {
             self.0.load(Ordering::SeqCst)
         }
@@ -469,8 +475,7 @@ mod tests {
     fn a_read_waits_for_the_next_event_and_a_short_read_clears_readiness() {
         let io = GroupIo::new().unwrap();
         let (ours, mut peer) = pair(&io);
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
+        let (count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 64];
         // Nothing to read: the read waits, and so does readiness.
@@ -514,8 +519,7 @@ mod tests {
         drop(peer);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(io.collect(&mut Collect::default()), 1);
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
+        let (_count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 64];
         assert!(matches!(
@@ -534,8 +538,7 @@ mod tests {
     fn a_waker_replaced_is_woken() {
         let io = GroupIo::new().unwrap();
         let (ours, _peer) = pair(&io);
-        let (first, second) = (Arc::new(Count::default()), Arc::new(Count::default()));
-        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let ((first, w1), (second, w2)) = (Count::waker(), Count::waker());
         let (mut cx1, mut cx2) = (Context::from_waker(&w1), Context::from_waker(&w2));
         // A read wait, then another task's: the first must poll again.
         let mut buf = [0u8; 8];
@@ -563,8 +566,7 @@ mod tests {
         drop(first);
         let (second, _peer) = pair(&io);
         assert_eq!(second.slot, 0);
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
+        let (count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 8];
         assert!(second.poll_read(&mut cx, &mut buf).is_pending());
@@ -589,8 +591,7 @@ mod tests {
     fn an_event_between_a_read_and_its_wait_is_not_lost() {
         let io = GroupIo::new().unwrap();
         let (ours, _peer) = pair(&io);
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
+        let (_count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         // A read found nothing at this tick; an event comes in before it
         // waits: it must try again, not clear the flag and sleep.
@@ -608,8 +609,7 @@ mod tests {
     fn a_write_to_a_full_socket_waits_until_the_peer_reads() {
         let io = GroupIo::new().unwrap();
         let (ours, mut peer) = pair(&io);
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
+        let (count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         let chunk = vec![7u8; 64 * 1024];
         let mut written = 0usize;
@@ -652,8 +652,7 @@ mod tests {
         let (second, mut peer) = pair(&io);
         assert_eq!(io.registered(), 1);
         assert_eq!(second.slot, 0);
-        let count = Arc::new(Count::default());
-        let waker = Waker::from(count.clone());
+        let (count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 8];
         assert!(second.poll_read(&mut cx, &mut buf).is_pending());

@@ -649,7 +649,7 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
                     info,
                 };
                 let k = shared.next_group.fetch_add(1, Ordering::Relaxed) % shared.groups.len();
-                let io = GroupIo::of(&shared.groups[k]);
+                let io = GroupEpoll::of(&shared.groups[k]);
                 let conn = Box::pin(async move {
                     serve(sock, io, admitted.info, &admitted.shared).await;
                     drop(admitted);
@@ -706,18 +706,18 @@ async fn refuse(sock: Accepted, status: u16, why: &str) {
 
 /// The epoll instance of a connection's group, where there is one.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-struct GroupIo(Option<Arc<crate::edge::GroupIo>>);
+struct GroupEpoll(Option<Arc<crate::edge::GroupIo>>);
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-struct GroupIo;
+struct GroupEpoll;
 
-impl GroupIo {
+impl GroupEpoll {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn of(group: &Group) -> GroupIo {
-        GroupIo(group.io().cloned())
+    fn of(group: &Group) -> GroupEpoll {
+        GroupEpoll(group.io().cloned())
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    fn of(_: &Group) -> GroupIo {
-        GroupIo
+    fn of(_: &Group) -> GroupEpoll {
+        GroupEpoll
     }
 
     /// A plain TCP stream, registered in the group's epoll instance if it
@@ -758,7 +758,7 @@ impl GroupIo {
     }
 }
 
-async fn serve(sock: Accepted, io: GroupIo, info: ClientConnection, shared: &Arc<Shared>) {
+async fn serve(sock: Accepted, io: GroupEpoll, info: ClientConnection, shared: &Arc<Shared>) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let _ = sock.set_nodelay(true);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
