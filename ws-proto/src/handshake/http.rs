@@ -1,5 +1,7 @@
 //! HTTP pieces shared by both sides of the handshake.
 
+use std::mem::MaybeUninit;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -284,13 +286,25 @@ pub(crate) struct RequestHead {
     pub(crate) headers: Headers,
 }
 
+/// Header slots for the parser on the stack, up to this many (the
+/// default limit, `Config::max_headers`); a larger limit takes them from
+/// the heap. A request's slots are not even initialised.
+const STACK_HEADERS: usize = 64;
+
 pub(crate) fn parse_request(
     head: &[u8],
     max_headers: usize,
 ) -> Result<RequestHead, HandshakeError> {
-    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut storage);
-    match req.parse(head) {
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let storage = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap.resize_with(max_headers, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, storage) {
         Ok(httparse::Status::Complete(_)) => Ok(RequestHead {
             method: req.method.unwrap_or_default().to_owned(),
             target: req.path.unwrap_or_default().to_owned(),
@@ -313,8 +327,15 @@ pub(crate) fn parse_response(
     head: &[u8],
     max_headers: usize,
 ) -> Result<ResponseHead, HandshakeError> {
-    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut resp = httparse::Response::new(&mut storage);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let storage = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap.resize(max_headers, httparse::EMPTY_HEADER);
+        &mut heap[..]
+    };
+    let mut resp = httparse::Response::new(storage);
     match resp.parse(head) {
         Ok(httparse::Status::Complete(_)) => Ok(ResponseHead {
             status: resp.code.unwrap_or(0),
