@@ -12,7 +12,7 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use futures_rustls::{client, server, TlsConnector};
 use futures_sink::Sink;
 use ws_proto::api::proxy::{self, ProxyConnect, ProxyError};
@@ -286,21 +286,37 @@ pub(crate) async fn read_until<R: AsyncRead + Unpin, T>(
     r: &mut R,
     mut step: impl FnMut(Option<&[u8]>) -> Result<Option<T>, Error>,
 ) -> Result<(T, bool), Error> {
-    let mut buf = vec![0u8; 4096];
     loop {
-        let n = match r.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::from_stream(e)),
-        };
-        if n == 0 {
-            return step(None)?.map(|t| (t, false)).ok_or(Error::Closed);
-        }
-        if let Some(t) = step(Some(&buf[..n]))? {
-            return Ok((t, n < buf.len()));
+        // Each read goes into the thread's read buffer, taken for the poll
+        // alone, and at most HEAD_READ bytes of it (what follows the head
+        // in that read is kept for the connection).
+        let done = futures_lite::future::poll_fn(|cx| {
+            crate::socket::with_scratch(|buf| {
+                let buf = &mut buf[..HEAD_READ];
+                match Pin::new(&mut *r).poll_read(cx, buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                        Poll::Ready(Ok(None))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(Error::from_stream(e))),
+                    Poll::Ready(Ok(0)) => Poll::Ready(
+                        step(None).and_then(|t| t.map(|t| Some((t, false))).ok_or(Error::Closed)),
+                    ),
+                    Poll::Ready(Ok(n)) => {
+                        Poll::Ready(step(Some(&buf[..n])).map(|t| t.map(|t| (t, n < HEAD_READ))))
+                    }
+                }
+            })
+        })
+        .await?;
+        if let Some(done) = done {
+            return Ok(done);
         }
     }
 }
+
+/// The most a handshake reads at once.
+const HEAD_READ: usize = 4096;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Runs the client handshake for `request` over an established stream

@@ -64,6 +64,19 @@ thread_local! {
     static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
+/// Runs `f` with this thread's read buffer (one of its own if a caller
+/// further up holds the buffer), within one poll: a handshake's reads
+/// allocate nothing.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.take();
+    if buf.is_empty() {
+        buf = vec![0; READ_SIZE];
+    }
+    let r = f(&mut buf);
+    SCRATCH.set(buf);
+    r
+}
+
 /// Waits until a stream is readable without reading from it.
 pub(crate) type ReadReady<S> = fn(&S, &mut Context<'_>) -> Poll<io::Result<()>>;
 
