@@ -428,6 +428,38 @@ pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
 mod tests {
     use super::*;
 
+    /// A head with `n` headers after its first line.
+    fn head(first: &str, n: usize) -> Vec<u8> {
+        let mut h = format!("{first}\r\n").into_bytes();
+        for i in 0..n {
+            h.extend_from_slice(format!("X-{i}: v{i}\r\n").as_bytes());
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    }
+
+    #[test]
+    fn header_limits_on_the_stack_and_above_it() {
+        for (max, n) in [(3, 3), (STACK_HEADERS, STACK_HEADERS), (100, 100)] {
+            let req = parse_request(&head("GET / HTTP/1.1", n), max).unwrap();
+            assert_eq!(
+                req.headers.get_str(&format!("x-{}", n - 1)),
+                Some(&*format!("v{}", n - 1))
+            );
+            let resp = parse_response(&head("HTTP/1.1 101 Switching Protocols", n), max).unwrap();
+            assert_eq!(resp.status, 101);
+            assert_eq!(resp.headers.get_str("x-0"), Some("v0"));
+            assert!(matches!(
+                parse_request(&head("GET / HTTP/1.1", n + 1), max),
+                Err(HandshakeError::TooManyHeaders { max: m }) if m == max
+            ));
+            assert!(matches!(
+                parse_response(&head("HTTP/1.1 101 Switching Protocols", n + 1), max),
+                Err(HandshakeError::TooManyHeaders { max: m }) if m == max
+            ));
+        }
+    }
+
     #[test]
     fn rfc_1_3_accept_key() {
         assert_eq!(
