@@ -83,7 +83,8 @@ pub(crate) type ReadReady<S> = fn(&S, &mut Context<'_>) -> Poll<io::Result<()>>;
 struct State<S> {
     conn: Connection,
     stream: S,
-    /// For streams that can wait for readability (plain TCP): after a read
+    /// For streams that can wait for readability (plain TCP, and a
+    /// server's TLS on Linux): after a read
     /// that did not fill the buffer, wait for the reactor's readiness event
     /// instead of reading again, which would only say `EAGAIN` (one system
     /// call less per message when one message is in flight).
@@ -93,8 +94,8 @@ struct State<S> {
     /// The reads since the last readiness check follow its `Ready`: that
     /// call consumed the reactor's event, and interest stays disarmed
     /// (async-io registers one-shot) until the next wait registers it, so
-    /// no event can be recorded behind these reads. (A server's plain
-    /// socket on Linux, `edge.rs`, clears its readiness at the short read
+    /// no event can be recorded behind these reads. (A server's socket
+    /// on Linux, `edge.rs`, clears its readiness at the short read
     /// itself, and keeps it once the peer's end was seen.)
     ready_consumed: bool,
     out: Vec<u8>,
@@ -233,10 +234,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             }
             break;
         }
+        // A stream that buffers (TLS) may still hold what it took: not
+        // written until its flush is. A sender waits for it as the
+        // write's owner (woken when the socket takes more); returning
+        // early would leave the bytes to whoever writes next, and a peer
+        // waiting for them would wait for good.
         match Pin::new(&mut self.stream).poll_flush(cx) {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(self.broken(e.kind()))),
             Poll::Ready(Ok(())) => self.flushed = true,
-            Poll::Pending => {}
+            Poll::Pending => return Poll::Pending,
         }
         if self.shutdown_pending && !self.shut {
             match Pin::new(&mut self.stream).poll_close(cx) {
@@ -1198,6 +1204,38 @@ mod tests {
                     }
                 };
                 futures_lite::future::zip(ours, theirs).await;
+            },
+            async {
+                Timer::after(std::time::Duration::from_secs(10)).await;
+                panic!("a frame stayed in the stream's buffer");
+            },
+        ));
+    }
+
+    #[test]
+    fn a_send_is_done_only_once_a_buffering_stream_flushed_it() {
+        // Nothing but the send writes here (the receiver waits for a peer
+        // that waits for the frame): a send that ended at a flush that was
+        // not ready would leave its frame in the stream's buffer.
+        smol::block_on(futures_lite::future::or(
+            async {
+                let (mut peer, ours) = loopback().await;
+                let stream = Buffering {
+                    inner: Async::new(ours).unwrap(),
+                    held: Vec::new(),
+                    defer: false,
+                };
+                let conn =
+                    Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
+                let (tx, _rx) = halves(conn, stream, false);
+                for i in 0..5u8 {
+                    tx.send_binary(&[i]).await.unwrap();
+                    // Our masked frame: 2 + 4 + 1 bytes.
+                    let mut buf = [0u8; 7];
+                    peer.read_exact(&mut buf).await.unwrap();
+                    assert_eq!(buf[..2], [0x82, 0x81]);
+                    assert_eq!(buf[6] ^ buf[2], i);
+                }
             },
             async {
                 Timer::after(std::time::Duration::from_secs(10)).await;
