@@ -41,7 +41,7 @@ pub(crate) struct Group {
 
 struct Inner {
     state: Mutex<State>,
-    /// The epoll instance of the group's plain TCP sockets (see `edge.rs`);
+    /// The epoll instance of the group's TCP sockets (see `edge.rs`);
     /// none if the kernel would not make one.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     io: Option<Arc<crate::edge::GroupIo>>,
@@ -139,7 +139,7 @@ impl Group {
         Ok(())
     }
 
-    /// The epoll instance to register the group's plain TCP sockets in.
+    /// The epoll instance to register the group's TCP sockets in.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn io(&self) -> Option<&Arc<crate::edge::GroupIo>> {
         self.inner.io.as_ref()

@@ -580,9 +580,9 @@ impl Drop for Server {
 }
 
 /// An accepted connection before it waits anywhere: on Linux and Android
-/// a non-blocking socket in no reactor yet (a plain connection is
-/// registered only in its group's epoll instance, see `edge.rs`), elsewhere
-/// registered with async-io.
+/// a non-blocking socket in no reactor yet (it is registered only in its
+/// group's epoll instance, see `edge.rs`), elsewhere registered with
+/// async-io.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 type Accepted = TcpStream;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -960,8 +960,7 @@ mod tests {
             let mut a = crate::connect_with(&url, &co).await.unwrap();
             assert_eq!(registered(), 1);
             // One message, then a message larger than the sockets' buffers
-            // (the session decrypts records larger than a read of the
-            // connection's: what it holds is read without the socket),
+            // (waits for room and for data, in TLS records of 16 KiB),
             // then many small ones sent at once (several in one record).
             a.send_text("short").await.unwrap();
             assert_eq!(a.recv().await.unwrap(), Message::Text("short".into()));

@@ -123,6 +123,8 @@ async fn upgrade_on<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpi
 ) -> io::Result<S> {
     s.write_all(&upgrade_request(&addr.to_string(), extensions))
         .await?;
+    // TLS holds what it could not write yet until a flush.
+    s.flush().await?;
     let mut head = Vec::with_capacity(256);
     let mut chunk = [0u8; 512];
     loop {
@@ -224,6 +226,7 @@ async fn echo_conn<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin
         batch.extend_from_slice(frame);
     }
     s.write_all(&batch).await?;
+    s.flush().await?;
     let mut buf = vec![0u8; (echo_len * depth).clamp(4096, 1 << 20)];
     let mut partial = 0usize;
     loop {
@@ -241,6 +244,7 @@ async fn echo_conn<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin
                 batch.extend_from_slice(frame);
             }
             s.write_all(&batch).await?;
+            s.flush().await?;
         }
     }
 }
