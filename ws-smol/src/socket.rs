@@ -498,11 +498,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
             }
             let mut drained = false;
             let mut item = None;
-            let mut buf = SCRATCH.take();
-            if buf.is_empty() {
-                buf = vec![0; READ_SIZE];
-            }
-            let r = match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+            let r = with_scratch(|buf| match Pin::new(&mut self.stream).poll_read(cx, buf) {
                 Poll::Ready(Ok(n)) => {
                     if n > 0 {
                         drained = n < buf.len();
@@ -511,8 +507,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
                     Poll::Ready(Ok(n))
                 }
                 other => other,
-            };
-            SCRATCH.set(buf);
+            });
             if let (true, Some(ready)) = (drained, self.ready) {
                 // The readiness event behind this read may still be
                 // recorded (async-io reports an event once, to the next
@@ -1173,6 +1168,19 @@ mod tests {
         }
     }
 
+    /// A client's halves over a `Buffering` loopback stream, and the peer.
+    async fn buffering_halves() -> (Async<TcpStream>, Sender<Buffering>, Receiver<Buffering>) {
+        let (peer, ours) = loopback().await;
+        let stream = Buffering {
+            inner: Async::new(ours).unwrap(),
+            held: Vec::new(),
+            defer: false,
+        };
+        let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
+        let (tx, rx) = halves(conn, stream, false);
+        (peer, tx, rx)
+    }
+
     #[test]
     fn bytes_a_buffering_stream_holds_after_a_pending_flush_are_flushed_later() {
         // The write path returns at once when nothing is queued, but only
@@ -1180,15 +1188,7 @@ mod tests {
         // what it took before a flush that was not.
         smol::block_on(futures_lite::future::or(
             async {
-                let (mut peer, ours) = loopback().await;
-                let stream = Buffering {
-                    inner: Async::new(ours).unwrap(),
-                    held: Vec::new(),
-                    defer: false,
-                };
-                let conn =
-                    Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
-                let (tx, mut rx) = halves(conn, stream, false);
+                let (mut peer, tx, mut rx) = buffering_halves().await;
                 let ours = async {
                     for i in 0..20u8 {
                         tx.send_binary(&[i]).await.unwrap();
@@ -1219,15 +1219,7 @@ mod tests {
         // not ready would leave its frame in the stream's buffer.
         smol::block_on(futures_lite::future::or(
             async {
-                let (mut peer, ours) = loopback().await;
-                let stream = Buffering {
-                    inner: Async::new(ours).unwrap(),
-                    held: Vec::new(),
-                    defer: false,
-                };
-                let conn =
-                    Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
-                let (tx, _rx) = halves(conn, stream, false);
+                let (mut peer, tx, _rx) = buffering_halves().await;
                 for i in 0..5u8 {
                     tx.send_binary(&[i]).await.unwrap();
                     // Our masked frame: 2 + 4 + 1 bytes.
