@@ -234,6 +234,37 @@ fn server_failures_carry_their_status() {
 }
 
 #[test]
+fn key_and_version_come_once_and_the_key_decodes_to_16_bytes() {
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let with_key = |k: &str| text(RFC_REQUEST).replace(key, k).into_bytes();
+    // 16 bytes without padding characters where they belong, 17, 18 and
+    // 48 bytes of base64: refused, however large.
+    for k in [
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "AAAAAAAAAAAAAAAAAAAAAAA=",
+        "AAAAAAAAAAAAAAAAAAAAAAAA",
+        &"A".repeat(64),
+    ] {
+        assert_eq!(server_error(&with_key(k)), HandshakeError::Key, "{k}");
+    }
+    // Padded by spaces is still the key.
+    assert_eq!(upgrade(&with_key(&format!("  {key} "))).key(), key);
+    let twice = |line: &str| {
+        text(RFC_REQUEST)
+            .replace("\r\n\r\n", &format!("\r\n{line}\r\n\r\n"))
+            .into_bytes()
+    };
+    assert_eq!(
+        server_error(&twice(&format!("sec-websocket-key: {key}"))),
+        HandshakeError::Key
+    );
+    assert_eq!(
+        server_error(&twice("Sec-WebSocket-Version: 8")),
+        HandshakeError::Version(Some("13, 8".into()))
+    );
+}
+
+#[test]
 fn connection_and_upgrade_tokens_are_case_insensitive_lists() {
     let req = text(RFC_REQUEST)
         .replace("Connection: Upgrade", "Connection: keep-alive, UPGRADE")

@@ -9,7 +9,8 @@ use rand::{RngCore, SeedableRng};
 
 use super::extensions::parse_extensions;
 use super::http::{
-    accept_key, check_header, is_token, parse_response, trim, write_header, HeadScanner, Headers,
+    accept_key_in, check_header, is_token, parse_response, trim, write_header, HeadScanner,
+    Headers, ACCEPT_KEY_LEN,
 };
 use crate::config::Config;
 use crate::connection::{Connection, Role};
@@ -427,7 +428,8 @@ impl ClientHandshake {
         if !headers.has_token("connection", "upgrade") {
             return Err(HandshakeError::Connection);
         }
-        let expected = accept_key(self.key.as_bytes());
+        let mut buf = [0; ACCEPT_KEY_LEN];
+        let expected = accept_key_in(self.key.as_bytes(), &mut buf);
         let mut accepts = headers.get_all("sec-websocket-accept");
         match (accepts.next(), accepts.next()) {
             (Some(v), None) if trim(v) == expected.as_bytes() => {}

@@ -23,16 +23,35 @@ const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// );
 /// ```
 pub fn accept_key(key: &[u8]) -> String {
+    accept_key_in(key, &mut [0; ACCEPT_KEY_LEN]).to_owned()
+}
+
+/// Length of a `Sec-WebSocket-Accept` value: a SHA-1 digest (20 bytes)
+/// in base64.
+pub(crate) const ACCEPT_KEY_LEN: usize = 28;
+
+/// [`accept_key`] written into `buf`, without an allocation.
+pub(crate) fn accept_key_in<'a>(key: &[u8], buf: &'a mut [u8; ACCEPT_KEY_LEN]) -> &'a str {
     let mut sha = Sha1::new();
     sha.update(key);
     sha.update(GUID);
-    BASE64.encode(sha.finalize())
+    // 20 bytes are always 28 characters of base64, which is ASCII.
+    let n = BASE64.encode_slice(sha.finalize(), buf).unwrap_or(0);
+    std::str::from_utf8(&buf[..n]).unwrap_or_default()
 }
 
 /// HTTP header lines in order, repeated names kept, names as received.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Every name and value lives in one buffer, each line a pair of ranges
+/// into it: a parsed head costs two allocations however many lines it has
+/// (a pair of strings per line cost two each).
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(String, Vec<u8>)>,
+    /// The names and values, one after another.
+    bytes: Vec<u8>,
+    /// Per line: where its name ends and where its value ends in `bytes`
+    /// (the name starts where the line before it ended).
+    lines: Vec<(u32, u32)>,
 }
 
 impl Headers {
@@ -43,25 +62,35 @@ impl Headers {
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.lines.len()
     }
 
     /// Whether there are no header lines.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.lines.is_empty()
     }
 
     /// Appends a header line.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.entries.push((name.into(), value.into()));
+    ///
+    /// # Panics
+    /// If the names and values together pass 4 GiB.
+    pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<[u8]>) {
+        self.push_bytes(name.as_ref(), value.as_ref());
+    }
+
+    fn push_bytes(&mut self, name: &str, value: &[u8]) {
+        self.bytes.extend_from_slice(name.as_bytes());
+        let name_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        let end = |n: usize| u32::try_from(n).expect("header lines past 4 GiB");
+        self.lines.push((end(name_end), end(self.bytes.len())));
     }
 
     /// The first value of `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.raw()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// The first value of `name`, if it is UTF-8.
@@ -71,10 +100,9 @@ impl Headers {
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.raw()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// Number of lines named `name`.
@@ -84,7 +112,21 @@ impl Headers {
 
     /// Every (name, value) line, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        // Names come in as `&str` (from `push`, or httparse, which takes
+        // only token characters): never the default.
+        self.raw()
+            .map(|(n, v)| (std::str::from_utf8(n).unwrap_or_default(), v))
+    }
+
+    /// Every (name, value) line, the name as bytes.
+    fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.lines.iter().map(move |&(name_end, end)| {
+            let (name_end, end) = (name_end as usize, end as usize);
+            let line = (&self.bytes[start..name_end], &self.bytes[name_end..end]);
+            start = end;
+            line
+        })
     }
 
     /// The comma-separated items of every `name` line, trimmed, empty ones
@@ -106,14 +148,35 @@ impl Headers {
     }
 
     fn from_httparse(headers: &[httparse::Header<'_>]) -> Self {
-        Headers {
-            entries: headers
-                .iter()
-                .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                .collect(),
+        let size = headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+        let mut out = Headers {
+            bytes: Vec::with_capacity(size),
+            lines: Vec::with_capacity(headers.len()),
+        };
+        for h in headers {
+            out.push_bytes(h.name, h.value);
         }
+        out
     }
 }
+
+/// Line by line, as a list of (name, value) pairs.
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .finish()
+    }
+}
+
+/// The same lines in the same order (names as received: case counts).
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
 
 /// `s` without leading and trailing spaces and tabs (HTTP OWS).
 pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
@@ -480,6 +543,44 @@ mod tests {
         assert_eq!(h.tokens("x"), ["a", "b"]);
         assert_eq!(h.count("connection"), 2);
         assert_eq!(h.get_str("CONNECTION"), Some("keep-alive, Upgrade"));
+    }
+
+    #[test]
+    fn headers_keep_lines_in_order_in_one_buffer() {
+        let req = b"GET /x HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nx-two: 1\r\nX-Two:  2 \r\n\r\n";
+        let h = parse_request(req, 8).unwrap().headers;
+        let lines: Vec<(&str, &[u8])> = h.iter().collect();
+        assert_eq!(
+            lines,
+            [
+                ("Host", &b"a"[..]),
+                ("X-Empty", b""),
+                ("x-two", b"1"),
+                ("X-Two", b"2"),
+            ]
+        );
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.get("X-EMPTY"), Some(&b""[..]));
+        assert_eq!(h.get("missing"), None);
+        assert_eq!(h.get_all("x-TWO").collect::<Vec<_>>(), [b"1", b"2"]);
+        // Equal to the same lines pushed one by one; names as received.
+        let mut pushed = Headers::new();
+        for (n, v) in &lines {
+            pushed.push(n, v);
+        }
+        assert_eq!(pushed, h);
+        pushed.push("Host", "b");
+        assert_ne!(pushed, h);
+        let mut renamed = Headers::new();
+        for (n, v) in &lines {
+            renamed.push(n.to_ascii_lowercase(), v);
+        }
+        assert_ne!(renamed, h);
+        assert_eq!(format!("{:?}", Headers::from_httparse(&[])), "[]");
+        assert_eq!(
+            format!("{renamed:?}").lines().next(),
+            Some(r#"[("host", "a"), ("x-empty", ""), ("x-two", "1"), ("x-two", "2")]"#)
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
 use super::http::{
-    accept_key, check_response_header, is_token, parse_request, write_header, write_response,
-    write_response_unchecked, HeadScanner, Headers, RequestHead,
+    accept_key_in, check_response_header, is_token, parse_request, write_header, write_response,
+    write_response_unchecked, HeadScanner, Headers, RequestHead, ACCEPT_KEY_LEN,
 };
 use crate::config::Config;
 use crate::connection::{Connection, Role};
@@ -115,13 +115,14 @@ impl ServerHandshake {
             return Err(HandshakeError::Connection);
         }
         // "A |Sec-WebSocket-Version| header field, with a value of 13."
-        let versions: Vec<&[u8]> = req.headers.get_all("sec-websocket-version").collect();
-        match versions.as_slice() {
-            [v] if super::http::trim(v) == b"13" => {}
-            [] => return Err(HandshakeError::Version(None)),
-            vs => {
-                let shown = vs
-                    .iter()
+        let mut versions = req.headers.get_all("sec-websocket-version");
+        match (versions.next(), versions.next()) {
+            (Some(v), None) if super::http::trim(v) == b"13" => {}
+            (None, _) => return Err(HandshakeError::Version(None)),
+            _ => {
+                let shown = req
+                    .headers
+                    .get_all("sec-websocket-version")
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .collect::<Vec<_>>()
                     .join(", ");
@@ -130,17 +131,20 @@ impl ServerHandshake {
         }
         // "A |Sec-WebSocket-Key| header field with a base64-encoded value
         // that, when decoded, is 16 bytes in length."
-        let keys: Vec<&[u8]> = req.headers.get_all("sec-websocket-key").collect();
-        match keys.as_slice() {
-            [k] if BASE64
-                .decode(super::http::trim(k))
-                .is_ok_and(|d| d.len() == 16) =>
-            {
-                Ok(())
-            }
+        let mut keys = req.headers.get_all("sec-websocket-key");
+        match (keys.next(), keys.next()) {
+            (Some(k), None) if decodes_to_16_bytes(super::http::trim(k)) => Ok(()),
             _ => Err(HandshakeError::Key),
         }
     }
+}
+
+/// Whether `key` is base64 for 16 bytes, decoded on the stack (a longer
+/// value does not fit and fails).
+fn decodes_to_16_bytes(key: &[u8]) -> bool {
+    // 24 characters (16 bytes and padding) are estimated at 18 bytes.
+    let mut buf = [0u8; 18];
+    matches!(BASE64.decode_slice(key, &mut buf), Ok(16))
 }
 
 /// The getters both request types share.
@@ -233,13 +237,16 @@ impl UpgradeRequest {
         for (n, v) in &accept.headers {
             check_response_header(n, v)?;
         }
+        // Room for the usual response at once, not grown line by line.
+        out.reserve(160);
         out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
         write_header(out, "Upgrade", "websocket");
         write_header(out, "Connection", "Upgrade");
+        let mut key = [0; ACCEPT_KEY_LEN];
         write_header(
             out,
             "Sec-WebSocket-Accept",
-            &accept_key(self.key.as_bytes()),
+            accept_key_in(self.key.as_bytes(), &mut key),
         );
         if let Some(p) = &accept.protocol {
             write_header(out, "Sec-WebSocket-Protocol", p);
