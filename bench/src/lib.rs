@@ -176,3 +176,14 @@ pub fn deflate_corpus() -> Vec<(&'static str, Vec<String>)> {
         .collect();
     vec![("json", json), ("prose", prose)]
 }
+
+/// GB/s of `f` over `size` bytes, run `iters` times after one run to warm
+/// up.
+pub fn gbs(size: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let t = std::time::Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    (size * iters) as f64 / t.elapsed().as_secs_f64() / 1e9
+}

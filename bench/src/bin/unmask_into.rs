@@ -6,9 +6,9 @@
 //! `taskset -c 1 cargo run --release -p ws-bench --bin unmask_into`
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use bytes::BytesMut;
+use ws_bench::gbs;
 
 const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
@@ -33,16 +33,6 @@ fn extend_chunks<const N: usize, B: Extend<u8>>(dst: &mut B, src: &[u8]) {
     for c in src.chunks(N) {
         dst.extend(c.iter().zip(&p).map(|(a, m)| a ^ m));
     }
-}
-
-fn gbs(size: usize, iters: usize, f: impl FnMut()) -> f64 {
-    let mut f = f;
-    f();
-    let t = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    (size * iters) as f64 / t.elapsed().as_secs_f64() / 1e9
 }
 
 fn main() {
