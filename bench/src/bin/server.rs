@@ -116,10 +116,10 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: boo
         options.max_clients = 20_000;
         options.max_connections_per_ip = 20_000;
         options.config.deflate = deflate_config(deflate);
-        if tls {
-            // A certificate made now (the load generator does not check
-            // it); its files live as long as the process.
-            let pki = Box::leak(Box::new(ws_test_support::pki()));
+        // A certificate made now (the load generator does not check it);
+        // its files are read at start and removed once it has started.
+        let pki = tls.then(ws_test_support::pki);
+        if let Some(pki) = &pki {
             options.cert = Some(ws_smol::ServerCert {
                 cert_path: pki.server_cert.clone(),
                 key_path: pki.server_key.clone(),
@@ -131,6 +131,7 @@ fn ws_smol_server(addr: SocketAddr, deflate: bool, own_executor: bool, lent: boo
             Server::start(options).await
         }
         .expect("start");
+        drop(pki);
         echo_callbacks!(server, lent, queue_text, queue_binary);
         announce(server.local_addr().port());
         futures_lite::future::pending::<()>().await;
