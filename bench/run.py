@@ -12,6 +12,11 @@ by crate: a measure of CPU per echo that does not move with the noise),
 cache simulation), --tables R (the server's atomic read-modify-write
 instructions per echo, under callgrind; needs objdump).
 
+--base BIN: servers named `base-IMPL` run IMPL from BIN, a server binary
+built from another commit (copy target/release/server away first); with
+it, table D also runs `base-ws-smol` and gives ws-smol's ratio to it, a
+before-and-after measured in the same rounds.
+
 Every server runs pinned to core 1 (taskset), the load generator to core 0.
 Contenders are interleaved: each round runs every configuration against
 every server, in an order rotated per round. Needs: a release build of
@@ -36,6 +41,8 @@ SERVER_CORE, GEN_CORE = "1", "0"
 # The load generator's echo loop: "epoll" (its own level-triggered loop, the
 # default) or "async-io" (a task per connection, as before session 26).
 REACTOR = "epoll"
+# A server binary from another commit, run for servers named base-IMPL (--base).
+BASE_BIN = None
 
 SERVERS = ["ws-smol", "ws-smol-cb-lent", "ws-smol-stream", "ws-smol-lent", "ws-smol-reply", "ws-smol-global", "ws-blocking", "ws-blocking-cb-lent", "async-tungstenite", "tokio-tungstenite", "fastwebsockets", "ws-proto-tokio", "node-ws"]
 
@@ -55,7 +62,11 @@ class Server:
             opts = json.dumps({"deflate": {"threshold": 0} if deflate else False})
             cmd = ["node", os.path.join(NODE_DIR, "echo_server.js"), "0", opts]
         else:
-            cmd = [os.path.join(BIN, "server"), impl, "0"] + (["--deflate"] if deflate else [])
+            if impl.startswith("base-"):
+                cmd = [BASE_BIN, impl[len("base-"):], "0"]
+            else:
+                cmd = [os.path.join(BIN, "server"), impl, "0"]
+            cmd += ["--deflate"] if deflate else []
         self.p = subprocess.Popen(["taskset", "-c", SERVER_CORE] + list(wrap) + cmd, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=env,
                                   stderr=subprocess.DEVNULL if wrap else None)
@@ -254,7 +265,7 @@ def handshake_rate(impl, clients, secs):
 def table_d(rounds, secs):
     # raw-tcp-smol: raw-tcp's exchange on smol's reactor and executor, as
     # ws-smol runs: what the runtime alone costs against tokio's raw-tcp.
-    impls = ["raw-tcp", "raw-tcp-smol", "ws-smol", "tokio-tungstenite"]
+    impls = ["raw-tcp", "raw-tcp-smol", "ws-smol", "tokio-tungstenite"] + (["base-ws-smol"] if BASE_BIN else [])
     res = {}
     for rnd in range(rounds):
         for clients in [1, 4]:
@@ -278,6 +289,16 @@ def table_d(rounds, secs):
               f"**{ratio('ws-smol', 'tokio-tungstenite', clients):.2f}x** | "
               f"{ratio('raw-tcp-smol', 'raw-tcp', clients):.2f}x | {ratio('ws-smol', 'raw-tcp-smol', clients):.2f}x |")
     print()
+    if BASE_BIN:
+        print(f"Before and after: base-ws-smol is `{BASE_BIN}`'s ws-smol, in the same rounds.\n")
+        print("| clients | ws-smol | base-ws-smol | ws-smol / base-ws-smol (median, range) |")
+        print("|---|---|---|---|")
+        for clients in [1, 4]:
+            rs = [x / y for x, y in zip(res[("ws-smol", clients)], res[("base-ws-smol", clients)])]
+            print(f"| {clients} | {statistics.median(res[('ws-smol', clients)]):.0f} | "
+                  f"{statistics.median(res[('base-ws-smol', clients)]):.0f} | "
+                  f"{statistics.median(rs):.2f}x ({min(rs):.2f}-{max(rs):.2f}) |")
+        print()
 
 
 IO_CALLS = ["recvfrom", "recvmsg", "readv", "sendto", "sendmsg", "writev"]
@@ -639,9 +660,11 @@ def main():
     ap.add_argument("--only", help="rows and servers of table B, as 100x20,10x1024:ws-smol,tokio-tungstenite")
     ap.add_argument("--reactor", choices=["epoll", "async-io"], default="epoll",
                     help="the load generator's echo loop")
+    ap.add_argument("--base", help="a server binary from another commit, run as base-IMPL")
     a = ap.parse_args()
-    global REACTOR
+    global REACTOR, BASE_BIN
     REACTOR = a.reactor
+    BASE_BIN = a.base
     if "B" in a.tables:
         table_b(a.rounds, a.secs, a.quick, a.only)
     if "C" in a.tables:

@@ -155,11 +155,11 @@ fn append_then_mask<B: ByteSink>(dst: &mut B, src: &[u8], mask: [u8; 4], offset:
 /// into `dst`, which must have the same length: a copy and the XOR in one
 /// pass.
 ///
-/// [`MASK_BLOCK`] bytes at a time, each masked as an array by value and
+/// 128 bytes at a time, each block masked as an array by value and
 /// stored whole (as [`ByteSink::append_masked`] does), then 8 bytes at a
-/// time: for 1-16 KiB about 1.1x the speed of 8-byte words alone (0.9-1.8x
-/// per measurement on a noisy host), and 3-4% fewer instructions to
-/// decode 16-64 KiB of text (BENCHMARKS.md, session 28).
+/// time: for 1-16 KiB 1.0-1.6x the speed of 8-byte words alone (median
+/// 1.4x, the `mask_into` bench), and 3-4% fewer instructions to decode
+/// 16-64 KiB of text (BENCHMARKS.md, session 28).
 #[inline]
 pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
     assert_eq!(dst.len(), src.len());
@@ -167,7 +167,7 @@ pub fn mask_into(dst: &mut [u8], src: &[u8], mask: [u8; 4], offset: usize) {
     let word = mask_word(rot);
     let mut d = dst.chunks_exact_mut(MASK_BLOCK);
     let mut s = src.chunks_exact(MASK_BLOCK);
-    if s.len() > 0 {
+    if src.len() >= MASK_BLOCK {
         let pattern = mask_pattern(word);
         for (d, s) in (&mut d).zip(&mut s) {
             let Ok(mut block) = <[u8; MASK_BLOCK]>::try_from(s) else {
@@ -239,7 +239,8 @@ pub trait ByteSink {
     }
 }
 
-/// Bytes masked at a time by [`ByteSink::append_masked`]: eight 16-byte
+/// Bytes masked at a time by [`ByteSink::append_masked`] and
+/// [`mask_into`]: eight 16-byte
 /// registers, so that the block can stay in registers until it is
 /// appended (it does on x86-64 with SSE2, judged by the speed: through a
 /// 512-byte block on the stack, each byte was stored twice, and

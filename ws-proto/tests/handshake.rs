@@ -237,12 +237,13 @@ fn server_failures_carry_their_status() {
 fn key_and_version_come_once_and_the_key_decodes_to_16_bytes() {
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let with_key = |k: &str| text(RFC_REQUEST).replace(key, k).into_bytes();
-    // 16 bytes without padding characters where they belong, 17, 18 and
-    // 48 bytes of base64: refused, however large.
+    // 16 bytes without padding characters where they belong, 17, 18, 21
+    // and 48 bytes of base64: refused, however large.
     for k in [
         "dGhlIHNhbXBsZSBub25jZQ",
         "AAAAAAAAAAAAAAAAAAAAAAA=",
         "AAAAAAAAAAAAAAAAAAAAAAAA",
+        &"A".repeat(28),
         &"A".repeat(64),
     ] {
         assert_eq!(server_error(&with_key(k)), HandshakeError::Key, "{k}");

@@ -657,10 +657,11 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
                 // Given back when the server stopped meanwhile: dropped
                 // unanswered.
                 let _ = shared.groups[k].add(conn);
-                // The group (woken by the add) runs before this task asks
-                // for the next connection: with one client at a time, the
-                // accept that finds none and the listener's re-arm (two
-                // system calls) then follow the 101 instead of delaying it.
+                // The group (woken by the add) usually runs before this
+                // task asks for the next connection (on one thread it
+                // does): with one client at a time, the accept that finds
+                // none and the listener's re-arm (two system calls) then
+                // follow the 101 instead of delaying it.
                 futures_lite::future::yield_now().await;
             }
         }

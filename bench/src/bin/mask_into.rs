@@ -39,11 +39,17 @@ fn main() {
         assert_eq!(a, b);
         let iters = (2usize << 30) / size;
         for _ in 0..2 {
+            // The mask and phase as the decoder has them: known at run time.
             let x = gbs(size, iters, || {
-                words(black_box(&mut a), black_box(&src), MASK)
+                words(black_box(&mut a), black_box(&src), black_box(MASK))
             });
             let y = gbs(size, iters, || {
-                ws_proto::mask::mask_into(black_box(&mut b), black_box(&src), MASK, 0)
+                ws_proto::mask::mask_into(
+                    black_box(&mut b),
+                    black_box(&src),
+                    black_box(MASK),
+                    black_box(0),
+                )
             });
             let z = gbs(size, iters, || {
                 black_box(&mut b).copy_from_slice(black_box(&src))

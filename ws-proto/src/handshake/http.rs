@@ -35,9 +35,12 @@ pub(crate) fn accept_key_in<'a>(key: &[u8], buf: &'a mut [u8; ACCEPT_KEY_LEN]) -
     let mut sha = Sha1::new();
     sha.update(key);
     sha.update(GUID);
-    // 20 bytes are always 28 characters of base64, which is ASCII.
-    let n = BASE64.encode_slice(sha.finalize(), buf).unwrap_or(0);
-    std::str::from_utf8(&buf[..n]).unwrap_or_default()
+    // 20 bytes are always 28 characters of base64, which is ASCII (an
+    // empty key on failure would let a client accept an empty header).
+    let Ok(n) = BASE64.encode_slice(sha.finalize(), buf) else {
+        unreachable!("20 bytes are 28 characters of base64")
+    };
+    std::str::from_utf8(&buf[..n]).unwrap_or_else(|_| unreachable!("base64 is ASCII"))
 }
 
 /// HTTP header lines in order, repeated names kept, names as received.
@@ -79,11 +82,13 @@ impl Headers {
     }
 
     fn push_bytes(&mut self, name: &str, value: &[u8]) {
+        let name_end = self.bytes.len() + name.len();
+        let end = name_end + value.len();
+        let offset = |n: usize| u32::try_from(n).expect("header lines past 4 GiB");
+        let line = (offset(name_end), offset(end));
         self.bytes.extend_from_slice(name.as_bytes());
-        let name_end = self.bytes.len();
         self.bytes.extend_from_slice(value);
-        let end = |n: usize| u32::try_from(n).expect("header lines past 4 GiB");
-        self.lines.push((end(name_end), end(self.bytes.len())));
+        self.lines.push(line);
     }
 
     /// The first value of `name` (ASCII case-insensitive).
@@ -160,11 +165,12 @@ impl Headers {
     }
 }
 
-/// Line by line, as a list of (name, value) pairs.
+/// Line by line, as a list of (name, value) pairs; bytes of a value that
+/// are not printable ASCII escaped.
 impl std::fmt::Debug for Headers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .entries(self.iter().map(|(n, v)| (n, v.escape_ascii().to_string())))
             .finish()
     }
 }
@@ -581,6 +587,8 @@ mod tests {
             format!("{renamed:?}").lines().next(),
             Some(r#"[("host", "a"), ("x-empty", ""), ("x-two", "1"), ("x-two", "2")]"#)
         );
+        renamed.push("bin", [0xff, b'"']);
+        assert!(format!("{renamed:?}").ends_with(r#"("bin", "\\xff\\\"")]"#));
     }
 
     #[test]
