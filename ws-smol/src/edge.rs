@@ -26,7 +26,7 @@ use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -42,6 +42,9 @@ const EVENTS: usize = 256;
 pub(crate) struct GroupIo {
     ep: Async<OwnedFd>,
     table: Mutex<Table>,
+    /// A socket was added since the group last asked: its event is in
+    /// the instance.
+    added: AtomicBool,
 }
 
 /// Registrations by slot; an event's data is the slot and the
@@ -120,6 +123,7 @@ impl GroupIo {
         Ok(Arc::new(GroupIo {
             ep: Async::new(ep)?,
             table: Mutex::new(Table::default()),
+            added: AtomicBool::new(false),
         }))
     }
 
@@ -147,11 +151,14 @@ impl GroupIo {
         t.slots[slot] = Some((generation, reg.clone()));
         drop(t);
         // Adding a socket raises an event at once (a new socket is
-        // writable): taken now, before the socket's first wait, it wakes
-        // nothing; left for later, it would cost the group a turn of the
-        // reactor to find it, and the connection a read that finds
-        // nothing.
-        self.collect(&mut Collect::default());
+        // writable). The group collects it before it next waits (see
+        // `take_added`), not here, where it would delay the connection's
+        // first read by a system call: left in the instance while the
+        // group waits, it would cost a turn of the reactor to find. Taken
+        // late it wakes nothing: epoll reports a socket's readiness when
+        // it is collected, so a request read meanwhile is not reported
+        // again.
+        self.added.store(true, Ordering::Release);
         Ok(GroupTcp {
             io: sock,
             reg,
@@ -159,6 +166,13 @@ impl GroupIo {
             slot,
             generation,
         })
+    }
+
+    /// Whether a socket was added since the last call: the group then
+    /// collects before it waits, so that the event of adding it does not
+    /// end the wait at once.
+    pub(crate) fn take_added(&self) -> bool {
+        self.added.swap(false, Ordering::AcqRel)
     }
 
     /// Sockets registered now.
@@ -565,6 +579,8 @@ mod tests {
         let kept = first.io.try_clone().unwrap();
         drop(first);
         let (second, _peer) = pair(&io);
+        // The events of adding both.
+        assert_eq!(io.collect(&mut Collect::default()), 2);
         assert_eq!(second.slot, 0);
         let (count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
@@ -578,12 +594,31 @@ mod tests {
     }
 
     #[test]
-    fn the_event_of_adding_a_socket_is_taken_by_its_registration() {
+    fn adding_a_socket_is_flagged_for_the_group_to_collect_and_wakes_nothing() {
         let io = GroupIo::new().unwrap();
-        let (ours, _peer) = pair(&io);
-        // The new socket's event (it is writable) was collected when it was
-        // added: the group finds nothing to do.
+        let (ours, mut peer) = pair(&io);
+        // The new socket's event (it is writable) waits in the instance;
+        // the group is told to collect it before it waits.
+        assert_eq!(ours.reg.tick(), 0);
+        assert!(io.take_added());
+        assert!(!io.take_added());
+        // The first read does not wait for that event.
+        let (count, waker) = Count::waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = [0u8; 64];
+        peer.write_all(b"request").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(matches!(
+            ours.poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(7))
+        ));
+        // Collected late, the event says what the socket is now (drained,
+        // writable): it wakes no read and leaves readiness to the next one.
+        assert!(ours.poll_read_ready(&mut cx).is_pending());
+        assert_eq!(io.collect(&mut Collect::default()), 1);
         assert_eq!(ours.reg.tick(), 1);
+        assert_eq!(count.get(), 0);
+        assert!(ours.poll_read_ready(&mut cx).is_pending());
         assert_eq!(io.collect(&mut Collect::default()), 0);
     }
 

@@ -189,7 +189,14 @@ async fn run(inner: Arc<Inner>) {
                     #[cfg(any(target_os = "linux", target_os = "android"))]
                     if let (Some(io), false) = (&inner.io, io_done) {
                         drop(s);
-                        let mut got = if eager { io.collect(&mut collect) } else { 0 };
+                        // Eager, or a socket was added (its event waits in
+                        // the instance): collect before arming the wait.
+                        let added = io.take_added();
+                        let mut got = if eager || added {
+                            io.collect(&mut collect)
+                        } else {
+                            0
+                        };
                         // async-io reports the epoll instance readable once
                         // per arming: collect until it is armed again.
                         while got == 0 && io.poll_ready(cx) {
@@ -359,19 +366,33 @@ mod tests {
         assert_eq!(finished.load(Ordering::SeqCst), 2);
     }
 
+    /// A group, its task, its epoll instance, and a loopback pair: the
+    /// peer's side and ours (non-blocking, not registered yet).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[allow(clippy::type_complexity)]
+    fn group_and_pair() -> (
+        Group,
+        Pin<Box<dyn Future<Output = ()> + Send>>,
+        Arc<crate::edge::GroupIo>,
+        std::net::TcpStream,
+        std::net::TcpStream,
+    ) {
+        let (group, task) = Group::new();
+        let io = group.io().expect("an epoll instance").clone();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let ours = l.accept().unwrap().0;
+        ours.set_nonblocking(true).unwrap();
+        (group, Box::pin(task), io, peer, ours)
+    }
+
     /// A connection that always wakes itself again keeps the ready list
     /// from running out; the group's other sockets must still be heard.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn a_connection_that_never_waits_does_not_deafen_the_others() {
         use std::io::Write;
-        let (group, task) = Group::new();
-        let mut task = Box::pin(task);
-        let io = group.io().expect("an epoll instance").clone();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let ours = l.accept().unwrap().0;
-        ours.set_nonblocking(true).unwrap();
+        let (group, mut task, io, mut peer, ours) = group_and_pair();
         let ours = io.register(ours).ok().unwrap();
         let got = Arc::new(AtomicUsize::new(0));
         let g = got.clone();
@@ -409,6 +430,31 @@ mod tests {
         assert_eq!(got.load(Ordering::SeqCst), 3);
         stop.store(true, Ordering::SeqCst);
         assert!(task.as_mut().poll(&mut cx).is_ready());
+    }
+
+    /// A connection registers its socket in the group's instance without
+    /// collecting (its first read comes first); the group must take the
+    /// event of adding it before it waits, or that event would end the
+    /// wait at once.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_group_collects_the_event_of_a_socket_added_before_it_waits() {
+        let (group, mut task, io, _peer, ours) = group_and_pair();
+        let conn_io = io.clone();
+        let _ = group.add(Box::pin(async move {
+            let ours = conn_io.register(ours).ok().unwrap();
+            let mut buf = [0u8; 8];
+            let _ = poll_fn(|cx| ours.poll_read(cx, &mut buf)).await;
+        }));
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task_waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task_waker);
+        // The connection registered its socket and waits for a request.
+        assert!(task.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(io.registered(), 1);
+        assert!(!io.take_added());
+        assert_eq!(io.collect(&mut crate::edge::Collect::default()), 0);
+        group.close();
     }
 
     #[test]
