@@ -321,21 +321,47 @@ impl HeadScanner {
     }
 }
 
-/// Index just past the first CRLFCRLF (or LFLF) in `buf`.
+/// Index just past the first CRLFCRLF (or LFLF) in `buf`: the line feeds
+/// found eight bytes at a time, then what follows each one looked at.
 fn find_blank_line(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    let mut from = 0;
+    while let Some(i) = find_newline(&buf[from..]).map(|i| from + i) {
+        match &buf[i + 1..] {
+            [b'\n', ..] => return Some(i + 2),
+            [b'\r', b'\n', ..] => return Some(i + 3),
+            _ => from = i + 1,
         }
-        i += 1;
     }
     None
+}
+
+/// Index of the first `\n` in `s`, a word of eight bytes at a time: a
+/// line feed is a zero byte of the word XOR eight line feeds, and the
+/// lowest zero byte is the lowest high bit of `(x - 0x01..01) & !x &
+/// 0x80..80` (a borrow runs only upward from a zero byte). A head of 150
+/// bytes took about 1 000 instructions byte by byte.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const LF: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let Ok(w) = <[u8; 8]>::try_from(w) else {
+            unreachable!("chunks_exact")
+        };
+        let x = u64::from_le_bytes(w) ^ LF;
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| at + i)
 }
 
 /// Maps an httparse failure.
@@ -549,6 +575,39 @@ mod tests {
         assert_eq!(h.tokens("x"), ["a", "b"]);
         assert_eq!(h.count("connection"), 2);
         assert_eq!(h.get_str("CONNECTION"), Some("keep-alive, Upgrade"));
+    }
+
+    #[test]
+    fn blank_lines_found_word_by_word_as_byte_by_byte() {
+        fn naive(buf: &[u8]) -> Option<usize> {
+            (0..buf.len()).find_map(|i| match &buf[i..] {
+                [b'\n', b'\n', ..] => Some(i + 2),
+                [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+                _ => None,
+            })
+        }
+        // Line ends, their neighbours (0x0a with other high bits, 0x0b,
+        // 0x09) and high bytes, at every place in and across words.
+        let alphabet = [b'\n', b'\r', b'a', 0x8a, 0x0b, 0x09, 0xff, 0x00];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..2000 {
+            let len = n % 41;
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % 8) as usize]
+                })
+                .collect();
+            assert_eq!(find_blank_line(&buf), naive(&buf), "{buf:?}");
+            let nl = buf.iter().position(|&b| b == b'\n');
+            assert_eq!(find_newline(&buf), nl, "{buf:?}");
+        }
+        assert_eq!(
+            find_blank_line(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest"),
+            Some(27)
+        );
     }
 
     #[test]
