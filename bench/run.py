@@ -63,6 +63,8 @@ class Server:
             cmd = ["node", os.path.join(NODE_DIR, "echo_server.js"), "0", opts]
         else:
             if impl.startswith("base-"):
+                if not BASE_BIN:
+                    sys.exit(f"{impl}: a base- server needs --base BIN")
                 cmd = [BASE_BIN, impl[len("base-"):], "0"]
             else:
                 cmd = [os.path.join(BIN, "server"), impl, "0"]
@@ -169,7 +171,7 @@ def table_b(rounds, secs, quick, only=None):
         order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
         for conns, size in rows:
             for impl in order:
-                if impl.startswith("ws-blocking") and conns > 100:
+                if impl.removeprefix("base-").startswith("ws-blocking") and conns > 100:
                     continue
                 r = echo_run(impl, conns, size, secs)
                 results.setdefault((conns, size, impl), []).append(r)
@@ -203,7 +205,7 @@ def table_b(rounds, secs, quick, only=None):
         print(f"| {conns} x {size} B | " + " | ".join(cells) + " |")
     print()
     # Ours against fastwebsockets, per round.
-    ours = [i for i in servers if i.startswith("ws-")]
+    ours = [i for i in servers if i.removeprefix("base-").startswith("ws-")]
     if "fastwebsockets" in servers and ours:
         print("Ratio to fastwebsockets in the same round (median over rounds, then the range):\n")
         print("| conns x size | " + " | ".join(ours) + " |")
@@ -268,8 +270,9 @@ def table_d(rounds, secs):
     impls = ["raw-tcp", "raw-tcp-smol", "ws-smol", "tokio-tungstenite"] + (["base-ws-smol"] if BASE_BIN else [])
     res = {}
     for rnd in range(rounds):
+        order = impls[rnd % len(impls):] + impls[:rnd % len(impls)]
         for clients in [1, 4]:
-            for impl in impls:
+            for impl in order:
                 res.setdefault((impl, clients), []).append(handshake_rate(impl, clients, secs))
     print("### D. Handshakes per second\n")
     print("Each client repeats: connect, upgrade request, 101 response, close. raw-tcp answers the same request "
@@ -664,7 +667,7 @@ def main():
     a = ap.parse_args()
     global REACTOR, BASE_BIN
     REACTOR = a.reactor
-    BASE_BIN = a.base
+    BASE_BIN = os.path.abspath(a.base) if a.base else None
     if "B" in a.tables:
         table_b(a.rounds, a.secs, a.quick, a.only)
     if "C" in a.tables:

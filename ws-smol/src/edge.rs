@@ -155,9 +155,9 @@ impl GroupIo {
         // `take_added`), not here, where it would delay the connection's
         // first read by a system call: left in the instance while the
         // group waits, it would cost a turn of the reactor to find. Taken
-        // late it wakes nothing: epoll reports a socket's readiness when
-        // it is collected, so a request read meanwhile is not reported
-        // again.
+        // late it wakes no read of a request already read: epoll reports
+        // a socket's readiness as it is when collected (a sender that
+        // found the socket full tries once more, as after any event).
         self.added.store(true, Ordering::Release);
         Ok(GroupTcp {
             io: sock,
@@ -199,6 +199,8 @@ impl GroupIo {
             tv_sec: 0,
             tv_nsec: 0,
         };
+        // Whatever was added so far is collected now.
+        self.added.store(false, Ordering::Release);
         let Ok((events, _)) = epoll::wait(self.ep.get_ref(), &mut events, Some(&zero)) else {
             return 0;
         };
@@ -594,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn adding_a_socket_is_flagged_for_the_group_to_collect_and_wakes_nothing() {
+    fn adding_a_socket_is_flagged_for_the_group_to_collect_and_wakes_no_read() {
         let io = GroupIo::new().unwrap();
         let (ours, mut peer) = pair(&io);
         // The new socket's event (it is writable) waits in the instance;
