@@ -584,6 +584,12 @@ fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
         // iterator is open: one opened while a connection waits in a lent
         // receive gets that connection's next message.
         assert_eq!(server.off(ServerEventKind::MessageReceive, Some(logger)), 1);
+        // The log shows the owned callback has run, not that the
+        // connection is done with the message: it forwards it to the events
+        // iterator next, and one opened in between would get it. The
+        // connection answers this Ping only once it is done.
+        a.ping(b"done").unwrap();
+        assert_eq!(a.recv().unwrap(), Message::Pong("done".into()));
         let events = server.events();
         a.send_text("four").unwrap();
         assert_eq!(a.recv().unwrap(), Message::Text(format!("{}:four", ids[0])));

@@ -422,6 +422,12 @@ fn lent_callbacks_answer_on_their_connection_and_may_not_lock_others() {
         // stream is open: one opened while a connection waits in a lent
         // receive gets that connection's next message.
         assert_eq!(server.off(ServerEventKind::MessageReceive, Some(logger)), 1);
+        // The log shows the owned callback has run, not that the
+        // connection is done with the message: it forwards it to the events
+        // stream next, and a stream opened in between would get it. The
+        // connection answers this Ping only once it is done.
+        a.ping(b"done").await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), Message::Pong("done".into()));
         let events = server.events();
         a.send_text("four").await.unwrap();
         assert_eq!(
