@@ -105,8 +105,17 @@ pub fn pki() -> Pki {
     let client = params.signed_by(&client_key, &ca_cert, &ca_key).unwrap();
     let der = client_key.serialize_der();
     let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+    // scrypt with N = 2^10: pkcs8's default (N = 2^17, 128 MiB) takes
+    // about half a second per encryption or decryption in a release build
+    // and seconds in a loaded debug one, paid by every `pki()` and every
+    // connection that loads the key, inside tests' time limits.
+    let (mut salt, mut iv) = ([0u8; 16], [0u8; 16]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+    let kdf = pkcs8::pkcs5::scrypt::Params::new(10, 8, 1, 32).unwrap();
+    let scheme = pkcs8::pkcs5::pbes2::Parameters::scrypt_aes256cbc(kdf, &salt, &iv).unwrap();
     let encrypted = info
-        .encrypt(rand_core::OsRng, CLIENT_KEY_PASSWORD.as_bytes())
+        .encrypt_with_params(scheme, CLIENT_KEY_PASSWORD.as_bytes())
         .unwrap();
     let encrypted_pem = encrypted
         .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)

@@ -853,7 +853,9 @@ mod tests {
             .expect("a write that must not block blocked");
         writer.join().unwrap();
         assert!(first > 0 && first < 4 << 20, "{first}");
-        assert_eq!(second, 0);
+        // Room freed after the first write met a full socket (the peer's
+        // receive window growing) may take a little more.
+        assert!(second < 64 << 10, "{second}");
         assert!(
             read_failed && waited >= Duration::from_millis(40),
             "{waited:?}"

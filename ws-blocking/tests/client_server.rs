@@ -160,7 +160,8 @@ fn handshake_timeout_on_a_silent_server() {
     let e = WebSocket::connect_with(&format!("ws://{addr}/"), &o).unwrap_err();
     assert!(matches!(e, Error::Timeout), "{e}");
     assert_eq!(e.code().code(), 2_302_999);
-    assert!(start.elapsed() < Duration::from_secs(2));
+    // Well before the 30 s default; loose for a loaded machine.
+    assert!(start.elapsed() < Duration::from_secs(5));
     keep.join().unwrap();
 }
 
@@ -413,9 +414,9 @@ fn silent_client_is_dropped_after_the_handshake_timeout() {
     // The server gives up and closes: read returns 0 (or a reset).
     let n = silent.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0);
-    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(t.elapsed() < Duration::from_secs(5));
     assert!(
-        matches!(events.recv_timeout(Duration::from_secs(2)), Some(ServerEvent::Error(None, e)) if matches!(*e, Error::Timeout))
+        matches!(events.recv_timeout(Duration::from_secs(5)), Some(ServerEvent::Error(None, e)) if matches!(*e, Error::Timeout))
     );
     // The slot is free again.
     eventually("the slot to free", || {
@@ -816,7 +817,7 @@ fn keepalive_detects_a_dead_server() {
         other => panic!("{other:?}"),
     }
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
@@ -933,7 +934,9 @@ fn a_peer_that_pings_and_never_reads_does_not_stop_the_receiver() {
 fn stop_is_bounded_even_with_a_peer_that_never_reads() {
     let mut o = local_options();
     o.config.close_timeout = Some(Duration::from_millis(500));
-    o.handshake_timeout = Duration::from_millis(500);
+    // Long enough for the client below to finish its own handshake on a
+    // loaded machine.
+    o.handshake_timeout = Duration::from_secs(1);
     let mut server = echo_server(o);
     // A client that sends a lot and never reads: the server's echoes fill
     // the socket and its connection thread blocks writing.

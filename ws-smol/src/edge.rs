@@ -476,6 +476,19 @@ mod tests {
         (ours, peer)
     }
 
+    /// Waits (at most 10 s) until `sock` reports `flags`. A `poll` leaves
+    /// the epoll instance's edge to be collected. Loopback usually delivers
+    /// within the writer's call, but a loaded machine may defer it.
+    fn wait_for(sock: &TcpStream, flags: rustix::event::PollFlags) {
+        let mut fds = [rustix::event::PollFd::new(sock, flags)];
+        let limit = Timespec {
+            tv_sec: 10,
+            tv_nsec: 0,
+        };
+        let n = rustix::event::poll(&mut fds, Some(&limit)).unwrap();
+        assert_eq!(n, 1, "{flags:?} not reported within 10 s");
+    }
+
     /// Collects until `pred` holds, for at most 5 s.
     fn collect_until(io: &GroupIo, mut pred: impl FnMut() -> bool) {
         let mut c = Collect::default();
@@ -533,7 +546,7 @@ mod tests {
         // one event for both, and none after it.
         peer.write_all(b"last").unwrap();
         drop(peer);
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for(&ours.io, rustix::event::PollFlags::RDHUP);
         assert_eq!(io.collect(&mut Collect::default()), 1);
         let (_count, waker) = Count::waker();
         let mut cx = Context::from_waker(&waker);
@@ -589,7 +602,7 @@ mod tests {
         let mut buf = [0u8; 8];
         assert!(second.poll_read(&mut cx, &mut buf).is_pending());
         first_peer.write_all(b"stale").unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for(&kept, rustix::event::PollFlags::IN);
         assert_eq!(io.collect(&mut Collect::default()), 1);
         assert_eq!(count.get(), 0);
         drop(kept);
@@ -609,7 +622,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 64];
         peer.write_all(b"request").unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for(&ours.io, rustix::event::PollFlags::IN);
         assert!(matches!(
             ours.poll_read(&mut cx, &mut buf),
             Poll::Ready(Ok(7))

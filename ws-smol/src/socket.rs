@@ -1361,12 +1361,18 @@ mod tests {
     fn a_reply_queued_while_the_receiver_runs_leaves_without_waking_it() {
         smol::block_on(async {
             let (mut peer, ours) = loopback().await;
+            // The message is there before the first poll, so the counting
+            // waker is never left with the reactor, where another thread's
+            // turn could wake it at any point below.
+            peer.write_all(&[0x82, 1, 7]).await.unwrap();
+            while ours.peek(&mut [0u8; 3]).unwrap_or(0) < 3 {
+                Timer::after(std::time::Duration::from_millis(1)).await;
+            }
             let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);
             let (tx, mut rx) = halves(conn, Async::new(ours).unwrap(), false);
             let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
             let waker = Waker::from(wakes.clone());
             let mut cx = Context::from_waker(&waker);
-            peer.write_all(&[0x82, 1, 7]).await.unwrap();
             let got = loop {
                 match rx.poll_message(&mut cx) {
                     Poll::Ready(m) => break m.unwrap(),
@@ -1408,8 +1414,10 @@ mod tests {
         // check that takes the event. After a read that follows that check
         // no third poll (to take a stale event) is needed: 99 here, 148
         // with it (99 in 20 runs beside four busy loops on two cores, now
-        // that the receiver is polled only at its own wake-ups).
-        assert!(polls <= 110, "{polls} readiness polls for 50 messages");
+        // that the receiver is polled only at its own wake-ups). The bound
+        // sits between the two: another thread's turn of async-io's reactor
+        // (a busy machine's) can cost a message an extra poll.
+        assert!(polls <= 125, "{polls} readiness polls for 50 messages");
     }
 
     /// Both ways a receiver waits for input: reading until a read finds

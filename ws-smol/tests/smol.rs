@@ -253,7 +253,8 @@ fn keepalive_and_close_timeout_are_driven_by_timers() {
             Message::Closed(c) => assert_eq!(c.code, CloseCode::INTERNAL_ERROR),
             other => panic!("{other:?}"),
         }
-        assert!(t.elapsed() < Duration::from_secs(2));
+        // Well before the 30 s default; loose for a loaded machine.
+        assert!(t.elapsed() < Duration::from_secs(5));
         drop(silent);
     });
 }
@@ -915,7 +916,7 @@ fn handshake_timeout_on_a_silent_server_is_2302999() {
             .unwrap_err();
         assert!(matches!(e, Error::Timeout), "{e}");
         assert_eq!(e.code().code(), 2_302_999);
-        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(t.elapsed() < Duration::from_secs(5));
         drop(hold);
     });
 }
@@ -988,8 +989,19 @@ fn blocked_senders_and_receiver_do_not_wake_each_other_in_a_loop() {
                 })
             })
             .collect();
-        // Let the socket buffers fill, then count wake-ups for a while.
-        Timer::after(Duration::from_millis(300)).await;
+        // Let the socket buffers fill (the senders' polls stop changing,
+        // looked at every 100 ms for at most 10 s: a slow machine masks
+        // 32 MiB late), then count wake-ups for a while. Senders that wake
+        // each other in a loop never settle and fail below.
+        let mut last = usize::MAX;
+        for _ in 0..100 {
+            Timer::after(Duration::from_millis(100)).await;
+            let now = sender_polls.load(Ordering::SeqCst);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         let (s0, r0) = (
             sender_polls.load(Ordering::SeqCst),
             receiver_polls.load(Ordering::SeqCst),
