@@ -4,7 +4,9 @@ prints them as markdown.
 
   python3 bench/run.py [--rounds 3] [--secs 2] [--tables BCDZ] [--quick]
 
-Also: --tables S (system calls per echo under strace -c), --tables P (the
+Also: --tables T (table B's echo over TLS: ws-smol's server against
+tokio-tungstenite over tokio-rustls, 10 and 100 connections), --tables S
+(system calls per echo under strace -c), --tables P (the
 same counted with perf's syscall tracepoints, without slowing the server),
 --tables I (the server's user-space instructions per echo under callgrind,
 by crate: a measure of CPU per echo that does not move with the noise),
@@ -102,9 +104,10 @@ class Server:
 
 
 def loadgen(args, tls=False):
-    # A server over TLS ("-tls") gets the generator's TLS loop, on async-io.
+    # A server over TLS ("-tls") gets the generator's TLS mode, on the same
+    # loop as the others.
     if args[0] == "echo":
-        args = args + (["--tls", "--reactor", "async-io"] if tls else ["--reactor", REACTOR])
+        args = args + (["--tls"] if tls else []) + ["--reactor", REACTOR]
     return subprocess.Popen(["taskset", "-c", GEN_CORE, os.path.join(BIN, "loadgen")] + args,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -154,10 +157,20 @@ def fmt_rate(r):
     return f"{r / 1000:.1f}k" if r >= 1000 else f"{r:.0f}"
 
 
-def table_b(rounds, secs, quick, only=None):
+# Table T: the echo over TLS (rustls on both sides, the same server
+# configuration; the generator does not check the certificate).
+TLS_SERVERS = ["ws-smol-tls", "tokio-tungstenite-tls"]
+
+
+def table_b(rounds, secs, quick, only=None, tls=False):
     conns_list = [1, 10, 100] if quick else [1, 10, 100, 1000]
     sizes = [20, 1024, 16384]
     servers = SERVERS
+    base_impl = "tokio-tungstenite"
+    if tls:
+        conns_list = [10] if quick else [10, 100]
+        servers = TLS_SERVERS
+        base_impl = "tokio-tungstenite-tls"
     if only:
         # "CONNSxSIZE,...:server,server" reruns a few rows.
         rows, names = only.split(":")
@@ -178,9 +191,14 @@ def table_b(rounds, secs, quick, only=None):
                 print(f"round {rnd + 1} {conns}x{size} {impl}: {r['rate']:.0f}/s busy {r['busy']:.2f}"
                       f" generator {r['gen_busy']:.2f}",
                       file=sys.stderr)
-    print("### B. Loopback echo: echoes per second (median of rounds)\n")
+    if tls:
+        print("### T. Loopback echo over TLS: echoes per second (median of rounds)\n")
+        print("As table B, over TLS: rustls on both sides (ws-smol's server configuration for both servers, "
+              "tokio-tungstenite's through tokio-rustls), a certificate made at the server's start. ")
+    else:
+        print("### B. Loopback echo: echoes per second (median of rounds)\n")
     print("Server pinned to one core, generator to the other; one masked text message in flight per connection. "
-          "Ratio: to tokio-tungstenite in the same round, median over rounds. "
+          f"Ratio: to {base_impl} in the same round, median over rounds. "
           "CPU: the server's user / system microseconds per echo. "
           "† marks a server that was not CPU-bound (below 90% of its core), where the rate measures latency, not cost; "
           f"‡ marks a load generator ({REACTOR} loop) at 90% of its core or more, the limit of that cell.\n")
@@ -188,7 +206,7 @@ def table_b(rounds, secs, quick, only=None):
     print("|---|" + "---|" * len(servers))
     for conns, size in rows:
         cells = []
-        base = results.get((conns, size, "tokio-tungstenite"))
+        base = results.get((conns, size, base_impl))
         for impl in servers:
             rs = results.get((conns, size, impl))
             if not rs:
@@ -660,7 +678,7 @@ def main():
     ap.add_argument("--tables", default="BCDZ")
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", help="rows and servers of table B, as 100x20,10x1024:ws-smol,tokio-tungstenite")
+    ap.add_argument("--only", help="rows and servers of table B (or T), as 100x20,10x1024:ws-smol,tokio-tungstenite")
     ap.add_argument("--reactor", choices=["epoll", "async-io"], default="epoll",
                     help="the load generator's echo loop")
     ap.add_argument("--base", help="a server binary from another commit, run as base-IMPL")
@@ -670,6 +688,8 @@ def main():
     BASE_BIN = os.path.abspath(a.base) if a.base else None
     if "B" in a.tables:
         table_b(a.rounds, a.secs, a.quick, a.only)
+    if "T" in a.tables:
+        table_b(a.rounds, a.secs, a.quick, a.only, tls=True)
     if "C" in a.tables:
         table_c(a.idle)
     if "D" in a.tables:

@@ -11,7 +11,8 @@
 //!   registration adds a `read` that finds nothing and an `epoll_ctl` to
 //!   re-arm per echo, so the generator spends more of its core per echo and
 //!   caps the fastest servers sooner). `--tls`: over TLS (the server's
-//!   certificate is not checked), on async-io.
+//!   certificate is not checked), on either loop (in the epoll loop each
+//!   connection's rustls session is driven by hand).
 //! - `loadgen idle ADDR --conns N [--deflate]`: opens N upgraded
 //!   connections (with `--deflate`, offers permessage-deflate and exchanges
 //!   one compressed message on each), prints `ready N`, and holds them until
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::rustls;
 use ws_bench::{client_frame, head_end, server_frame_len, upgrade_request};
 
 struct Args {
@@ -163,7 +165,6 @@ fn main() {
     let a = args();
     let ex = Rc::new(smol::LocalExecutor::new());
     match a.mode.as_str() {
-        "echo" if a.tls && a.epoll => panic!("--tls runs on --reactor async-io"),
         "echo" if a.epoll => echo_epoll(&a, &ex),
         "echo" => smol::block_on(ex.run(echo(&a, &ex))),
         "idle" => smol::block_on(ex.run(idle(&a, &ex))),
@@ -282,6 +283,9 @@ async fn echo_report(a: &Args, count: &Cell<u64>, failed: &Cell<u32>, ready: &Ce
 /// One connection of the epoll echo loop.
 struct EchoConn {
     stream: TcpStream,
+    /// The TLS session (`--tls`), taken over from the upgrade's stream: it
+    /// holds what it has not yet written to the socket.
+    tls: Option<Box<rustls::ClientConnection>>,
     /// Bytes of an echo read so far.
     partial: usize,
     /// Frames to write, and how much of them is written.
@@ -291,11 +295,23 @@ struct EchoConn {
     want_write: bool,
 }
 
+impl EchoConn {
+    /// Bytes wait to be written to the socket.
+    fn pending(&self) -> bool {
+        match &self.tls {
+            Some(t) => t.wants_write(),
+            None => self.sent < self.out.len(),
+        }
+    }
+}
+
 /// The echo loop on a level-triggered epoll instance of its own, on this
 /// thread: per echo one `read` and one `write`, and one `epoll_wait` for
 /// all the connections ready at once. The connections are opened and
 /// upgraded on async-io first (in batches, so the listen backlog never
-/// overflows), then taken out of it.
+/// overflows), then taken out of it. Over TLS (`--tls`) each connection's
+/// rustls session is taken over too: one read of records and one write of
+/// them per echo, as plain TCP.
 fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
     let frame = client_frame(
         if a.binary { 2 } else { 1 },
@@ -314,14 +330,24 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
     let mut opened = 0;
     while opened < a.conns {
         let n = (a.conns - opened).min(100);
-        let addr = a.addr;
+        let (addr, tls) = (a.addr, a.tls);
         let tasks: Vec<_> = (0..n)
-            .map(|_| ex.spawn(async move { upgrade(addr, None).await?.into_inner() }))
+            .map(|_| {
+                ex.spawn(async move {
+                    if tls {
+                        let (s, session) = upgrade_tls(addr).await?.into_inner();
+                        Ok((s.into_inner()?, Some(Box::new(session))))
+                    } else {
+                        Ok((upgrade(addr, None).await?.into_inner()?, None))
+                    }
+                })
+            })
             .collect();
         for t in tasks {
             match smol::block_on(ex.run(t)) {
-                Ok(stream) => conns.push(EchoConn {
+                Ok((stream, tls)) => conns.push(EchoConn {
                     stream,
+                    tls,
                     partial: 0,
                     out: Vec::with_capacity(frame.len() * a.depth),
                     sent: 0,
@@ -347,8 +373,23 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
         assert!(r == 0, "epoll_ctl: {}", io::Error::last_os_error());
     };
     // Writes what is queued, up to a full socket; an error when the
-    // connection broke.
+    // connection broke. Over TLS the frames go into the session first, as
+    // records that wait there until the socket takes them.
     let flush = |c: &mut EchoConn| -> io::Result<()> {
+        if let Some(t) = &mut c.tls {
+            t.writer().write_all(&c.out)?;
+            c.out.clear();
+            while t.wants_write() {
+                match t.write_tls(&mut &c.stream) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
         while c.sent < c.out.len() {
             match (&c.stream).write(&c.out[c.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -370,7 +411,7 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
         }
         match flush(c) {
             Ok(()) => {
-                c.want_write = !c.out.is_empty();
+                c.want_write = c.pending();
                 ctl(libc::EPOLL_CTL_ADD, c, i);
             }
             Err(e) => {
@@ -447,7 +488,7 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
             }
             if r.is_ok() && flags & ((libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32) != 0
             {
-                r = match (&c.stream).read(&mut buf) {
+                r = match read(c, &mut buf) {
                     Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
                     Ok(got) => {
                         c.partial += got;
@@ -457,7 +498,7 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
                         for _ in 0..done {
                             c.out.extend_from_slice(&frame);
                         }
-                        if c.sent == 0 && !c.out.is_empty() && !c.want_write {
+                        if !c.out.is_empty() && !c.want_write {
                             flush(c)
                         } else {
                             Ok(())
@@ -476,7 +517,7 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
             }
             match r {
                 Ok(()) => {
-                    c.want_write = !c.out.is_empty();
+                    c.want_write = c.pending();
                     if c.want_write != had_write {
                         ctl(libc::EPOLL_CTL_MOD, c, i);
                     }
@@ -487,6 +528,34 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
                     fail(&e);
                 }
             }
+        }
+    }
+}
+
+/// One read from the socket: its bytes; 0 at the end. Over TLS, the
+/// plaintext of the records read: rustls takes at most a few KiB from the
+/// socket per call, so it reads until a record is whole (or the socket is
+/// empty: `WouldBlock`, with nothing to count yet).
+fn read(c: &mut EchoConn, buf: &mut [u8]) -> io::Result<usize> {
+    let Some(t) = &mut c.tls else {
+        return (&c.stream).read(buf);
+    };
+    loop {
+        if t.read_tls(&mut &c.stream)? == 0 {
+            return Ok(0);
+        }
+        t.process_new_packets().map_err(io::Error::other)?;
+        let mut got = 0;
+        while got < buf.len() {
+            match t.reader().read(&mut buf[got..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if got > 0 {
+            return Ok(got);
         }
     }
 }

@@ -14,7 +14,9 @@
 //! a buffer the connection keeps, and sent back), ws-smol-reply (the same
 //! with `recv_with_reply`: each message lent and answered from inside the
 //! lend, no buffer of the server's own), ws-blocking, async-tungstenite,
-//! tokio-tungstenite, fastwebsockets, ws-proto-tokio (ws-proto's
+//! tokio-tungstenite, tokio-tungstenite-tls (over tokio-rustls, with
+//! ws-smol's rustls configuration and a certificate made at start),
+//! fastwebsockets, ws-proto-tokio (ws-proto's
 //! connection driven by hand on tokio, as fastwebsockets is), raw-tcp (answers
 //! an upgrade request with a canned response of the same size, then
 //! closes: the baseline of the handshake benchmark) or raw-tcp-smol (the
@@ -44,7 +46,8 @@ fn main() {
         "ws-blocking" => ws_blocking_server(addr, deflate, false),
         "ws-blocking-cb-lent" => ws_blocking_server(addr, deflate, true),
         "async-tungstenite" => async_tungstenite_server(addr),
-        "tokio-tungstenite" => tokio_tungstenite_server(addr),
+        "tokio-tungstenite" => tokio_tungstenite_server(addr, false),
+        "tokio-tungstenite-tls" => tokio_tungstenite_server(addr, true),
         "fastwebsockets" => fastwebsockets_server(addr),
         "ws-proto-tokio" => ws_proto_tokio_server(addr),
         "raw-tcp" => raw_tcp_server(addr),
@@ -335,9 +338,21 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn tokio_tungstenite_server(addr: SocketAddr) {
-    use futures_util::{SinkExt, StreamExt};
+/// tokio-tungstenite, over TLS (tokio-rustls) when `tls`: the same rustls
+/// configuration as ws-smol's server (ws-proto's `server_config`) and a
+/// certificate made at start.
+fn tokio_tungstenite_server(addr: SocketAddr, tls: bool) {
     tokio_runtime().block_on(async {
+        let pki = tls.then(ws_test_support::pki);
+        let acceptor = pki.as_ref().map(|p| {
+            let cert = ws_proto::api::ServerCert {
+                cert_path: p.server_cert.clone(),
+                key_path: p.server_key.clone(),
+            };
+            let config = ws_proto::api::tls::server_config(&cert, None).expect("certificate");
+            tokio_rustls::TlsAcceptor::from(config)
+        });
+        drop(pki);
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         announce(listener.local_addr().unwrap().port());
         loop {
@@ -345,18 +360,34 @@ fn tokio_tungstenite_server(addr: SocketAddr) {
                 continue;
             };
             let _ = sock.set_nodelay(true);
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(sock).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
+                match acceptor {
+                    None => tokio_tungstenite_echo(sock).await,
+                    Some(a) => {
+                        if let Ok(s) = a.accept(sock).await {
+                            tokio_tungstenite_echo(s).await
+                        }
                     }
                 }
             });
         }
     })
+}
+
+async fn tokio_tungstenite_echo<S>(sock: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    let Ok(mut ws) = tokio_tungstenite::accept_async(sock).await else {
+        return;
+    };
+    while let Some(Ok(msg)) = ws.next().await {
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// Reads an HTTP head from a tokio stream; the bytes after it are not
