@@ -1,11 +1,16 @@
 //! The load generator's echo loops against real servers of the bench, on
-//! loopback, for a fraction of a second each: every connection upgrades,
-//! echoes and none fails, over plain TCP and over TLS, in the epoll loop
-//! and on async-io.
+//! loopback, for a fraction of a second each: every connection upgrades
+//! and none fails, over plain TCP and over TLS, in the epoll loop and on
+//! async-io, and echoes go on in every interval (a connection that stalls
+//! stops them: each case has one connection, or several in flight).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// How long a server may take to listen, or the generator to finish.
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// A bench server; it exits when its stdin closes (on drop).
 struct Server {
@@ -21,15 +26,24 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("the server binary");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(LIMIT).unwrap_or_default();
         let port = line
             .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{which} printed {line:?}"));
-        Server { child, port }
+            .and_then(|p| p.trim().parse().ok());
+        // Dropped if it did not announce a port: its stdin closes.
+        let mut server = Server { child, port: 0 };
+        match port {
+            Some(port) => server.port = port,
+            None => panic!("{which} printed {line:?}"),
+        }
+        server
     }
 }
 
@@ -48,43 +62,87 @@ impl Drop for Server {
     }
 }
 
-/// Runs `loadgen echo` with `extra` for 0.3 s; the echoes it counted.
-fn echoes(server: &Server, extra: &[&str]) -> u64 {
+/// Runs `loadgen echo` for 0.6 s with `args`; each interval's echoes.
+fn samples(server: &Server, args: &[&str]) -> Vec<f64> {
     let addr = format!("127.0.0.1:{}", server.port);
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["echo", &addr, "--conns", "3", "--size", "2000"])
-        .args(["--secs", "0.3", "--warmup", "0", "--interval", "0.1"])
-        .args(extra)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "echo",
+            &addr,
+            "--secs",
+            "0.6",
+            "--warmup",
+            "0",
+            "--interval",
+            "0.2",
+        ])
+        .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .spawn()
         .expect("the loadgen binary");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let end = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("loadgen {args:?} still running after {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut text).unwrap();
+    assert!(status.success(), "{args:?}: {text}");
     let end = text
         .lines()
         .find_map(|l| l.strip_prefix("end "))
-        .unwrap_or_else(|| panic!("no end line: {text}"));
-    let fields: Vec<&str> = end.split_whitespace().collect();
-    assert_eq!(fields.get(2), Some(&"failed=0"), "{text}");
-    fields[0].parse().unwrap()
+        .unwrap_or_else(|| panic!("{args:?}: no end line: {text}"));
+    assert!(end.ends_with(" failed=0"), "{args:?}: {text}");
+    let rates: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("sample "))
+        .map(|r| r.parse().unwrap())
+        .collect();
+    assert!(rates.len() >= 2, "{args:?}: {text}");
+    rates
+}
+
+/// Every interval had echoes.
+fn echoes_throughout(server: &Server, args: &[&str]) {
+    let rates = samples(server, args);
+    assert!(rates.iter().all(|&r| r > 0.0), "{args:?}: {rates:?}");
 }
 
 #[test]
 fn the_epoll_loop_echoes_over_plain_tcp_and_tls() {
-    for (which, tls) in [
-        ("ws-smol", false),
-        ("ws-smol-tls", true),
-        ("tokio-tungstenite-tls", true),
-    ] {
+    let plain = Server::start("ws-smol");
+    echoes_throughout(&plain, &["--conns", "1", "--size", "2000"]);
+    echoes_throughout(&plain, &["--conns", "1", "--size", "20000", "--depth", "8"]);
+    for which in ["ws-smol-tls", "tokio-tungstenite-tls"] {
         let server = Server::start(which);
-        let extra: &[&str] = if tls { &["--tls"] } else { &[] };
-        let n = echoes(&server, extra);
-        assert!(n > 0, "{which}: no echoes");
+        echoes_throughout(&server, &["--conns", "1", "--size", "2000", "--tls"]);
+        // Several 20 000-byte echoes in flight: records over rustls' read
+        // size, over its 64 KiB default send limit, and reads that bring
+        // more than one echo or part of one.
+        let deep = ["--conns", "1", "--size", "20000", "--depth", "8", "--tls"];
+        echoes_throughout(&server, &deep);
     }
 }
 
 #[test]
 fn the_async_io_loop_echoes_over_tls() {
     let server = Server::start("ws-smol-tls");
-    assert!(echoes(&server, &["--tls", "--reactor", "async-io"]) > 0);
+    let args = [
+        "--conns",
+        "1",
+        "--size",
+        "2000",
+        "--tls",
+        "--reactor",
+        "async-io",
+    ];
+    echoes_throughout(&server, &args);
 }

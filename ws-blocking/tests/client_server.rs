@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{direct, echo_server, eventually, local_options, start};
@@ -149,9 +149,12 @@ fn urls_are_checked_before_any_io() {
 fn handshake_timeout_on_a_silent_server() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    // Silent until the test is done (or 10 s): a timeout that fires late
+    // must still meet silence, not an end.
+    let (done, wait) = mpsc::channel::<()>();
     let keep = std::thread::spawn(move || {
         let (s, _) = listener.accept().unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        let _ = wait.recv_timeout(Duration::from_secs(10));
         drop(s);
     });
     let mut o = direct();
@@ -162,6 +165,7 @@ fn handshake_timeout_on_a_silent_server() {
     assert_eq!(e.code().code(), 2_302_999);
     // Well before the 30 s default; loose for a loaded machine.
     assert!(start.elapsed() < Duration::from_secs(5));
+    drop(done);
     keep.join().unwrap();
 }
 
@@ -407,11 +411,12 @@ fn silent_client_is_dropped_after_the_handshake_timeout() {
     let events = server.events();
     let mut silent = TcpStream::connect(server.local_addr()).unwrap();
     silent
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let t = Instant::now();
     let mut buf = [0u8; 16];
-    // The server gives up and closes: read returns 0 (or a reset).
+    // The server gives up and closes: read returns 0 (or a reset; not the
+    // read's own timeout, which the bound below rules out).
     let n = silent.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0);
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -796,9 +801,11 @@ fn keepalive_detects_a_dead_server() {
     // A server that completes the handshake, then never reads or answers.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let (done, wait) = mpsc::channel::<()>();
     let t = std::thread::spawn(move || {
         let s = accept_upgrade(&listener);
-        std::thread::sleep(Duration::from_secs(3));
+        // Silent until the test is done (or 10 s).
+        let _ = wait.recv_timeout(Duration::from_secs(10));
         drop(s);
     });
     let mut o = direct();
@@ -821,6 +828,7 @@ fn keepalive_detects_a_dead_server() {
         "{:?}",
         start.elapsed()
     );
+    drop(done);
     t.join().unwrap();
 }
 

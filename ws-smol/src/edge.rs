@@ -485,7 +485,12 @@ mod tests {
             tv_sec: 10,
             tv_nsec: 0,
         };
-        let n = rustix::event::poll(&mut fds, Some(&limit)).unwrap();
+        let n = loop {
+            match rustix::event::poll(&mut fds, Some(&limit)) {
+                Err(Errno::INTR) => {}
+                r => break r.unwrap(),
+            }
+        };
         assert_eq!(n, 1, "{flags:?} not reported within 10 s");
     }
 

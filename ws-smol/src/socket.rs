@@ -1365,7 +1365,12 @@ mod tests {
             // waker is never left with the reactor, where another thread's
             // turn could wake it at any point below.
             peer.write_all(&[0x82, 1, 7]).await.unwrap();
-            while ours.peek(&mut [0u8; 3]).unwrap_or(0) < 3 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while ours.peek(&mut [0u8; 3]).unwrap() < 3 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the message never came"
+                );
                 Timer::after(std::time::Duration::from_millis(1)).await;
             }
             let conn = Connection::new(Role::Client, Config::default(), Instant::now(), [1; 32]);

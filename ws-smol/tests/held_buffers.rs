@@ -92,18 +92,17 @@ fn large_message_buffers_are_kept_while_busy_and_given_back_when_idle() {
         // Small first: each side's read buffer and small buffers exist.
         echo(100).await;
         let base = live_bytes();
-        // The most held after any echo: one look after the last could come
-        // past the hold on a stalled machine.
-        let mut busy = 0;
+        // The client's input and output, the server's: kept for the next,
+        // seen after most echoes (a look could come past the hold on a
+        // stalled machine; buffers given back after each message could still
+        // be seen now and then, in the server's thread).
+        let mut held = Vec::new();
         for _ in 0..10 {
             echo(SIZE).await;
-            busy = busy.max(live_bytes() - base);
+            held.push(live_bytes() - base);
         }
-        // The client's input and output, the server's: kept for the next.
-        assert!(
-            busy > 2 * SIZE as isize,
-            "{busy} bytes held after large messages"
-        );
+        let kept = held.iter().filter(|&&b| b > 2 * SIZE as isize).count();
+        assert!(kept >= 7, "{held:?} bytes held after large messages");
         // Both receivers wait (the client's here, for nothing) past the
         // hold: their timers give the buffers back.
         let idle = wait_idle(&mut ws, base).await;

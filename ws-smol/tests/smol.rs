@@ -905,8 +905,10 @@ fn handshake_timeout_on_a_silent_server_is_2302999() {
         let addr = listener.local_addr().unwrap();
         let hold = smol::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
-            Timer::after(Duration::from_secs(3)).await;
-            drop(s);
+            // Silent until the test ends (it drops this task): a timeout
+            // that fires late must still meet silence, not an end.
+            let _held = s;
+            futures_lite::future::pending::<()>().await;
         });
         let mut o = direct();
         o.handshake_timeout = Some(Duration::from_millis(300));
@@ -963,8 +965,10 @@ fn blocked_senders_and_receiver_do_not_wake_each_other_in_a_loop() {
             futures_lite::AsyncWriteExt::write_all(&mut s, &out)
                 .await
                 .unwrap();
-            Timer::after(Duration::from_secs(5)).await;
-            drop(s);
+            // Held until the test ends (dropping the task drops it): were
+            // it closed, the senders would end, and settle, by failing.
+            let _held = s;
+            futures_lite::future::pending::<()>().await;
         });
         let ws = ws_smol::connect_with(&format!("ws://{addr}/"), &direct())
             .await
@@ -994,14 +998,17 @@ fn blocked_senders_and_receiver_do_not_wake_each_other_in_a_loop() {
         // 32 MiB late), then count wake-ups for a while. Senders that wake
         // each other in a loop never settle and fail below.
         let mut last = usize::MAX;
+        let mut settled = false;
         for _ in 0..100 {
             Timer::after(Duration::from_millis(100)).await;
             let now = sender_polls.load(Ordering::SeqCst);
             if now == last {
+                settled = true;
                 break;
             }
             last = now;
         }
+        assert!(settled, "the senders polled on for 10 s: {last} polls");
         let (s0, r0) = (
             sender_polls.load(Ordering::SeqCst),
             receiver_polls.load(Ordering::SeqCst),

@@ -296,10 +296,11 @@ struct EchoConn {
 }
 
 impl EchoConn {
-    /// Bytes wait to be written to the socket.
+    /// Bytes wait to be written to the socket (over TLS: records in the
+    /// session, or frames not yet given to it).
     fn pending(&self) -> bool {
         match &self.tls {
-            Some(t) => t.wants_write(),
+            Some(t) => t.wants_write() || !self.out.is_empty(),
             None => self.sent < self.out.len(),
         }
     }
@@ -310,8 +311,10 @@ impl EchoConn {
 /// all the connections ready at once. The connections are opened and
 /// upgraded on async-io first (in batches, so the listen backlog never
 /// overflows), then taken out of it. Over TLS (`--tls`) each connection's
-/// rustls session is taken over too: one read of records and one write of
-/// them per echo, as plain TCP.
+/// rustls session is taken over too: its records are written as plain
+/// frames are, and read until a record is whole (rustls takes at most
+/// 4 KiB from the socket per call, so a 16 KiB echo takes about five
+/// reads).
 fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
     let frame = client_frame(
         if a.binary { 2 } else { 1 },
@@ -335,7 +338,10 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
             .map(|_| {
                 ex.spawn(async move {
                     if tls {
-                        let (s, session) = upgrade_tls(addr).await?.into_inner();
+                        let (s, mut session) = upgrade_tls(addr).await?.into_inner();
+                        // Whatever `--depth` and `--size` queue at once is
+                        // taken (by default rustls refuses past 64 KiB).
+                        session.set_buffer_limit(None);
                         Ok((s.into_inner()?, Some(Box::new(session))))
                     } else {
                         Ok((upgrade(addr, None).await?.into_inner()?, None))
@@ -532,10 +538,12 @@ fn echo_epoll(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
     }
 }
 
-/// One read from the socket: its bytes; 0 at the end. Over TLS, the
-/// plaintext of the records read: rustls takes at most a few KiB from the
-/// socket per call, so it reads until a record is whole (or the socket is
-/// empty: `WouldBlock`, with nothing to count yet).
+/// One read from the socket: how many bytes came; 0 at the end. Over
+/// TLS, how many bytes of plaintext the records read held: rustls takes at
+/// most 4 KiB from the socket per call, so it reads until a record is
+/// whole (or the socket is empty: `WouldBlock`, nothing to count yet), and
+/// takes all the plaintext out (only its length counts, so `buf` is
+/// reused): none may stay in the session, where no event would report it.
 fn read(c: &mut EchoConn, buf: &mut [u8]) -> io::Result<usize> {
     let Some(t) = &mut c.tls else {
         return (&c.stream).read(buf);
@@ -546,8 +554,8 @@ fn read(c: &mut EchoConn, buf: &mut [u8]) -> io::Result<usize> {
         }
         t.process_new_packets().map_err(io::Error::other)?;
         let mut got = 0;
-        while got < buf.len() {
-            match t.reader().read(&mut buf[got..]) {
+        loop {
+            match t.reader().read(buf) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
