@@ -69,10 +69,13 @@ fn proxy_credentials() {
 
 #[test]
 fn excluded_hosts_bypass_the_proxy() {
-    // The proxy port is closed: only a direct connection can work.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_port = dead.local_addr().unwrap().port();
-    drop(dead);
+    // The proxy port refuses connections: only a direct connection can
+    // work. Bound but not listening for the whole test, it cannot be
+    // handed to another listener meanwhile.
+    let dead = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    dead.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let dead_port = dead.local_addr().unwrap().as_socket().unwrap().port();
     let server = start(local_options());
     echo(&server);
     let url = format!("ws://127.0.0.1:{}/", server.local_addr().port());
