@@ -5,7 +5,8 @@ prints them as markdown.
   python3 bench/run.py [--rounds 3] [--secs 2] [--tables BCDZ] [--quick]
 
 Also: --tables T (table B's echo over TLS: ws-smol's server against
-tokio-tungstenite over tokio-rustls, 10 and 100 connections), --tables S
+tokio-tungstenite over tokio-rustls, 10 and 100 connections), --tables H
+(table D's handshakes over TLS, the same two servers), --tables S
 (system calls per echo under strace -c), --tables P (the
 same counted with perf's syscall tracepoints, without slowing the server),
 --tables I (the server's user-space instructions per echo under callgrind,
@@ -274,12 +275,38 @@ def table_c(conns):
 def handshake_rate(impl, clients, secs):
     s = Server(impl)
     try:
-        g = loadgen(["handshake", s.addr, "--conns", str(clients), "--secs", str(secs), "--warmup", "0.3"])
+        tls = ["--tls"] if impl.endswith("-tls") else []
+        g = loadgen(["handshake", s.addr, "--conns", str(clients), "--secs", str(secs), "--warmup", "0.3"] + tls)
         out = g.stdout.read().split()
         g.wait()
         return int(out[1]) / float(out[2])
     finally:
         s.stop()
+
+
+def table_h(rounds, secs):
+    """Table D over TLS: a full TLS handshake, then the upgrade, each time."""
+    results = {}
+    impls = TLS_SERVERS
+    for rnd in range(rounds):
+        order = impls[rnd % len(impls):] + impls[:rnd % len(impls)]
+        for clients in [1, 4]:
+            for impl in order:
+                r = handshake_rate(impl, clients, secs)
+                results.setdefault((clients, impl), []).append(r)
+                print(f"round {rnd + 1} handshakes {clients} {impl}: {r:.0f}/s", file=sys.stderr)
+    print("### H. Handshakes per second over TLS\n")
+    print("Each client repeats: connect, a full TLS handshake (no resumption), upgrade request, 101 response, "
+          "close. Both servers use ws-smol's rustls configuration and a certificate made at start. "
+          "Ratio per round, median (then the range).\n")
+    print("| clients | ws-smol-tls | tokio-tungstenite-tls | ws-smol-tls / tokio-tungstenite-tls |")
+    print("|---|---|---|---|")
+    for clients in [1, 4]:
+        ours, peer = results[(clients, "ws-smol-tls")], results[(clients, "tokio-tungstenite-tls")]
+        ratios = [a / b for a, b in zip(ours, peer)]
+        print(f"| {clients} | {statistics.median(ours):.0f} | {statistics.median(peer):.0f} | "
+              f"**{statistics.median(ratios):.2f}x** ({min(ratios):.2f}-{max(ratios):.2f}) |")
+    print()
 
 
 def table_d(rounds, secs):
@@ -694,6 +721,8 @@ def main():
         table_c(a.idle)
     if "D" in a.tables:
         table_d(a.rounds, a.secs)
+    if "H" in a.tables:
+        table_h(a.rounds, a.secs)
     if "Z" in a.tables:
         table_z(min(a.idle, 2000))
     if "P" in a.tables:

@@ -65,20 +65,33 @@ impl Drop for Server {
 /// Runs `loadgen echo` for 0.6 s with `args`; each interval's echoes.
 fn samples(server: &Server, args: &[&str]) -> Vec<f64> {
     let addr = format!("127.0.0.1:{}", server.port);
+    let mut all = vec!["echo", &addr, "--secs", "0.6", "--warmup", "0"];
+    all.extend(["--interval", "0.2"]);
+    all.extend(args);
+    let text = run_loadgen(&all);
+    let end = text
+        .lines()
+        .find_map(|l| l.strip_prefix("end "))
+        .unwrap_or_else(|| panic!("{args:?}: no end line: {text}"));
+    assert!(end.ends_with(" failed=0"), "{args:?}: {text}");
+    let rates: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("sample "))
+        .map(|r| r.parse().unwrap())
+        .collect();
+    assert!(rates.len() >= 2, "{args:?}: {text}");
+    rates
+}
+
+/// Runs the load generator with `args` (for at most [`LIMIT`]); what it
+/// printed, then its standard error (where it reports failures). Its
+/// output is small: it fits the pipes while it runs.
+fn run_loadgen(args: &[&str]) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "echo",
-            &addr,
-            "--secs",
-            "0.6",
-            "--warmup",
-            "0",
-            "--interval",
-            "0.2",
-        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the loadgen binary");
     let end = Instant::now() + LIMIT;
@@ -95,19 +108,9 @@ fn samples(server: &Server, args: &[&str]) -> Vec<f64> {
     };
     let mut text = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut text).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
     assert!(status.success(), "{args:?}: {text}");
-    let end = text
-        .lines()
-        .find_map(|l| l.strip_prefix("end "))
-        .unwrap_or_else(|| panic!("{args:?}: no end line: {text}"));
-    assert!(end.ends_with(" failed=0"), "{args:?}: {text}");
-    let rates: Vec<f64> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("sample "))
-        .map(|r| r.parse().unwrap())
-        .collect();
-    assert!(rates.len() >= 2, "{args:?}: {text}");
-    rates
+    text
 }
 
 /// Every interval had echoes.
@@ -145,4 +148,25 @@ fn the_async_io_loop_echoes_over_tls() {
         "async-io",
     ];
     echoes_throughout(&server, &args);
+}
+
+#[test]
+fn handshakes_complete_over_plain_tcp_and_tls() {
+    for (which, tls) in [("ws-smol", false), ("ws-smol-tls", true)] {
+        let server = Server::start(which);
+        let addr = format!("127.0.0.1:{}", server.port);
+        let mut args = vec!["handshake", &addr, "--conns", "2", "--secs", "0.3"];
+        args.extend(["--warmup", "0"]);
+        if tls {
+            args.push("--tls");
+        }
+        let text = run_loadgen(&args);
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("end "))
+            .and_then(|e| e.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: {text}"));
+        assert!(n > 0, "{which}: no handshakes: {text}");
+        assert!(!text.contains("failed"), "{which}: {text}");
+    }
 }

@@ -17,9 +17,9 @@
 //!   connections (with `--deflate`, offers permessage-deflate and exchanges
 //!   one compressed message on each), prints `ready N`, and holds them until
 //!   stdin closes.
-//! - `loadgen handshake ADDR --conns C [--secs T] [--warmup W]`: C clients
-//!   each repeating connect, upgrade request, response, close. Prints
-//!   `end HANDSHAKES SECONDS`.
+//! - `loadgen handshake ADDR --conns C [--secs T] [--warmup W] [--tls]`: C
+//!   clients each repeating connect, (TLS handshake,) upgrade request,
+//!   response, close. Prints `end HANDSHAKES SECONDS`.
 
 use std::cell::Cell;
 use std::io::{self, Read as _, Write as _};
@@ -617,10 +617,10 @@ async fn idle(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
 async fn handshakes(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
     let count = Rc::new(Cell::new(0u64));
     for _ in 0..a.conns {
-        let (count, addr) = (count.clone(), a.addr);
+        let (count, addr, tls) = (count.clone(), a.addr, a.tls);
         ex.spawn(async move {
             loop {
-                match upgrade_or_exchange(addr).await {
+                match upgrade_or_exchange(addr, tls).await {
                     Ok(()) => count.set(count.get() + 1),
                     Err(e) => {
                         eprintln!("handshake failed: {e}");
@@ -644,9 +644,14 @@ async fn handshakes(a: &Args, ex: &Rc<smol::LocalExecutor<'static>>) {
 }
 
 /// One upgrade (or, against the raw-tcp server, the same-sized exchange),
-/// then close.
-async fn upgrade_or_exchange(addr: SocketAddr) -> io::Result<()> {
-    let s = upgrade(addr, None).await?;
-    drop(s);
+/// then close; over TLS (`--tls`) after a full TLS handshake (a new
+/// session each time: the generator keeps no session tickets), closed
+/// without a close_notify, as the plain one closes without a Close.
+async fn upgrade_or_exchange(addr: SocketAddr, tls: bool) -> io::Result<()> {
+    if tls {
+        drop(upgrade_tls(addr).await?);
+    } else {
+        drop(upgrade(addr, None).await?);
+    }
     Ok(())
 }
