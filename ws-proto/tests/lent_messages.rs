@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use ws_proto::{Config, Connection, MessageRef, Role};
+use ws_proto::{Config, Connection, Message, MessageRef, Role};
 
 mod common;
 
@@ -171,6 +171,39 @@ fn a_closure_that_panics_leaves_the_message_to_be_lent_again() {
             conn.poll_message_with(|m| m == MessageRef::Text(text)),
             Some(true)
         );
+    }
+}
+
+#[test]
+fn a_message_lent_to_a_closure_that_panics_is_then_polled_owned_unmasked_once() {
+    let _serial = common::measure(&SERIAL);
+    // Sizes on both sides of the small-frame and small-copy bounds, and
+    // both kinds: the owned poll copies or splits a payload the lend has
+    // already unmasked in place.
+    for len in [1, 16, 100, 128, 129, 1000, 5000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        let text = "ab".repeat(len).chars().take(len).collect::<String>();
+        let frames = [
+            (
+                masked(0x2, &payload, [0xa5, 0x3c, 0x0f, 0xf0]),
+                Message::Binary(payload.clone().into()),
+            ),
+            (
+                masked(0x1, text.as_bytes(), [0xa5, 0x3c, 0x0f, 0xf0]),
+                Message::Text(text.clone()),
+            ),
+        ];
+        for (frame, want) in frames {
+            let now = Instant::now();
+            let mut conn = Connection::new(Role::Server, Config::default(), now, [0; 32]);
+            conn.handle_data(now, &frame);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                conn.poll_message_with(|_| panic!("the application's closure fails"))
+            }));
+            assert!(r.is_err());
+            assert_eq!(conn.poll_message(), Some(want), "{len} bytes");
+            assert_eq!(conn.poll_message(), None);
+        }
     }
 }
 

@@ -2156,15 +2156,38 @@ impl Connection {
         let Some(mask) = mask else {
             return;
         };
+        let done = self.unmasked_before(n, len);
+        apply_mask(&mut self.inbuf[n + done..n + len], mask, done);
+    }
+
+    /// How many of the payload's first bytes (at `n`, `len` long) are
+    /// unmasked in `inbuf` already.
+    #[inline(always)]
+    fn unmasked_before(&self, n: usize, len: usize) -> usize {
         // Small frames are never unmasked on the way in, but
         // `poll_message_with` may have unmasked one in place (see
         // `lent_unmasked`).
-        let done = if len < SCAN_MIN && !self.lent_unmasked {
+        if len < SCAN_MIN && !self.lent_unmasked {
             0
         } else {
             self.unmasked_in_buf().saturating_sub(n).min(len)
-        };
-        apply_mask(&mut self.inbuf[n + done..n + len], mask, done);
+        }
+    }
+
+    /// The payload (at `n`, `len` long) copied into `Bytes` of its own and
+    /// unmasked there, `inbuf` left as it is. The copy reads the masked
+    /// bytes the input brought, and the mask is applied to the words the
+    /// copy has just written: unmasking in `inbuf` first would have the
+    /// copy's wide loads read the mask's narrower stores just made, which
+    /// the store buffer cannot forward.
+    #[inline(always)]
+    fn unmasked_copy(&self, n: usize, len: usize, mask: Option<[u8; 4]>) -> Bytes {
+        let mut data = Box::<[u8]>::from(&self.inbuf[n..n + len]);
+        if let Some(mask) = mask {
+            let done = self.unmasked_before(n, len);
+            apply_mask(&mut data[done..], mask, done);
+        }
+        Bytes::from(data)
     }
 
     /// `poll_message`'s common case in one step: between messages, a whole
@@ -2227,8 +2250,7 @@ impl Connection {
                 // A copy of its own: no reference count to share (an atomic
                 // increment here and a decrement when the message is
                 // dropped) and the input is not split.
-                self.unmask_payload(n, len, mask);
-                let data = crate::assemble::copy_bytes(&self.inbuf[n..n + len]);
+                let data = self.unmasked_copy(n, len, mask);
                 self.consume_input(n + len);
                 return Some(Message::Binary(data));
             }
