@@ -2187,17 +2187,17 @@ impl Connection {
         }
     }
 
-    /// The payload (at `n`, `len` long) copied into `Bytes` of its own and
-    /// unmasked there, `inbuf` left as it is. The copy reads the masked
+    /// The payload (`inbuf[n..]`, `payload` being that view) copied into
+    /// `Bytes` of its own and unmasked there, `inbuf` left as it is. The copy reads the masked
     /// bytes the input brought, and the mask is applied to the words the
     /// copy has just written: unmasking in `inbuf` first would have the
     /// copy's wide loads read the mask's narrower stores just made, which
     /// the store buffer cannot forward.
     #[inline(always)]
-    fn unmasked_copy(&self, n: usize, len: usize, mask: Option<[u8; 4]>) -> Bytes {
-        let mut data = Box::<[u8]>::from(&self.inbuf[n..n + len]);
+    fn unmasked_copy(&self, payload: &[u8], n: usize, mask: Option<[u8; 4]>) -> Bytes {
+        let mut data = Box::<[u8]>::from(payload);
         if let Some(mask) = mask {
-            let done = self.unmasked_before(n, len);
+            let done = self.unmasked_before(n, payload.len());
             apply_mask(&mut data[done..], mask, done);
         }
         Bytes::from(data)
@@ -2221,13 +2221,16 @@ impl Connection {
         {
             return None;
         }
-        let [b0, b1, ..] = self.inbuf[..] else {
+        // The input's view taken once: each use through `inbuf` would
+        // compute it again.
+        let input: &[u8] = &self.inbuf;
+        let [b0, b1, ..] = *input else {
             return None;
         };
         let masked = self.role == Role::Server;
         let (len, ext) = match b1 & 0x7f {
             126 => {
-                let Some(&[e0, e1]) = self.inbuf.get(2..4) else {
+                let Some(&[e0, e1]) = input.get(2..4) else {
                     return None;
                 };
                 (u16::from_be_bytes([e0, e1]) as usize, 2)
@@ -2247,11 +2250,9 @@ impl Connection {
             return None;
         }
         let n = 2 + ext + if masked { 4 } else { 0 };
-        if self.inbuf.len() < n + len {
-            return None;
-        }
+        let payload = input.get(n..n + len)?;
         let mask = if masked {
-            match self.inbuf[n - 4..n] {
+            match input[n - 4..n] {
                 [k0, k1, k2, k3] => Some([k0, k1, k2, k3]),
                 _ => None,
             }
@@ -2263,7 +2264,7 @@ impl Connection {
                 // A copy of its own: no reference count to share (an atomic
                 // increment here and a decrement when the message is
                 // dropped) and the input is not split.
-                let data = self.unmasked_copy(n, len, mask);
+                let data = self.unmasked_copy(payload, n, mask);
                 self.consume_input(n + len);
                 return Some(Message::Binary(data));
             }
