@@ -2187,12 +2187,13 @@ impl Connection {
         }
     }
 
-    /// The payload (`inbuf[n..]`, `payload` being that view) copied into
-    /// `Bytes` of its own and unmasked there, `inbuf` left as it is. The copy reads the masked
-    /// bytes the input brought, and the mask is applied to the words the
-    /// copy has just written: unmasking in `inbuf` first would have the
-    /// copy's wide loads read the mask's narrower stores just made, which
-    /// the store buffer cannot forward.
+    /// `payload`, which is `inbuf[n..n + payload.len()]` (`n` its offset
+    /// in `inbuf`, which says how much of it a lend has unmasked already),
+    /// copied into `Bytes` of its own and unmasked there, `inbuf` left as
+    /// it is. The copy reads the masked bytes the input brought, and the
+    /// mask is applied to the words the copy has just written: unmasking
+    /// in `inbuf` first would have the copy's wide loads read the mask's
+    /// narrower stores just made, which the store buffer cannot forward.
     #[inline(always)]
     fn unmasked_copy(&self, payload: &[u8], n: usize, mask: Option<[u8; 4]>) -> Bytes {
         let mut data = Box::<[u8]>::from(payload);
