@@ -254,8 +254,10 @@ pub enum HandshakeError {
         status: u16,
         /// Reason phrase.
         reason: String,
-        /// Response headers.
-        headers: Headers,
+        /// Response headers (boxed: inline, they would make every
+        /// `HandshakeError`, and every adapter error that can hold one,
+        /// 40 bytes larger, in each connection's state too).
+        headers: Box<Headers>,
         /// Response body read so far (complete when Content-Length was given
         /// and at most `Config::max_error_body`).
         body: Vec<u8>,

@@ -669,3 +669,26 @@ fn hostile_response_head_is_bounded() {
     }
     assert_eq!(err, Some(HandshakeError::HeadTooLarge { max: 512 }));
 }
+
+/// The error types stay small: an adapter keeps room for an `api::Error`
+/// in each connection's long-lived state (ws-smol's server task holds a
+/// `Result<_, Error>` across its awaits), so every byte here is a byte per
+/// idle connection. With the response headers of `HandshakeError::Status`
+/// inline, `HandshakeError` was 104 bytes and `api::Error` 112, and an idle
+/// ws-smol connection held 32 bytes more (BENCHMARKS.md, table C of
+/// session 31).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn error_types_stay_small() {
+    use std::mem::size_of;
+    assert!(
+        size_of::<HandshakeError>() <= 64,
+        "{}",
+        size_of::<HandshakeError>()
+    );
+    assert!(
+        size_of::<ws_proto::api::Error>() <= 72,
+        "{}",
+        size_of::<ws_proto::api::Error>()
+    );
+}

@@ -282,7 +282,7 @@ impl ClientHandshake {
                     return Err(HandshakeError::Status {
                         status,
                         reason,
-                        headers,
+                        headers: Box::new(headers),
                         body,
                     });
                 }
@@ -314,7 +314,7 @@ impl ClientHandshake {
                         return Err(HandshakeError::Status {
                             status: resp.status,
                             reason: resp.reason,
-                            headers: resp.headers,
+                            headers: Box::new(resp.headers),
                             body,
                         });
                     }
@@ -368,7 +368,7 @@ impl ClientHandshake {
             } => HandshakeError::Status {
                 status,
                 reason,
-                headers,
+                headers: Box::new(headers),
                 body,
             },
             _ => HandshakeError::Incomplete,
