@@ -399,7 +399,9 @@ pub struct Connection {
     close_sent: bool,
 
     // Ending.
-    closed: Option<CloseInfo>,
+    /// Boxed: set once, at the end, and 56 bytes smaller in every
+    /// connection until then.
+    closed: Option<Box<CloseInfo>>,
     closed_delivered: bool,
     shutdown: ShutdownState,
     /// No more input is needed: the adapter may drop the socket once output
@@ -1670,7 +1672,7 @@ impl Connection {
                 }
             }
         }
-        let ev = self.closed.take().map(Event::Closed);
+        let ev = self.closed.take().map(|c| Event::Closed(*c));
         if ev.is_some() {
             self.closed_delivered = true;
             self.rx_text = String::new();
@@ -2669,12 +2671,12 @@ impl Connection {
         };
         self.state = State::Closed;
         self.close_deadline = None;
-        self.closed = Some(CloseInfo {
+        self.closed = Some(Box::new(CloseInfo {
             code: code.unwrap_or(CloseCode::NO_STATUS),
             reason,
             initiator,
             error: None,
-        });
+        }));
         match self.role {
             // "the server MUST close the underlying TCP connection
             // immediately; the client SHOULD wait for the server to close
@@ -2698,12 +2700,12 @@ impl Connection {
         self.rx = None;
         self.state = State::Closed;
         self.close_deadline = None;
-        self.closed = Some(CloseInfo {
+        self.closed = Some(Box::new(CloseInfo {
             code,
             reason: String::new(),
             initiator: Initiator::Local,
             error: Some(error),
-        });
+        }));
         if self.shutdown == ShutdownState::NotYet {
             self.shutdown = ShutdownState::Pending;
         }
@@ -2717,7 +2719,7 @@ impl Connection {
         self.linger_deadline = None;
         self.drop_input();
         self.rx = None;
-        self.closed = Some(info);
+        self.closed = Some(Box::new(info));
         if self.shutdown == ShutdownState::NotYet {
             self.shutdown = ShutdownState::Pending;
         }
