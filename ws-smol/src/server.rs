@@ -23,7 +23,7 @@ use ws_proto::api::{
     ConnectionTable, Error, Received, Refusal, Registry, ServerEvent, ServerEventKind,
     ServerOptions, View,
 };
-use ws_proto::{Accept, CloseCode, MessageRef, Reply};
+use ws_proto::{Accept, CloseCode, CloseInfo, MessageRef, Reply};
 
 use crate::accept::{answer, read_upgrade};
 use crate::client::{timeout, MaybeTls};
@@ -651,7 +651,7 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>) {
                 let k = shared.next_group.fetch_add(1, Ordering::Relaxed) % shared.groups.len();
                 let io = GroupEpoll::of(&shared.groups[k]);
                 let conn = Box::pin(async move {
-                    serve(sock, io, admitted.info, &admitted.shared).await;
+                    serve(sock, io, &admitted.info, &admitted.shared).await;
                     drop(admitted);
                 });
                 // Given back when the server stopped meanwhile: dropped
@@ -764,109 +764,166 @@ impl GroupEpoll {
     }
 }
 
-async fn serve(sock: Accepted, io: GroupEpoll, info: ClientConnection, shared: &Arc<Shared>) {
+/// One connection's task: handshake, then its events until it ends.
+///
+/// Long-lived, so its size is per connection (table C of BENCHMARKS.md):
+/// `info` comes by reference (an argument taken by value is kept twice,
+/// as the argument and as the local it moves into), and nothing large is
+/// kept across a wait for room in the events stream.
+async fn serve(sock: Accepted, io: GroupEpoll, info: &ClientConnection, shared: &Arc<Shared>) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let _ = sock.set_nodelay(true);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = sock.get_ref().set_nodelay(true);
-    let limit = Some(shared.options.handshake_timeout);
-    // Boxed: the handshake's state (TLS accept, parser, buffers) is freed
-    // when it ends instead of sizing the connection's long-lived task.
-    // In a block: a local's room in the task lasts until its scope ends,
-    // even after it was moved from, across every await of the loop below.
-    let ws = {
-        let handshake = Box::pin(timeout(limit, async {
-            let mut stream = match &shared.tls {
-                None => io.plain(sock).map_err(Error::Io)?,
-                Some(acceptor) => io.tls(sock, acceptor).await?,
-            };
-            let Some((upgrade, drained)) =
-                read_upgrade(&mut stream, shared.options.config.clone()).await?
-            else {
-                return Ok(None);
-            };
-            let mut accept = Accept::new();
-            if let Some(p) = &shared.options.protocol {
-                if upgrade.protocols().iter().any(|o| o == p) {
-                    accept = accept.protocol(p.clone());
+    // Boxed: the handshake's state (TLS accept, parser, buffers, and its
+    // result while its error waits for room) is freed when it ends instead
+    // of sizing the connection's long-lived task. In a block: a local's
+    // room in the task lasts until its scope ends, even after it was
+    // moved from, across every await of the loop below.
+    let (tx, mut rx) = {
+        let ws = Box::pin(async {
+            let limit = Some(shared.options.handshake_timeout);
+            let handshake = timeout(limit, async {
+                let mut stream = match &shared.tls {
+                    None => io.plain(sock).map_err(Error::Io)?,
+                    Some(acceptor) => io.tls(sock, acceptor).await?,
+                };
+                let Some((upgrade, drained)) =
+                    read_upgrade(&mut stream, shared.options.config.clone()).await?
+                else {
+                    return Ok(None);
+                };
+                let mut accept = Accept::new();
+                if let Some(p) = &shared.options.protocol {
+                    if upgrade.protocols().iter().any(|o| o == p) {
+                        accept = accept.protocol(p.clone());
+                    }
+                }
+                answer(stream, upgrade, &accept, drained).await.map(Some)
+            })
+            .await;
+            match handshake {
+                Ok(ws) => ws,
+                Err(e) => {
+                    room(shared.emit(ServerEvent::Error(None, Arc::new(e)))).await;
+                    None
                 }
             }
-            answer(stream, upgrade, &accept, drained).await.map(Some)
-        }))
+        })
         .await;
-        match handshake {
-            Ok(Some(ws)) => ws,
-            Ok(None) => return,
-            Err(e) => {
-                room(shared.emit(ServerEvent::Error(None, Arc::new(e)))).await;
-                return;
-            }
-        }
+        let Some(ws) = ws else {
+            return;
+        };
+        ws.split()
     };
-    let (tx, mut rx) = ws.split();
     tx.set_read_ready(ServerStream::poll_read_ready);
-    lock(&shared.conns).insert(info, tx.clone());
+    lock(&shared.conns).insert(*info, tx.clone());
     if shared.stopping.load(Ordering::SeqCst) {
         let _ = tx.queue_close(CloseCode::GOING_AWAY, "server stopping");
     }
     let mut view = shared.callbacks.view();
-    room(shared.emit_in(&mut view, ServerEvent::Connect(info))).await;
+    room(shared.emit_in(&mut view, ServerEvent::Connect(*info))).await;
     loop {
-        // Lent while lent callbacks are registered, else owned (a large
-        // message is then copied once, into its own buffer).
-        let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
-        let got = if view.lends(reg, kind) {
-            // Lends all that was read in one poll; returns what the
-            // owned callbacks or the events stream want, or the close, and
-            // after a lend that found the callbacks changed: the list they
-            // replaced is let go of by `lends` above, outside the
-            // connection's lock.
-            let events = &shared.has_events;
-            rx.lend_until(
-                |m, reply| match lend_received(&mut view, reg, &info, m, reply, events) {
-                    Received::Nothing if !view.has_retired() => None,
-                    r => Some(r),
-                },
-            )
-            .await
-        } else {
-            rx.recv().await.map(|m| {
-                owned_received(&mut view, reg, &info, m, |f| {
-                    tx.with_reply(|reply| f(reply))
+        // What was received, its event handed on (or its wait for room
+        // made) in a block of its own: the received item (80 bytes) is not
+        // kept across the waits below.
+        let step = {
+            // Lent while lent callbacks are registered, else owned (a large
+            // message is then copied once, into its own buffer).
+            let (reg, kind) = (&shared.callbacks, ServerEventKind::MessageReceive);
+            let got = if view.lends(reg, kind) {
+                // Lends all that was read in one poll; returns what the
+                // owned callbacks or the events stream want, or the close,
+                // and after a lend that found the callbacks changed: the
+                // list they replaced is let go of by `lends` above, outside
+                // the connection's lock.
+                let events = &shared.has_events;
+                rx.lend_until(|m, reply| {
+                    match lend_received(&mut view, reg, info, m, reply, events) {
+                        Received::Nothing if !view.has_retired() => None,
+                        r => Some(r),
+                    }
                 })
-            })
+                .await
+            } else {
+                rx.recv().await.map(|m| {
+                    owned_received(&mut view, reg, info, m, |f| tx.with_reply(|reply| f(reply)))
+                })
+            };
+            match got {
+                // Once per connection: boxed, so that the step stays small.
+                Ok(Received::Closed(c)) => Step::Closed(Box::new(c)),
+                Ok(Received::Message(m)) => {
+                    let ev = ServerEvent::Message(*info, m);
+                    Step::Wait(shared.emit_in(&mut view, ev))
+                }
+                Ok(Received::Nothing) => Step::Wait(None),
+                Err(Error::Closed) => break,
+                Err(e) => {
+                    lock(&shared.conns).remove(info);
+                    let ev = ServerEvent::Error(Some(*info), Arc::new(e));
+                    Step::Last(shared.emit_in(&mut view, ev))
+                }
+            }
         };
-        match got {
-            Ok(Received::Closed(c)) => {
-                lock(&shared.conns).remove(&info);
-                if let Some(err) = c.error {
-                    let ev = ServerEvent::Error(Some(info), Arc::new(Error::Connection(err)));
+        match step {
+            Step::Wait(wait) => room(wait).await,
+            Step::Last(wait) => {
+                room(wait).await;
+                break;
+            }
+            Step::Closed(c) => {
+                lock(&shared.conns).remove(info);
+                let CloseInfo {
+                    code,
+                    reason,
+                    error,
+                    ..
+                } = *c;
+                if let Some(err) = error {
+                    let ev = ServerEvent::Error(Some(*info), Arc::new(Error::Connection(err)));
                     room(shared.emit_in(&mut view, ev)).await;
                 }
-                let ev = ServerEvent::Close(info, c.code, c.reason);
+                let ev = ServerEvent::Close(*info, code, reason);
                 room(shared.emit_in(&mut view, ev)).await;
-            }
-            Ok(Received::Message(m)) => {
-                let ev = ServerEvent::Message(info, m);
-                room(shared.emit_in(&mut view, ev)).await;
-            }
-            Ok(Received::Nothing) => {}
-            Err(Error::Closed) => break,
-            Err(e) => {
-                lock(&shared.conns).remove(&info);
-                let ev = ServerEvent::Error(Some(info), Arc::new(e));
-                room(shared.emit_in(&mut view, ev)).await;
-                break;
             }
         }
     }
-    lock(&shared.conns).remove(&info);
+    lock(&shared.conns).remove(info);
+}
+
+/// What `serve` does after receiving, decided before any wait.
+enum Step {
+    /// Wait for room for the event just handed on, if its queue was full.
+    Wait(Option<FullQueue>),
+    /// The same, then end: the connection failed.
+    Last(Option<FullQueue>),
+    /// The connection closed: its events (an error first if it failed).
+    Closed(Box<CloseInfo>),
 }
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
     use super::*;
     use ws_proto::Message;
+
+    /// The size of the future `f` returns, without calling it.
+    fn output_size<'a, F: std::future::Future>(
+        _: impl FnOnce(Accepted, GroupEpoll, &'a ClientConnection, &'a Arc<Shared>) -> F,
+    ) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A connection's task is per connection for as long as it lives: it
+    /// stays small (264 bytes, session 31; 512 while it kept the
+    /// handshake's result, a received item and the close information
+    /// across its waits, and `info` twice). Raise the bound knowingly.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_connections_task_stays_small() {
+        let size = output_size(serve);
+        assert!(size <= 264, "{size}");
+    }
 
     #[test]
     fn an_accepted_connection_is_non_blocking_and_knows_its_peer() {
