@@ -96,11 +96,21 @@ where
 /// `handshake_timeout`. A plain TCP stream (`Async<TcpStream>`, or
 /// [`MaybeTls::Plain`]) gets the receive path that waits for readability
 /// instead of reading an empty socket.
-pub async fn accept_with<S, F>(
-    mut stream: S,
-    config: Config,
-    decide: F,
-) -> Result<WebSocket<S>, Error>
+///
+/// The future holds the arguments and a pointer: the handshake's state
+/// (the parser, its buffer, the request: about a kilobyte) lives on the
+/// heap while it lasts, since a task that awaits this keeps room for it as
+/// long as the task lives.
+pub async fn accept_with<S, F>(stream: S, config: Config, decide: F) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    F: FnOnce(&UpgradeRequest) -> Result<Accept, u16>,
+{
+    Box::pin(accept_boxed(stream, config, decide)).await
+}
+
+/// [`accept_with`]'s work, whose state is boxed there.
+async fn accept_boxed<S, F>(mut stream: S, config: Config, decide: F) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, u16>,

@@ -502,16 +502,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
 
 /// Connects to a `ws://` or `wss://` URL with default options.
 pub async fn connect(url: &str) -> Result<WebSocket<MaybeTls>, Error> {
-    connect_with(url, &ClientOptions::default()).await
+    // Boxed, as the state of `connect_with` is: the options are about
+    // 500 bytes.
+    let options = Box::new(ClientOptions::default());
+    connect_with(url, &options).await
 }
 
 /// Connects with options (headers, subprotocols, CA file, client
 /// certificate, skip-verification, proxy, timeouts, limits). The URL and the
 /// certificate files are checked before any I/O.
+///
+/// The future is small (its connecting and handshake state, about 2.6 KB,
+/// lives on the heap while they last): a task that awaits it keeps room
+/// for it as long as the task lives.
 pub async fn connect_with(
     url: &str,
     options: &ClientOptions,
 ) -> Result<WebSocket<MaybeTls>, Error> {
+    Box::pin(connect_boxed(url, options)).await
+}
+
+/// [`connect_with`]'s work, whose state is boxed there.
+async fn connect_boxed(url: &str, options: &ClientOptions) -> Result<WebSocket<MaybeTls>, Error> {
     let request = options.request(url)?;
     let tls_config = if request.is_tls() {
         Some(tls::client_config(options)?)
