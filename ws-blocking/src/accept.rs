@@ -5,6 +5,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ws_proto::api::tls::rustls;
@@ -40,7 +41,7 @@ pub(crate) fn read_upgrade(
     tls: &mut Option<rustls::ServerConnection>,
     timer: &TcpStream,
     deadline: Option<Instant>,
-    config: Config,
+    config: Arc<Config>,
 ) -> Result<Option<Box<UpgradeRequest>>, Error> {
     let mut hs = ServerHandshake::new(config);
     let mut step = |data: Option<&[u8]>| match data {
@@ -95,12 +96,9 @@ pub(crate) fn answer(
 /// handshake timeout of [`ServerOptions`] (30 s); see [`accept_with`].
 pub fn accept(sock: TcpStream) -> Result<WebSocket, Error> {
     let timeout = ServerOptions::default().handshake_timeout;
-    accept_with(
-        sock,
-        Config::default(),
-        Some(timeout),
-        |_| Ok(Accept::new()),
-    )
+    accept_with(sock, Config::shared_default(), Some(timeout), |_| {
+        Ok(Accept::new())
+    })
 }
 
 /// Runs the server side of the opening handshake on an accepted TCP
@@ -115,15 +113,20 @@ pub fn accept(sock: TcpStream) -> Result<WebSocket, Error> {
 /// [`Error::Handshake`]; an ordinary HTTP request gets 426 and
 /// [`HandshakeError::Upgrade`]; a refusal is sent with the status and an
 /// empty body and returned as [`HandshakeError::Refused`].
+///
+/// `config` may be a `Config` or an `Arc<Config>`: connections accepted
+/// with clones of one `Arc` share it (a pointer each, where a `Config` of
+/// their own is 144 bytes).
 pub fn accept_with<F>(
     mut sock: TcpStream,
-    config: Config,
+    config: impl Into<Arc<Config>>,
     timeout: Option<Duration>,
     decide: F,
 ) -> Result<WebSocket, Error>
 where
     F: FnOnce(&UpgradeRequest) -> Result<Accept, u16>,
 {
+    let config = config.into();
     let timer = sock.try_clone()?;
     timer.set_write_timeout(timeout)?;
     let deadline = timeout.map(|t| Instant::now() + t);

@@ -15,7 +15,7 @@ use ws_proto::api::{
     ConnectionTable, Error, Received, Refusal, Registry, ServerEvent, ServerEventKind,
     ServerOptions, View,
 };
-use ws_proto::{Accept, CloseCode, MessageRef, Reply};
+use ws_proto::{Accept, CloseCode, Config, MessageRef, Reply};
 
 use crate::accept::{answer, read_upgrade};
 use crate::socket::Sender;
@@ -27,6 +27,9 @@ const EVENT_QUEUE: usize = 1024;
 
 struct Shared {
     options: ServerOptions,
+    /// `options.config`, shared by every connection (a pointer each rather
+    /// than a copy of 144 bytes).
+    config: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The lock order is a connection's lock, then this one (a lent
     /// callback may list the connections): nothing may take a
@@ -125,6 +128,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let conns = Mutex::new(ConnectionTable::new(&options));
         let shared = Arc::new(Shared {
+            config: Arc::new(options.config.clone()),
             options,
             tls: tls_config,
             conns,
@@ -521,13 +525,7 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
             }
         },
     };
-    let upgrade = match read_upgrade(
-        &mut sock,
-        &mut tls,
-        &timer,
-        deadline,
-        shared.options.config.clone(),
-    ) {
+    let upgrade = match read_upgrade(&mut sock, &mut tls, &timer, deadline, shared.config.clone()) {
         Ok(Some(u)) => u,
         Ok(None) => return,
         Err(e) => return shared.emit(ServerEvent::Error(None, Arc::new(e))),
@@ -583,4 +581,42 @@ fn serve(mut sock: TcpStream, info: ClientConnection, shared: &Arc<Shared>) {
         }
     }
     shared.conns().remove(&info);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection holds the server's one configuration: a pointer
+    /// each, not a copy (144 bytes) of its own.
+    #[test]
+    fn connections_share_the_servers_configuration() {
+        let mut o = ServerOptions::default();
+        o.ip = [127, 0, 0, 1].into();
+        o.port = 0;
+        let server = Server::start(o).unwrap();
+        let config = server.shared.config.clone();
+        assert_eq!(Arc::strong_count(&config), 2);
+        let mut direct = ws_proto::api::ClientOptions::default();
+        direct.proxy = ws_proto::api::Proxy::NoProxy;
+        direct.connect_timeout = Some(Duration::from_secs(5));
+        direct.handshake_timeout = Some(Duration::from_secs(5));
+        let url = format!("ws://{}/", server.local_addr());
+        let clients: Vec<_> = (0..3)
+            .map(|_| crate::WebSocket::connect_with(&url, &direct).unwrap())
+            .collect();
+        // Each connection is in the table once its handshake is done.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.connections().len() < clients.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(server.connections().len(), clients.len());
+        assert_eq!(Arc::strong_count(&config), 2 + clients.len());
+        drop(clients);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&config) != 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(Arc::strong_count(&config), 2);
+    }
 }

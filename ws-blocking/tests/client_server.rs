@@ -845,7 +845,7 @@ fn accept_upgrade(listener: &TcpListener) -> TcpStream {
 
 /// Reads an upgrade request with the bare core, for hand-made servers.
 fn read_upgrade(s: &mut TcpStream) -> ws_proto::UpgradeRequest {
-    let mut hs = ws_proto::ServerHandshake::new(Default::default());
+    let mut hs = ws_proto::ServerHandshake::new(ws_proto::Config::default());
     let mut buf = [0u8; 4096];
     loop {
         let n = s.read(&mut buf).unwrap();

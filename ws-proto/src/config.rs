@@ -1,5 +1,6 @@
 //! Limits and timers, each with a documented default.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Limits and timers of one connection (and of its opening handshake).
@@ -102,5 +103,15 @@ impl Default for Config {
             #[cfg(feature = "deflate")]
             deflate: None,
         }
+    }
+}
+
+impl Config {
+    /// The default configuration, one `Arc` for the whole process: every
+    /// connection made with it shares it (a pointer each, where a `Config`
+    /// of its own is 144 bytes).
+    pub fn shared_default() -> Arc<Config> {
+        static DEFAULT: OnceLock<Arc<Config>> = OnceLock::new();
+        DEFAULT.get_or_init(|| Arc::new(Config::default())).clone()
     }
 }

@@ -692,3 +692,43 @@ fn error_types_stay_small() {
         size_of::<ws_proto::api::Error>()
     );
 }
+
+/// Connections made from one `Arc<Config>` hold that one configuration (a
+/// pointer each), through the server handshake as through
+/// `Connection::new`; `Config::shared_default` is one for the process.
+#[test]
+fn connections_made_from_one_shared_config_share_it() {
+    use std::sync::Arc;
+    let mut config = Config::default();
+    config.max_frame_size = 1234;
+    let shared = Arc::new(config);
+    let now = Instant::now();
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let mut hs = ServerHandshake::new(shared.clone());
+        let Ok(Some(Incoming::Upgrade(u))) = hs.handle_data(RFC_REQUEST) else {
+            panic!("no upgrade");
+        };
+        conns.push(u.accept(now, &Accept::new(), &mut Vec::new()).unwrap());
+    }
+    conns.push(ws_proto::Connection::new(
+        ws_proto::Role::Client,
+        shared.clone(),
+        now,
+        [1; 32],
+    ));
+    for c in &conns {
+        assert!(std::ptr::eq(c.config(), &*shared));
+        assert_eq!(c.config().max_frame_size, 1234);
+    }
+    assert_eq!(Arc::strong_count(&shared), 1 + conns.len());
+    drop(conns);
+    assert_eq!(Arc::strong_count(&shared), 1);
+    // A `Config` by value still works, and is the connection's own.
+    let own = ws_proto::Connection::new(ws_proto::Role::Server, Config::default(), now, [0; 32]);
+    assert!(!std::ptr::eq(own.config(), &*Config::shared_default()));
+    assert!(std::ptr::eq(
+        &*Config::shared_default(),
+        &*Config::shared_default()
+    ));
+}

@@ -6,6 +6,7 @@
 use std::any::{Any, TypeId};
 use std::io;
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ use crate::socket::ReadReady;
 /// with 426 and `None`.
 pub(crate) async fn read_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    config: Config,
+    config: Arc<Config>,
 ) -> Result<Option<(Box<UpgradeRequest>, bool)>, Error> {
     let mut hs = ServerHandshake::new(config);
     let incoming = read_until(stream, |data| match data {
@@ -76,7 +77,7 @@ pub async fn accept<S>(stream: S) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    accept_with(stream, Config::default(), |_| Ok(Accept::new())).await
+    accept_with(stream, Config::shared_default(), |_| Ok(Accept::new())).await
 }
 
 /// Runs the server side of the opening handshake on an accepted stream:
@@ -101,16 +102,25 @@ where
 /// (the parser, its buffer, the request: about a kilobyte) lives on the
 /// heap while it lasts, since a task that awaits this keeps room for it as
 /// long as the task lives.
-pub async fn accept_with<S, F>(stream: S, config: Config, decide: F) -> Result<WebSocket<S>, Error>
+///
+/// `config` may be a `Config` or an `Arc<Config>`: connections accepted
+/// with clones of one `Arc` share it (a pointer each, where a `Config` of
+/// their own is 144 bytes).
+pub async fn accept_with<S, F, C>(stream: S, config: C, decide: F) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, u16>,
+    C: Into<Arc<Config>>,
 {
-    Box::pin(accept_boxed(stream, config, decide)).await
+    Box::pin(accept_boxed(stream, config.into(), decide)).await
 }
 
 /// [`accept_with`]'s work, whose state is boxed there.
-async fn accept_boxed<S, F>(mut stream: S, config: Config, decide: F) -> Result<WebSocket<S>, Error>
+async fn accept_boxed<S, F>(
+    mut stream: S,
+    config: Arc<Config>,
+    decide: F,
+) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, u16>,

@@ -23,7 +23,7 @@ use ws_proto::api::{
     ConnectionTable, Error, Received, Refusal, Registry, ServerEvent, ServerEventKind,
     ServerOptions, View,
 };
-use ws_proto::{Accept, CloseCode, CloseInfo, MessageRef, Reply};
+use ws_proto::{Accept, CloseCode, CloseInfo, Config, MessageRef, Reply};
 
 use crate::accept::{answer, read_upgrade};
 use crate::client::{timeout, MaybeTls};
@@ -135,6 +135,9 @@ impl AsyncWrite for ServerStream {
 
 struct Shared {
     options: ServerOptions,
+    /// `options.config`, shared by every connection (a pointer each rather
+    /// than a copy of 144 bytes).
+    config: Arc<Config>,
     tls: Option<TlsAcceptor>,
     /// The lock order is a connection's lock, then this one (a lent
     /// callback may list the connections): nothing may take a
@@ -424,6 +427,7 @@ impl Server {
             .unzip();
         drop(done_tx);
         let shared = Arc::new(Shared {
+            config: Arc::new(options.config.clone()),
             options,
             tls,
             conns,
@@ -789,7 +793,7 @@ async fn serve(sock: Accepted, io: GroupEpoll, info: &ClientConnection, shared: 
                     Some(acceptor) => io.tls(sock, acceptor).await?,
                 };
                 let Some((upgrade, drained)) =
-                    read_upgrade(&mut stream, shared.options.config.clone()).await?
+                    read_upgrade(&mut stream, shared.config.clone()).await?
                 else {
                     return Ok(None);
                 };
@@ -981,6 +985,36 @@ mod tests {
             .iter()
             .map(|g| g.io().map_or(0, |io| io.registered()))
             .sum()
+    }
+
+    /// Every connection holds the server's one configuration: a pointer
+    /// each, not a copy (144 bytes) of its own.
+    #[test]
+    fn connections_share_the_servers_configuration() {
+        smol::block_on(bounded("the test", async {
+            let server = echo_server(None).await;
+            let config = &server.handle.shared.config;
+            assert_eq!(Arc::strong_count(config), 1);
+            let mut direct = ws_proto::api::ClientOptions::default();
+            direct.proxy = ws_proto::api::Proxy::NoProxy;
+            let url = format!("ws://{}/", server.local_addr());
+            let mut clients = Vec::new();
+            for i in 0..3 {
+                let mut c = crate::connect_with(&url, &direct).await.unwrap();
+                // Echoed: the server's connection is up.
+                c.send_text(&format!("m{i}")).await.unwrap();
+                assert_eq!(c.recv().await.unwrap(), Message::Text(format!("m{i}")));
+                clients.push(c);
+            }
+            assert_eq!(Arc::strong_count(config), 1 + clients.len());
+            for mut c in clients {
+                c.close(CloseCode::NORMAL, "").await.unwrap();
+                while !matches!(c.recv().await, Ok(Message::Closed(_)) | Err(_)) {}
+            }
+            while Arc::strong_count(config) != 1 {
+                Timer::after(Duration::from_millis(5)).await;
+            }
+        }))
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::mem::size_of;
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use async_io::Async;
 use ws_smol::{Accept, ClientOptions, Config, UpgradeRequest};
@@ -28,12 +29,22 @@ fn size1<'a, F: Future>(_: impl FnOnce(&'a str) -> F) -> usize {
 
 type Decide = fn(&UpgradeRequest) -> Result<Accept, u16>;
 
+/// The stream, the configuration (a `Config` of its own or a shared one),
+/// the closure, the box.
+fn accept_with_size<C: Into<Arc<Config>>>() -> (usize, usize) {
+    let size = size3(ws_smol::accept_with::<Async<TcpStream>, Decide, C>);
+    let args = size_of::<Async<TcpStream>>() + size_of::<C>() + size_of::<Decide>();
+    (size, args)
+}
+
 #[test]
 fn accept_with_holds_its_arguments_and_a_pointer() {
-    let size = size3(ws_smol::accept_with::<Async<TcpStream>, Decide>);
-    // The stream, the configuration (144 bytes), the closure, the box.
-    let args = size_of::<Async<TcpStream>>() + size_of::<Config>() + size_of::<Decide>();
-    assert!(size <= args + 16, "{size} (arguments {args})");
+    for (size, args) in [
+        accept_with_size::<Config>(),
+        accept_with_size::<Arc<Config>>(),
+    ] {
+        assert!(size <= args + 16, "{size} (arguments {args})");
+    }
 }
 
 #[test]

@@ -222,7 +222,7 @@ fn keepalive_and_close_timeout_are_driven_by_timers() {
         let addr = listener.local_addr().unwrap();
         let silent = smol::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let mut hs = ws_proto::ServerHandshake::new(Default::default());
+            let mut hs = ws_proto::ServerHandshake::new(ws_proto::Config::default());
             let mut buf = vec![0u8; 4096];
             let up = loop {
                 let n = futures_lite::AsyncReadExt::read(&mut s, &mut buf)
@@ -948,7 +948,7 @@ fn blocked_senders_and_receiver_do_not_wake_each_other_in_a_loop() {
         let addr = listener.local_addr().unwrap();
         let stall = smol::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let mut hs = ws_proto::ServerHandshake::new(Default::default());
+            let mut hs = ws_proto::ServerHandshake::new(ws_proto::Config::default());
             let mut buf = vec![0u8; 4096];
             let up = loop {
                 let n = futures_lite::AsyncReadExt::read(&mut s, &mut buf)

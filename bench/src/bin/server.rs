@@ -220,6 +220,9 @@ where
 }
 
 fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, echo: Echo) {
+    let mut config = ws_smol::Config::default();
+    config.deflate = deflate_config(deflate);
+    let config = std::sync::Arc::new(config);
     run_local(move |ex| async move {
         let listener = async_io::Async::<std::net::TcpListener>::bind(addr).expect("bind");
         announce(listener.get_ref().local_addr().unwrap().port());
@@ -228,26 +231,27 @@ fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, echo: Echo) {
                 continue;
             };
             let _ = sock.get_ref().set_nodelay(true);
+            let config = config.clone();
             // A task type per server, so that neither echo loop changes how
             // the compiler lays out the other's.
             match echo {
                 Echo::Lent => ex
                     .spawn(async move {
-                        if let Some(ws) = upgrade(sock, deflate).await {
+                        if let Some(ws) = upgrade(sock, config).await {
                             echo_lent(ws).await;
                         }
                     })
                     .detach(),
                 Echo::Reply => ex
                     .spawn(async move {
-                        if let Some(ws) = upgrade(sock, deflate).await {
+                        if let Some(ws) = upgrade(sock, config).await {
                             echo_reply(ws).await;
                         }
                     })
                     .detach(),
                 Echo::Owned => ex
                     .spawn(async move {
-                        if let Some(ws) = upgrade(sock, deflate).await {
+                        if let Some(ws) = upgrade(sock, config).await {
                             echo_owned(ws).await;
                         }
                     })
@@ -257,13 +261,12 @@ fn ws_smol_stream_server(addr: SocketAddr, deflate: bool, echo: Echo) {
     })
 }
 
-/// ws-smol-stream and ws-smol-lent: the server handshake.
+/// ws-smol-stream and ws-smol-lent: the server handshake, every connection
+/// sharing one configuration.
 async fn upgrade(
     sock: async_io::Async<std::net::TcpStream>,
-    deflate: bool,
+    config: std::sync::Arc<ws_smol::Config>,
 ) -> Option<ws_smol::WebSocket<async_io::Async<std::net::TcpStream>>> {
-    let mut config = ws_smol::Config::default();
-    config.deflate = deflate_config(deflate);
     ws_smol::accept_with(sock, config, |_| Ok(ws_smol::Accept::new()))
         .await
         .ok()

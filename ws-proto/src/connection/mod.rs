@@ -4,6 +4,7 @@
 //! return values and never change state.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -297,7 +298,7 @@ const SCAN_MIN: usize = 8;
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
-    config: Config,
+    config: Arc<Config>,
     /// Payload lengths from this on are not taken by `small_message`:
     /// one past the least of the frame, message and chunk limits, or 0
     /// when no fragment is allowed (every limit checked in one compare).
@@ -424,7 +425,17 @@ impl Connection {
     /// 32-bit value chosen at random by the client", §5.3); a server ignores
     /// it. Use a seed from a strong entropy source in production, a fixed one
     /// in tests.
-    pub fn new(role: Role, config: Config, now: Instant, seed: [u8; 32]) -> Connection {
+    ///
+    /// `config` may be shared: an `Arc<Config>` that many connections hold
+    /// costs each of them a pointer, where a `Config` of its own costs 144
+    /// bytes (the servers of ws-smol and ws-blocking share theirs).
+    pub fn new(
+        role: Role,
+        config: impl Into<Arc<Config>>,
+        now: Instant,
+        seed: [u8; 32],
+    ) -> Connection {
+        let config = config.into();
         let rng = match role {
             Role::Client => Some(Box::new(StdRng::from_seed(seed))),
             Role::Server => None,

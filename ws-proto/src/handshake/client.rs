@@ -1,5 +1,6 @@
 //! The client side of the opening handshake (RFC 6455 §4.1).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -177,7 +178,7 @@ pub struct ClientHandshake {
     request: Vec<u8>,
     key: String,
     protocols: Vec<String>,
-    config: Config,
+    config: Arc<Config>,
     conn_seed: [u8; 32],
     stage: Stage,
 }
@@ -188,9 +189,10 @@ impl ClientHandshake {
     /// seeded with `seed`.
     pub fn new(
         request: &ClientRequest,
-        config: Config,
+        config: impl Into<Arc<Config>>,
         seed: [u8; 32],
     ) -> Result<ClientHandshake, BuildError> {
+        let config = config.into();
         for p in &request.protocols {
             if !is_token(p) {
                 return Err(BuildError::Protocol(p.clone()));

@@ -1,5 +1,6 @@
 //! The server side of the opening handshake (RFC 6455 §4.2).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,7 +18,7 @@ use crate::error::{BuildError, HandshakeError};
 /// [`handle_data`](Self::handle_data) until it yields an [`Incoming`].
 #[derive(Debug)]
 pub struct ServerHandshake {
-    config: Config,
+    config: Arc<Config>,
     scanner: HeadScanner,
     done: bool,
 }
@@ -36,10 +37,12 @@ pub enum Incoming {
 
 impl ServerHandshake {
     /// A handshake with the head limits of `config`; the accepted connection
-    /// gets `config` too.
-    pub fn new(config: Config) -> Self {
+    /// gets `config` too. A server that shares one `Arc<Config>` among its
+    /// handshakes shares it among its connections (see
+    /// [`Connection::new`]).
+    pub fn new(config: impl Into<Arc<Config>>) -> Self {
         ServerHandshake {
-            config,
+            config: config.into(),
             scanner: HeadScanner::default(),
             done: false,
         }
@@ -193,7 +196,7 @@ pub struct UpgradeRequest {
     extensions: Vec<String>,
     key: String,
     leftover: Vec<u8>,
-    config: Config,
+    config: Arc<Config>,
 }
 
 impl UpgradeRequest {
