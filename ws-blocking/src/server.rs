@@ -28,7 +28,7 @@ const EVENT_QUEUE: usize = 1024;
 struct Shared {
     options: ServerOptions,
     /// `options.config`, shared by every connection (a pointer each rather
-    /// than a copy of 144 bytes).
+    /// than a copy of 144 bytes, with permessage-deflate).
     config: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The lock order is a connection's lock, then this one (a lent

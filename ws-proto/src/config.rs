@@ -109,7 +109,7 @@ impl Default for Config {
 impl Config {
     /// The default configuration, one `Arc` for the whole process: every
     /// connection made with it shares it (a pointer each, where a `Config`
-    /// of its own is 144 bytes).
+    /// of its own is 144 bytes with permessage-deflate built in, 128 without).
     pub fn shared_default() -> Arc<Config> {
         static DEFAULT: OnceLock<Arc<Config>> = OnceLock::new();
         DEFAULT.get_or_init(|| Arc::new(Config::default())).clone()

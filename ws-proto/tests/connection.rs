@@ -1467,5 +1467,6 @@ fn has_output_tells_whether_poll_transmit_has_anything() {
 #[test]
 fn connection_state_stays_small() {
     let size = std::mem::size_of::<Connection>();
-    assert!(size <= 648, "{size}");
+    // Some slack for another compiler's layout.
+    assert!(size <= 704, "{size}");
 }

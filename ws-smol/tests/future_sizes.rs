@@ -4,7 +4,8 @@
 //! it closes. The handshakes keep their state on the heap while they run.
 //! (Sizes on 64-bit targets, session 31; before, `accept_with` over a TCP
 //! stream held about a kilobyte inline and `connect_with` 2 680 bytes.)
-//! Raise a bound knowingly.
+//! Raise a bound knowingly; the bounds leave some room for another
+//! compiler's layout, far below the sizes of the state held inline.
 #![cfg(target_pointer_width = "64")]
 
 use std::future::Future;
@@ -43,14 +44,14 @@ fn accept_with_holds_its_arguments_and_a_pointer() {
         accept_with_size::<Config>(),
         accept_with_size::<Arc<Config>>(),
     ] {
-        assert!(size <= args + 16, "{size} (arguments {args})");
+        assert!(size <= args + 48, "{size} (arguments {args})");
     }
 }
 
 #[test]
 fn connecting_holds_little() {
     let with = size2::<str, ClientOptions, _>(ws_smol::connect_with);
-    assert!(with <= 40, "connect_with: {with}");
+    assert!(with <= 64, "connect_with: {with}");
     let plain = size1(ws_smol::connect);
-    assert!(plain <= 72, "connect: {plain}");
+    assert!(plain <= 128, "connect: {plain}");
 }

@@ -428,7 +428,8 @@ impl Connection {
     ///
     /// `config` may be shared: an `Arc<Config>` that many connections hold
     /// costs each of them a pointer, where a `Config` of its own costs 144
-    /// bytes (the servers of ws-smol and ws-blocking share theirs).
+    /// bytes with permessage-deflate built in (the servers of ws-smol and
+    /// ws-blocking share theirs).
     pub fn new(
         role: Role,
         config: impl Into<Arc<Config>>,
